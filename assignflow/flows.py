@@ -1,0 +1,339 @@
+r"""The assignment flow and the linearized assignment flow (LAF).
+
+**Assignment flow** (the paper's eq. 2.9, MATH.md §3):
+:math:`\dot W = R_W S(W)`, :math:`W(0) = \mathbb{1}_\mathcal{W}`. It converges to
+integral assignments; solve it with :class:`~assignflow.GeometricEuler` or
+:class:`~assignflow.LinearizedSequence`.
+
+**Linearized assignment flow** (eqs. 1.1–1.3, 2.22; MATH.md §4): linearise at a point
+:math:`W_0` (the barycenter by default), :math:`S_0 = S(W_0)`, and parametrise
+:math:`W(t) = \operatorname{Exp}_{W_0}(V(t))` with :math:`V(t)\in T_0`:
+
+.. math::
+    \dot V = A(\Omega) V + B,\qquad V(0) = 0,\qquad
+    A(\Omega)V = R_{W_0}\big(R_{S_0}(\Omega (V / W_0))\big),\quad B = R_{W_0} S_0 .
+
+At the barycenter :math:`A V = R_{S_0}(\Omega V)` and :math:`B = \Pi_0 S_0 / J`, with
+:math:`S_0 = \operatorname{softmax}(-\Omega D/\rho)` — so :math:`\Omega` enters both
+:math:`A` and :math:`B`. :math:`A` is never formed: one application is a sparse
+product plus a row-wise replicator, fused block by block. Solve with
+:class:`~assignflow.ExponentialKrylov` (the paper's eqs. 2.27–2.29) or
+:class:`~assignflow.Euler`.
+
+Vectors of length ``n = I·J`` are the row-stacked :math:`\operatorname{vec}_r(V)`
+(``V.ravel()`` in C order), as in the paper's :math:`A^J(\Omega) =
+\operatorname{Diag}(R_{S_0})(\Omega\otimes I_J)`.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import attrs
+import numpy as np
+from scipy.sparse.linalg import LinearOperator
+
+from ._validation import as_float_array, check_positive_float
+from .geometry import _exp, _replicator, _replicator_inplace
+from .integrators import (
+    ExponentialKrylov,
+    FlowIntegrator,
+    FlowResult,
+    GeometricEuler,
+    LinearIntegrator,
+)
+from .similarity import SimilarityOperator
+
+__all__ = ["AssignmentFlow", "LinearizedAssignmentFlow"]
+
+
+def _check_similarity(s: Any) -> SimilarityOperator:
+    if not isinstance(s, SimilarityOperator):
+        raise TypeError(f"similarity must be a SimilarityOperator, got {type(s).__name__}")
+    return s
+
+
+def _check_integrator(integrator: Any, kind: type, flow_name: str, default: Any) -> Any:
+    if integrator is None:
+        return default
+    if isinstance(integrator, str):
+        from . import registry
+
+        integrator = registry.integrators.resolve(integrator)
+    if isinstance(integrator, type):
+        integrator = integrator()
+    if not isinstance(integrator, kind):
+        raise TypeError(
+            f"integrator {integrator!r} cannot solve the {flow_name}; expected a "
+            f"{kind.__name__} (e.g. {default!r})"
+        )
+    return integrator
+
+
+@attrs.frozen(eq=False, repr=False)
+class LinearizedAssignmentFlow:
+    r"""The linearized assignment flow :math:`\dot V = A(\Omega)V + B` on :math:`[0, T]`.
+
+    Parameters
+    ----------
+    similarity : SimilarityOperator
+        Weights :math:`\Omega`, distances :math:`D` and scale :math:`\rho`.
+    T : float, default=1.0
+        Time horizon :math:`T > 0`.
+    W0 : array (I, J), optional
+        Linearisation point; the barycenter :math:`\mathbb{1}_\mathcal{W}` if omitted.
+
+    Examples
+    --------
+    >>> import assignflow as af
+    >>> g = af.GridGraph((8, 8))
+    >>> S = af.SimilarityOperator(af.Weights.uniform(g), np.random.rand(64, 3), rho=0.1)
+    >>> res = af.LinearizedAssignmentFlow(S, T=2.0).solve(af.ExponentialKrylov())
+    >>> res.labels.shape
+    (64,)
+    """
+
+    similarity: SimilarityOperator = attrs.field(converter=_check_similarity)
+    T: float = attrs.field(default=1.0)
+    W0: np.ndarray | None = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "T", check_positive_float(self.T, "T"))
+        if self.W0 is not None:
+            M = self.similarity.manifold
+            w0 = as_float_array(self.W0, "W0", shape=M.shape, copy=True)
+            if not M.belongs(w0, atol=1e-8):
+                raise ValueError(
+                    "W0 must be a point of the assignment manifold: entries > 0, rows summing to 1"
+                )
+            w0.flags.writeable = False
+            object.__setattr__(self, "W0", w0)
+
+    def __repr__(self) -> str:
+        at = "barycenter" if self.W0 is None else "W0"
+        return f"LinearizedAssignmentFlow({self.similarity!r}, T={self.T:g}, at={at})"
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def n_nodes(self) -> int:
+        return self.similarity.n_nodes
+
+    @property
+    def n_labels(self) -> int:
+        return self.similarity.n_labels
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(I, J)``."""
+        return (self.n_nodes, self.n_labels)
+
+    @property
+    def size(self) -> int:
+        """``n = I·J``, the dimension of the vectorised system."""
+        return self.n_nodes * self.n_labels
+
+    @property
+    def weights(self):
+        return self.similarity.weights
+
+    @property
+    def at_barycenter(self) -> bool:
+        return self.W0 is None
+
+    @cached_property
+    def base_point(self) -> np.ndarray:
+        """The linearisation point :math:`W_0`."""
+        return self.similarity.manifold.barycenter() if self.W0 is None else self.W0
+
+    @cached_property
+    def S0(self) -> np.ndarray:
+        """:math:`S_0 = S(W_0)`."""
+        if self.W0 is None:
+            return self.similarity.S0
+        out = self.similarity.similarity(self.W0)
+        out.flags.writeable = False
+        return out
+
+    @cached_property
+    def B(self) -> np.ndarray:
+        r""":math:`B = R_{W_0} S_0` (at the barycenter :math:`\Pi_0 S_0 / J`)."""
+        out = _replicator(self.base_point, self.S0)
+        out.flags.writeable = False
+        return out
+
+    def with_weights(self, weights) -> LinearizedAssignmentFlow:
+        """The same flow with other weights :math:`\\Omega`."""
+        return attrs.evolve(self, similarity=self.similarity.with_weights(weights))
+
+    # ------------------------------------------------------------------ operators
+    def _matvec2d(self, V: np.ndarray) -> np.ndarray:
+        s0 = self.S0
+        if self.W0 is None:
+
+            def post(block: np.ndarray, a: int, c: int) -> None:
+                _replicator_inplace(s0[a:c], block)
+
+            return self.weights.operator.apply(V, rowwise=post)
+        w0 = self.W0
+
+        def post_w0(block: np.ndarray, a: int, c: int) -> None:
+            _replicator_inplace(s0[a:c], block)
+            _replicator_inplace(w0[a:c], block)
+
+        return self.weights.operator.apply(V / w0, rowwise=post_w0)
+
+    def _rmatvec2d(self, U: np.ndarray) -> np.ndarray:
+        if self.W0 is None:
+            return self.weights.operator.apply_transpose(_replicator(self.S0, U))
+        w0 = self.W0
+        r = _replicator(self.S0, _replicator(w0, U))
+
+        def post(block: np.ndarray, a: int, c: int) -> None:
+            block /= w0[a:c]
+
+        return self.weights.operator.apply_transpose(r, rowwise=post)
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        """``A^J x`` on flat vectors of length ``n`` (unchecked; for integrators)."""
+        return self._matvec2d(x.reshape(self.shape)).ravel()
+
+    def rmatvec(self, x: np.ndarray) -> np.ndarray:
+        """``(A^J)ᵀ x`` on flat vectors of length ``n`` (unchecked)."""
+        return self._rmatvec2d(x.reshape(self.shape)).ravel()
+
+    def _tangent_arg(self, V: Any, name: str) -> np.ndarray:
+        arr = as_float_array(V, name)
+        if arr.shape == (self.size,):
+            arr = arr.reshape(self.shape)
+        if arr.shape != self.shape:
+            raise ValueError(
+                f"{name} must have shape {self.shape} (or ({self.size},)), got {arr.shape}"
+            )
+        return arr
+
+    def A(self, V: Any) -> np.ndarray:
+        r""":math:`A(\Omega)V = R_{W_0}(R_{S_0}(\Omega(V/W_0)))`.
+
+        Maps :math:`T_0` into :math:`T_0`. ``V`` has shape ``(I, J)`` or ``(I·J,)``.
+        """
+        shape_in = np.shape(V)
+        out = self._matvec2d(self._tangent_arg(V, "V"))
+        return out.reshape(shape_in)
+
+    def AT(self, U: Any) -> np.ndarray:
+        r"""Transpose: :math:`A^\top U = \Omega^\top(R_{S_0}(R_{W_0}U)) / W_0`."""
+        shape_in = np.shape(U)
+        out = self._rmatvec2d(self._tangent_arg(U, "U"))
+        return out.reshape(shape_in)
+
+    def aslinearoperator(self) -> LinearOperator:
+        """:math:`A^J` as a ``scipy.sparse.linalg.LinearOperator`` of shape ``(n, n)``."""
+        n = self.size
+        return LinearOperator((n, n), matvec=self.matvec, rmatvec=self.rmatvec, dtype=np.float64)
+
+    def augmented_operator(self) -> LinearOperator:
+        r"""The augmented operator :math:`\mathcal{A} = [[T A^J, T b], [0, 0]]` of size ``k = n+1``.
+
+        :math:`v(T)` is the first ``n`` entries of :math:`e^{\mathcal{A}} e_k` (the
+        paper's eq. 2.24); used by gradient estimators and tests. Matrix-free:
+        :math:`\mathcal{A}[x;\xi] = [T(Ax + b\xi); 0]` and
+        :math:`\mathcal{A}^\top[x;\xi] = [T A^\top x; T\langle b, x\rangle]`.
+        """
+        n, T = self.size, self.T
+        b = self.B.ravel()
+
+        def mv(z: np.ndarray) -> np.ndarray:
+            z = np.asarray(z).ravel()
+            out = np.empty(n + 1)
+            out[:n] = T * (self.matvec(z[:n]) + b * z[n])
+            out[n] = 0.0
+            return out
+
+        def rmv(z: np.ndarray) -> np.ndarray:
+            z = np.asarray(z).ravel()
+            out = np.empty(n + 1)
+            out[:n] = T * self.rmatvec(z[:n])
+            out[n] = T * float(b @ z[:n])
+            return out
+
+        return LinearOperator((n + 1, n + 1), matvec=mv, rmatvec=rmv, dtype=np.float64)
+
+    # ------------------------------------------------------------------ solving
+    def solve(self, integrator: Any = None) -> FlowResult:
+        """Integrate to time ``T`` and return :math:`V(T)`, :math:`W(T)` and the labels.
+
+        Parameters
+        ----------
+        integrator : LinearIntegrator, str or class, default=ExponentialKrylov()
+            :class:`~assignflow.ExponentialKrylov` or :class:`~assignflow.Euler`, an
+            instance, a class, or a registered name.
+        """
+        integ = _check_integrator(
+            integrator, LinearIntegrator, "linearized assignment flow", ExponentialKrylov()
+        )
+        x, stats = integ.integrate(self.matvec, self.B.ravel(), self.T)
+        V = x.reshape(self.shape)
+        W = _exp(self.base_point, V)
+        return FlowResult(V=V, W=W, T=self.T, stats=stats)
+
+
+@attrs.frozen(eq=False, repr=False)
+class AssignmentFlow:
+    r"""The (nonlinear) assignment flow :math:`\dot W = R_W S(W)`, :math:`W(0) = W_0`.
+
+    Parameters
+    ----------
+    similarity : SimilarityOperator
+    T : float, optional
+        Time horizon. If omitted, integrate until the mean row entropy falls below
+        the integrator's tolerance (the flow converges to integral assignments).
+    W0 : array (I, J), optional
+        Initial point; the barycenter if omitted.
+    """
+
+    similarity: SimilarityOperator = attrs.field(converter=_check_similarity)
+    T: float | None = attrs.field(default=None)
+    W0: np.ndarray | None = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.T is not None:
+            object.__setattr__(self, "T", check_positive_float(self.T, "T"))
+        if self.W0 is not None:
+            M = self.similarity.manifold
+            w0 = as_float_array(self.W0, "W0", shape=M.shape, copy=True)
+            if not M.belongs(w0, atol=1e-8):
+                raise ValueError(
+                    "W0 must be a point of the assignment manifold: entries > 0, rows summing to 1"
+                )
+            w0.flags.writeable = False
+            object.__setattr__(self, "W0", w0)
+
+    def __repr__(self) -> str:
+        return f"AssignmentFlow({self.similarity!r}, T={self.T})"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.similarity.n_nodes, self.similarity.n_labels)
+
+    def initial_log_point(self) -> np.ndarray:
+        """``log W(0)`` (the integrators work in the log domain: no underflow to 0)."""
+        if self.W0 is None:
+            return np.full(self.shape, -np.log(self.shape[1]))
+        return np.log(self.W0)
+
+    def vector_field(self, W: Any) -> np.ndarray:
+        """:math:`R_W S(W)`."""
+        w = self.similarity.manifold._point(W)
+        return _replicator(w, self.similarity.similarity(w))
+
+    def solve(self, integrator: Any = None) -> FlowResult:
+        """Integrate the flow; returns a :class:`~assignflow.FlowResult`.
+
+        Parameters
+        ----------
+        integrator : FlowIntegrator, str or class, default=GeometricEuler()
+            :class:`~assignflow.GeometricEuler` or :class:`~assignflow.LinearizedSequence`.
+        """
+        integ = _check_integrator(integrator, FlowIntegrator, "assignment flow", GeometricEuler())
+        return integ.solve(self)

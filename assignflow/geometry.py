@@ -1,0 +1,249 @@
+r"""Geometry of the assignment manifold.
+
+The assignment manifold :math:`\mathcal{W}` is the set of ``(I, J)`` matrices whose
+rows lie in the relative interior of the probability simplex
+:math:`\mathcal{S} = \operatorname{rint}\Delta_J`, each row carrying the Fisher–Rao
+metric. Its tangent space is :math:`T_0 = \{V : V\mathbb{1} = 0\}` (rows sum to
+zero). This module implements the maps of MATH.md §2 (the paper's Sect. 2.1):
+
+=====================  ====================================================
+``project_tangent``    :math:`\Pi_0 x = x - \operatorname{mean}(x)\mathbb{1}`
+``replicator``         :math:`R_p x = p\odot x - \langle p, x\rangle p`
+``lift``               :math:`\exp_p(v) = p\odot e^v / \langle p, e^v\rangle`
+``lift_inverse``       :math:`\exp_p^{-1}(q) = \Pi_0 \log(q/p)`
+``exp``                :math:`\operatorname{Exp}_p(v) = \exp_p(v/p)`, so
+                       :math:`\exp_p = \operatorname{Exp}_p\circ R_p`
+``inner``              :math:`g_p(u, v) = \sum_j u_j v_j / p_j`
+=====================  ====================================================
+
+All maps act row by row. The lifting map is evaluated in the log domain with a
+max shift, so inputs of magnitude up to ``1e6`` (and beyond) never overflow.
+
+The module-level functions with a leading underscore are the unchecked kernels used
+by the flows; :class:`AssignmentManifold` validates its inputs and calls them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ._validation import as_float_array, check_positive_int
+
+__all__ = ["AssignmentManifold"]
+
+
+# --------------------------------------------------------------------------- kernels
+def _project_tangent(x: np.ndarray) -> np.ndarray:
+    return x - x.mean(axis=-1, keepdims=True)
+
+
+def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise inner products ``<a_i, b_i>`` without a temporary of full size."""
+    if a.ndim == 2:
+        return np.einsum("ij,ij->i", a, b)
+    return (a * b).sum(axis=-1)
+
+
+def _replicator(p: np.ndarray, x: np.ndarray) -> np.ndarray:
+    out = p * x
+    out -= out.sum(axis=-1, keepdims=True) * p
+    return out
+
+
+def _replicator_inplace(p: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Overwrite ``x`` with ``R_p x = p ⊙ (x − <p, x> 1)`` (two passes, no temporary)."""
+    s = _row_dot(p, x)
+    x -= s[..., None]
+    x *= p
+    return x
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax with a max shift (no overflow for any finite input)."""
+    out = z - z.max(axis=-1, keepdims=True)
+    np.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    out = z - z.max(axis=-1, keepdims=True)
+    out -= np.log(np.exp(out).sum(axis=-1, keepdims=True))
+    return out
+
+
+def _lift(p: np.ndarray, v: np.ndarray) -> np.ndarray:
+    # exp_p(v) = softmax(log p + v); the log domain keeps huge |v| finite.
+    with np.errstate(divide="ignore"):
+        return _softmax(np.log(p) + v)
+
+
+def _lift_inverse(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return _project_tangent(np.log(q) - np.log(p))
+
+
+def _exp(p: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return _lift(p, v / p)
+
+
+def _entropy(w: np.ndarray) -> np.ndarray:
+    """Row entropies ``−Σ_j w_j log w_j`` (with ``0 log 0 = 0``)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(w > 0, w * np.log(w), 0.0)
+    return -t.sum(axis=-1)
+
+
+# --------------------------------------------------------------------------- class
+@attrs.frozen
+class AssignmentManifold:
+    r"""The assignment manifold :math:`\mathcal{W}` of ``n_nodes × n_labels`` matrices.
+
+    Point-first API in the style of pymanopt: every method takes the base point
+    first (``replicator(W, X)``, ``lift(W, V)``, ``exp(W, V)``). Arrays have shape
+    ``(n_nodes, n_labels)``; leading batch axes are allowed, the last two axes
+    must match.
+
+    Parameters
+    ----------
+    n_nodes : int
+        Number of nodes (pixels) :math:`I`.
+    n_labels : int
+        Number of labels :math:`J` (at least 1).
+
+    Examples
+    --------
+    >>> M = AssignmentManifold(4, 3)
+    >>> W = M.barycenter()
+    >>> bool(M.belongs(M.lift(W, np.ones((4, 3)))))
+    True
+    """
+
+    n_nodes: int = attrs.field(converter=int)
+    n_labels: int = attrs.field(converter=int)
+
+    @n_nodes.validator
+    def _check_nodes(self, attribute: Any, value: int) -> None:
+        check_positive_int(value, "n_nodes")
+
+    @n_labels.validator
+    def _check_labels(self, attribute: Any, value: int) -> None:
+        check_positive_int(value, "n_labels")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_nodes, n_labels)``."""
+        return (self.n_nodes, self.n_labels)
+
+    @property
+    def dim(self) -> int:
+        """Manifold dimension :math:`I (J - 1)`."""
+        return self.n_nodes * (self.n_labels - 1)
+
+    # ------------------------------------------------------------------ checks
+    def _arr(self, x: Any, name: str) -> np.ndarray:
+        arr = as_float_array(x, name)
+        if arr.ndim < 2 or arr.shape[-2:] != self.shape:
+            raise ValueError(
+                f"{name} must have shape (..., {self.n_nodes}, {self.n_labels}), got {arr.shape}"
+            )
+        return arr
+
+    def _point(self, w: Any, name: str = "W") -> np.ndarray:
+        arr = self._arr(w, name)
+        if np.any(arr <= 0):
+            raise ValueError(f"{name} must be a point of the assignment manifold (entries > 0)")
+        return arr
+
+    def belongs(self, W: Any, atol: float = 1e-10) -> bool:
+        """Whether ``W`` is a point: finite, entries ``> 0``, rows summing to 1."""
+        arr = np.asarray(W, dtype=float)
+        if arr.ndim < 2 or arr.shape[-2:] != self.shape or not np.all(np.isfinite(arr)):
+            return False
+        return bool(np.all(arr > 0) and np.allclose(arr.sum(axis=-1), 1.0, rtol=0, atol=atol))
+
+    def is_tangent(self, V: Any, atol: float = 1e-10) -> bool:
+        """Whether ``V`` lies in :math:`T_0` (finite, rows summing to 0 within ``atol``).
+
+        The tolerance is relative to the largest row magnitude.
+        """
+        arr = np.asarray(V, dtype=float)
+        if arr.ndim < 2 or arr.shape[-2:] != self.shape or not np.all(np.isfinite(arr)):
+            return False
+        scale = max(1.0, float(np.abs(arr).max(initial=0.0)))
+        return bool(np.all(np.abs(arr.sum(axis=-1)) <= atol * scale * self.n_labels))
+
+    # ------------------------------------------------------------------ points
+    def barycenter(self) -> np.ndarray:
+        r"""The barycenter :math:`\mathbb{1}_{\mathcal{W}} = \mathbb{1}\mathbb{1}^\top / J`."""
+        return np.full(self.shape, 1.0 / self.n_labels)
+
+    def random_point(self, rng: Any = None, concentration: float = 1.0) -> np.ndarray:
+        """A random point: rows drawn from a symmetric Dirichlet distribution.
+
+        Entries are floored at ``1e-12`` (and rows renormalised) so the point lies
+        strictly inside the simplex.
+        """
+        rng = np.random.default_rng(rng)
+        w = rng.dirichlet(np.full(self.n_labels, float(concentration)), size=self.n_nodes)
+        w = np.maximum(w, 1e-12)
+        return w / w.sum(axis=-1, keepdims=True)
+
+    def random_tangent(self, rng: Any = None, scale: float = 1.0) -> np.ndarray:
+        """A random tangent vector in :math:`T_0` (projected Gaussian)."""
+        rng = np.random.default_rng(rng)
+        return _project_tangent(scale * rng.standard_normal(self.shape))
+
+    # ------------------------------------------------------------------ maps
+    def project_tangent(self, V: Any) -> np.ndarray:
+        r"""Orthogonal projection :math:`\Pi_0` onto :math:`T_0`: subtract row means."""
+        return _project_tangent(self._arr(V, "V"))
+
+    def replicator(self, W: Any, X: Any) -> np.ndarray:
+        r"""Replicator operator :math:`R_W X = W\odot X - \langle W, X\rangle_{\text{row}} W`.
+
+        Symmetric positive semidefinite on each row, kernel contains
+        :math:`\mathbb{1}`, image in :math:`T_0`; it is the inverse metric tensor
+        mapping Euclidean gradients to Riemannian ones.
+        """
+        return _replicator(self._point(W), self._arr(X, "X"))
+
+    def lift(self, W: Any, V: Any) -> np.ndarray:
+        r"""Lifting map :math:`\exp_W(V) = W\odot e^V / \langle W, e^V\rangle` (row-wise).
+
+        Invariant under adding a constant to a row of ``V``; ``lift(W, 0) = W``.
+        Entries can underflow to 0 for rows with a spread of more than about 745
+        (the result is then a limit point on the boundary, never NaN).
+        """
+        return _lift(self._point(W), self._arr(V, "V"))
+
+    def lift_inverse(self, W: Any, Q: Any) -> np.ndarray:
+        r"""Inverse of the lifting map on :math:`T_0`: :math:`\Pi_0 \log(Q / W)`."""
+        return _lift_inverse(self._point(W), self._point(Q, "Q"))
+
+    def exp(self, W: Any, V: Any) -> np.ndarray:
+        r"""e-exponential map :math:`\operatorname{Exp}_W(V) = \exp_W(V / W)`.
+
+        Satisfies :math:`\exp_W = \operatorname{Exp}_W \circ R_W`; at the barycenter
+        :math:`\operatorname{Exp}_{\mathbb{1}_\mathcal{W}}(V) = \operatorname{softmax}(J V)`.
+        """
+        return _exp(self._point(W), self._arr(V, "V"))
+
+    def inner(self, W: Any, U: Any, V: Any) -> float:
+        r"""Fisher–Rao inner product :math:`g_W(U, V) = \sum_{ij} U_{ij} V_{ij} / W_{ij}`."""
+        w = self._point(W)
+        return float(np.sum(self._arr(U, "U") * self._arr(V, "V") / w))
+
+    def norm(self, W: Any, V: Any) -> float:
+        """Fisher–Rao norm of the tangent vector ``V`` at ``W``."""
+        return float(np.sqrt(self.inner(W, V, V)))
+
+    def entropy(self, W: Any) -> float:
+        """Mean row entropy of ``W`` (0 for integral assignments, ``log J`` at the barycenter)."""
+        return float(_entropy(self._arr(W, "W")).mean())
+
+    def round(self, W: Any) -> np.ndarray:
+        """Labels by row-wise ``argmax`` (ties go to the smallest label)."""
+        return np.argmax(self._arr(W, "W"), axis=-1)

@@ -1,0 +1,178 @@
+r"""The similarity map :math:`S(W)` of the assignment flow.
+
+Given distances :math:`D \in \mathbb{R}^{I\times J}` between the data and the labels,
+a scale :math:`\rho > 0` and weights :math:`\Omega`, the likelihood is
+:math:`L(W) = \exp_W(-D/\rho)` and the similarity (the paper's eq. 2.17)
+
+.. math::
+    S_i(W) = \exp_{W_i}\Big(\sum_{k\in\mathcal{N}_i}\omega_{ik}\,
+             \exp_{W_i}^{-1}\big(L_k(W_k)\big)\Big)
+           = \operatorname{softmax}\big(\Omega(\log W - D/\rho)\big)_i ,
+
+where the second form (MATH.md §3) follows because the rows of :math:`\Omega` sum
+to 1. It is evaluated with a max-shifted softmax. At the barycenter
+:math:`S_0 = S(\mathbb{1}_\mathcal{W}) = \operatorname{softmax}(-\Omega D/\rho)`.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ._validation import as_float_array, check_positive_float
+from .geometry import AssignmentManifold, _lift, _replicator, _softmax
+from .weights import Weights
+
+__all__ = ["SimilarityOperator", "distance_matrix"]
+
+
+def distance_matrix(features: Any, prototypes: Any, metric: str = "euclidean") -> np.ndarray:
+    """Distances :math:`D_{ij} = d(f_i, l_j)` between features and label prototypes.
+
+    Parameters
+    ----------
+    features : array, shape (I,) or (I, c) or (..., c)
+        One feature vector per node (images may be passed as ``(h, w, c)``; the
+        leading axes are flattened row by row).
+    prototypes : array, shape (J,) or (J, c)
+        The labels :math:`l_j`.
+    metric : {"euclidean", "sqeuclidean", "cityblock"} or any scipy ``cdist`` metric
+
+    Returns
+    -------
+    ndarray, shape (I, J)
+    """
+    from scipy.spatial.distance import cdist
+
+    protos = as_float_array(prototypes, "prototypes", ndim=(1, 2))
+    if protos.ndim == 1:
+        protos = protos[:, None]
+    if protos.shape[0] < 1:
+        raise ValueError("prototypes must hold at least one label")
+    f = as_float_array(features, "features")
+    c = protos.shape[1]
+    if c == 1 and (f.ndim == 1 or f.shape[-1] != 1):
+        f = f.reshape(-1, 1)
+    elif f.ndim < 2 or f.shape[-1] != c:
+        raise ValueError(
+            f"features must have {c} channel(s) in the last axis to match prototypes "
+            f"of shape {protos.shape}, got {f.shape}"
+        )
+    return cdist(f.reshape(-1, c), protos, metric=metric)
+
+
+def _check_weights(w: Any) -> Weights:
+    if not isinstance(w, Weights):
+        raise TypeError(f"weights must be an assignflow Weights object, got {type(w).__name__}")
+    return w
+
+
+@attrs.frozen(eq=False, repr=False)
+class SimilarityOperator:
+    r"""The similarity map :math:`S(W) = \operatorname{softmax}(\Omega(\log W - D/\rho))`.
+
+    Parameters
+    ----------
+    weights : Weights
+        :math:`\Omega` on a graph with ``I`` nodes.
+    distances : array, shape (I, J)
+        :math:`D_{ij} = d(f_i, l_j)`, finite (see :func:`distance_matrix`).
+    rho : float, default=1.0
+        Scale :math:`\rho > 0` of the distances.
+
+    Examples
+    --------
+    >>> from assignflow import GridGraph, Weights
+    >>> g = GridGraph((3, 3))
+    >>> S = SimilarityOperator(Weights.uniform(g), np.random.rand(9, 2), rho=0.5)
+    >>> S.S0.shape
+    (9, 2)
+    """
+
+    weights: Weights = attrs.field(converter=_check_weights)
+    distances: np.ndarray = attrs.field()
+    rho: float = attrs.field(default=1.0)
+
+    def __attrs_post_init__(self) -> None:
+        n = self.weights.n_nodes
+        d = as_float_array(self.distances, "distances", ndim=2, copy=True)
+        if d.shape[0] != n or d.shape[1] < 1:
+            raise ValueError(
+                f"distances must have shape ({n}, n_labels) to match the graph's {n} nodes, "
+                f"got {d.shape}"
+            )
+        d.flags.writeable = False
+        object.__setattr__(self, "distances", d)
+        object.__setattr__(self, "rho", check_positive_float(self.rho, "rho"))
+
+    def __repr__(self) -> str:
+        return (
+            f"SimilarityOperator(n_nodes={self.n_nodes}, n_labels={self.n_labels}, "
+            f"rho={self.rho:g})"
+        )
+
+    @property
+    def n_nodes(self) -> int:
+        """Number of nodes :math:`I`."""
+        return self.distances.shape[0]
+
+    @property
+    def n_labels(self) -> int:
+        """Number of labels :math:`J`."""
+        return self.distances.shape[1]
+
+    @property
+    def graph(self):
+        """The graph of the weights."""
+        return self.weights.graph
+
+    @cached_property
+    def manifold(self) -> AssignmentManifold:
+        """The assignment manifold :math:`\\mathcal{W}` of shape ``(I, J)``."""
+        return AssignmentManifold(self.n_nodes, self.n_labels)
+
+    @cached_property
+    def scaled_distances(self) -> np.ndarray:
+        """:math:`D/\\rho`."""
+        out = self.distances / self.rho
+        out.flags.writeable = False
+        return out
+
+    def with_weights(self, weights: Weights) -> SimilarityOperator:
+        """The same data term with other weights (on a graph with as many nodes)."""
+        return attrs.evolve(self, weights=weights)
+
+    # ------------------------------------------------------------------ maps
+    def likelihood(self, W: Any) -> np.ndarray:
+        r"""Likelihood :math:`L(W) = \exp_W(-D/\rho)`."""
+        w = self.manifold._point(W)
+        return _lift(w, -self.scaled_distances)
+
+    def __call__(self, W: Any) -> np.ndarray:
+        """:math:`S(W)`; see :meth:`similarity`."""
+        return self.similarity(W)
+
+    def similarity(self, W: Any) -> np.ndarray:
+        r"""Similarity :math:`S(W) = \operatorname{softmax}(\Omega(\log W - D/\rho))` (eq. 2.17)."""
+        w = self.manifold._point(W)
+        return self._from_log(np.log(w))
+
+    def _from_log(self, log_w: np.ndarray) -> np.ndarray:
+        """``S`` from ``log W`` (any row-wise additive constant cancels in the softmax)."""
+        return _softmax(self.weights.operator.apply(log_w - self.scaled_distances))
+
+    @cached_property
+    def S0(self) -> np.ndarray:
+        r""":math:`S_0 = S(\mathbb{1}_\mathcal{W}) = \operatorname{softmax}(-\Omega D/\rho)`."""
+        out = _softmax(-self.weights.operator.apply(self.scaled_distances))
+        out.flags.writeable = False
+        return out
+
+    def differential(self, W: Any, X: Any) -> np.ndarray:
+        r"""Differential :math:`dS(W)[X] = R_{S(W)}\big(\Omega(X / W)\big)`."""
+        w = self.manifold._point(W)
+        x = self.manifold._arr(X, "X")
+        return _replicator(self._from_log(np.log(w)), self.weights.operator.apply(x / w))

@@ -1,0 +1,191 @@
+"""Reusable hypothesis strategies for the assignflow test-suite.
+
+Everything is kept small (a dozen nodes, a handful of labels) so that property
+tests run fast, and bounded so that nothing underflows: points of the manifold
+have entries far from 0, tangent vectors have entries of modest size.
+
+The arrays are built with plain numpy (never with the library under test), so the
+strategies are an independent source of valid inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from assignflow import Graph, GridGraph, Weights
+
+__all__ = [
+    "PROPERTY",
+    "bounded_arrays",
+    "graphs",
+    "graphs_and_weights",
+    "grid_graphs",
+    "grid_operator_ok",
+    "manifold_shapes",
+    "points",
+    "positive_arrays",
+    "random_graphs",
+    "ref_softmax",
+    "tangent_vectors",
+    "weights_on",
+]
+
+#: Shared settings for the property tests: a moderate number of examples, no deadline.
+PROPERTY = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+# --------------------------------------------------------------------------- helpers
+def ref_softmax(z: np.ndarray) -> np.ndarray:
+    """Reference row-wise softmax (independent of the library)."""
+    z = np.asarray(z, dtype=float)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _floats(lo: float, hi: float) -> st.SearchStrategy[float]:
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False, width=64)
+
+
+# --------------------------------------------------------------------------- arrays
+def manifold_shapes(max_nodes: int = 12, max_labels: int = 6) -> st.SearchStrategy:
+    """``(I, J)`` with ``1 <= I <= max_nodes`` and ``1 <= J <= max_labels`` (``J = 1`` is legal)."""
+    return st.tuples(st.integers(1, max_nodes), st.integers(1, max_labels))
+
+
+_SEEDS = st.integers(0, 2**32 - 1)
+_BOUNDED_KINDS = st.sampled_from(["uniform", "normal", "extremes", "constant"])
+_POSITIVE_KINDS = st.sampled_from(["uniform", "loguniform", "extremes", "constant"])
+
+
+def _shape_tuple(shape) -> tuple[int, ...]:
+    return (shape,) if isinstance(shape, int) else tuple(shape)
+
+
+@st.composite
+def bounded_arrays(draw, shape, bound: float = 20.0):
+    """Float arrays with entries in ``[-bound, bound]``.
+
+    The entries come from a seeded numpy generator (much faster than drawing every
+    float through hypothesis); hypothesis chooses the seed and the distribution,
+    which includes the extremes ``±bound``, zeros and constant arrays.
+    """
+    shape = _shape_tuple(shape)
+    kind = draw(_BOUNDED_KINDS)
+    rng = np.random.default_rng(draw(_SEEDS))
+    if kind == "uniform":
+        return rng.uniform(-bound, bound, shape)
+    if kind == "normal":
+        return np.clip(rng.normal(0.0, bound / 3, shape), -bound, bound)
+    if kind == "extremes":
+        return rng.choice(np.array([-bound, -1.0, 0.0, 1.0, bound]), size=shape)
+    return np.full(shape, draw(_floats(-bound, bound)))
+
+
+@st.composite
+def positive_arrays(draw, shape, lo: float = 1e-3, hi: float = 1.0):
+    """Float arrays with entries in ``[lo, hi]`` (``lo > 0``), drawn like :func:`bounded_arrays`."""
+    shape = _shape_tuple(shape)
+    kind = draw(_POSITIVE_KINDS)
+    rng = np.random.default_rng(draw(_SEEDS))
+    if kind == "uniform":
+        return rng.uniform(lo, hi, shape)
+    if kind == "loguniform":
+        return np.clip(np.exp(rng.uniform(np.log(lo), np.log(hi), shape)), lo, hi)
+    if kind == "extremes":
+        return rng.choice(np.array([lo, hi]), size=shape)
+    return np.full(shape, draw(_floats(lo, hi)))
+
+
+_POINT_KINDS = st.sampled_from(["normalized", "lifted"])
+
+
+@st.composite
+def points(draw, shape, bound: float = 20.0, lo: float = 1e-3, kind: str | None = None):
+    """A point of the assignment manifold of the given shape.
+
+    Either rows of positive floats in ``[lo, 1]`` normalised to sum 1
+    (``kind="normalized"``), or the lift of the barycenter by a tangent vector with
+    entries in ``[-bound, bound]`` (``kind="lifted"``; the lift of the barycenter is
+    a row-wise softmax), so the smallest entry is at least ``exp(-2 bound) / J``.
+    """
+    kind = kind or draw(_POINT_KINDS)
+    if kind == "normalized":
+        a = draw(positive_arrays(shape, lo=lo))
+        return a / a.sum(axis=-1, keepdims=True)
+    v = draw(bounded_arrays(shape, bound))
+    return ref_softmax(v)
+
+
+@st.composite
+def tangent_vectors(draw, shape, bound: float = 20.0):
+    """``Π0 x`` (rows summing to zero) for ``x`` with entries in ``[-bound, bound]``."""
+    x = draw(bounded_arrays(shape, bound))
+    return x - x.mean(axis=-1, keepdims=True)
+
+
+# --------------------------------------------------------------------------- graphs
+@st.composite
+def random_graphs(draw, max_nodes: int = 10):
+    """A general graph: ``Graph.from_adjacency`` of a random (symmetrised) boolean pattern."""
+    n = draw(st.integers(1, max_nodes))
+    density = draw(st.sampled_from([0.0, 0.2, 0.5, 1.0]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    adj = np.random.default_rng(seed).random((n, n)) < density
+    return Graph.from_adjacency(adj)
+
+
+def grid_operator_ok(shape, radius: int) -> bool:
+    """Whether the grid's diagonal weight kernel handles this shape (see the bug notes).
+
+    ``DiagonalOperator`` breaks when two window offsets share a flat index
+    (``w <= 2r``, duplicate DIA offsets) and, for ``Ωᵀ``, when the largest flat
+    offset ``r (w + 1)`` exceeds the number of pixels ``h w``.
+    """
+    h, w = shape
+    r = radius
+    return r == 0 or (w >= 2 * r + 1 and r * (w + 1) <= h * w)
+
+
+@st.composite
+def grid_graphs(draw, max_side: int = 7, max_radius: int = 2, operator_safe: bool = False):
+    """``GridGraph`` of shape ``1..max_side × 1..max_side`` with radius ``0..max_radius``.
+
+    With ``operator_safe=True`` only shapes on which the weight kernels work
+    (:func:`grid_operator_ok`) are drawn.
+    """
+    r = draw(st.integers(0, max_radius))
+    if not operator_safe or r == 0:
+        h = draw(st.integers(1, max_side))
+        w = draw(st.integers(1, max_side))
+    else:
+        w = draw(st.integers(min(2 * r + 1, max_side), max_side))
+        h = draw(st.integers(min(math.ceil(r * (w + 1) / w), max_side), max_side))
+    return GridGraph((h, w), r)
+
+
+def graphs(operator_safe: bool = True) -> st.SearchStrategy:
+    """General graphs or grids (grids limited to kernel-safe shapes by default)."""
+    return st.one_of(random_graphs(), grid_graphs(operator_safe=operator_safe))
+
+
+@st.composite
+def weights_on(draw, graph, lo: float = 0.01, hi: float = 1.0):
+    """Random strictly positive row-stochastic weights on ``graph`` (``Weights.normalized``)."""
+    vals = draw(positive_arrays(graph.nnz, lo=lo, hi=hi))
+    return Weights.normalized(graph, vals)
+
+
+@st.composite
+def graphs_and_weights(draw, operator_safe: bool = True):
+    """A pair ``(graph, weights)``."""
+    g = draw(graphs(operator_safe=operator_safe))
+    return g, draw(weights_on(g))
