@@ -10,6 +10,14 @@ from ._parallel import get_num_threads, set_num_threads
 from ._version import __version__
 from .flows import AssignmentFlow, LinearizedAssignmentFlow
 from .geometry import AssignmentManifold
+from .gradients import (
+    AdjointQuadrature,
+    ClosedFormLowRank,
+    DenseFrechet,
+    FiniteDiff,
+    GradientEstimator,
+    GradientResult,
+)
 from .graphs import Graph, GridGraph
 from .integrators import (
     Euler,
@@ -22,30 +30,45 @@ from .integrators import (
     LinearIntegrator,
     LinearizedSequence,
 )
+from .learning import DescentResult, multiplicative_update, riemannian_gradient_descent
+from .losses import CompositeLoss, KLLoss, Loss, TangentSpaceRegularizer
 from .similarity import SimilarityOperator, distance_matrix
 from .weights import Weights
 
 __all__ = [
+    "AdjointQuadrature",
     "AssignmentFlow",
     "AssignmentManifold",
+    "ClosedFormLowRank",
+    "CompositeLoss",
+    "DenseFrechet",
+    "DescentResult",
     "Euler",
     "ExponentialKrylov",
+    "FiniteDiff",
     "FlowIntegrator",
     "FlowResult",
     "GeometricEuler",
+    "GradientEstimator",
+    "GradientResult",
     "Graph",
     "GridGraph",
     "IntegrationStats",
     "Integrator",
+    "KLLoss",
     "LinearIntegrator",
     "LinearizedAssignmentFlow",
     "LinearizedSequence",
+    "Loss",
     "SimilarityOperator",
+    "TangentSpaceRegularizer",
     "Weights",
     "__version__",
     "datasets",
     "distance_matrix",
     "get_num_threads",
+    "multiplicative_update",
     "registry",
+    "riemannian_gradient_descent",
     "set_num_threads",
 ]

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import registry
 from ._krylov import solve_linear_ode
+from ._parallel import blas_single_thread
 from ._validation import check_positive_float, check_positive_int
 from .geometry import _entropy, _log_softmax, _project_tangent, _replicator_inplace
 
@@ -231,16 +232,17 @@ class ExponentialKrylov(LinearIntegrator):
     def integrate(self, matvec, b, T, x0=None):
         T = check_positive_float(T, "T")
         _check_b(b, x0)
-        x, info = solve_linear_ode(
-            matvec,
-            b,
-            T,
-            x0,
-            m=self.krylov_dim,
-            tol=self.tol,
-            max_substeps=self.max_substeps,
-            reorthogonalize=self.reorthogonalize,
-        )
+        with blas_single_thread():
+            x, info = solve_linear_ode(
+                matvec,
+                b,
+                T,
+                x0,
+                m=self.krylov_dim,
+                tol=self.tol,
+                max_substeps=self.max_substeps,
+                reorthogonalize=self.reorthogonalize,
+            )
         return x, IntegrationStats(
             "exponential_krylov",
             n_steps=info.n_substeps,

@@ -87,6 +87,16 @@ class Weights:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
+    def _unchecked(cls, graph: Graph, values: np.ndarray) -> Weights:
+        """Weights without the row-stochastic check (finite differences perturb single entries)."""
+        obj = object.__new__(cls)
+        vals = np.array(values, dtype=float)
+        vals.flags.writeable = False
+        object.__setattr__(obj, "graph", graph)
+        object.__setattr__(obj, "values", vals)
+        return obj
+
+    @classmethod
     def uniform(cls, graph: Graph) -> Weights:
         r"""Uniform weights :math:`\omega_{ik} = 1/|\mathcal{N}_i|`."""
         graph = _check_graph(graph)

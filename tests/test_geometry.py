@@ -214,9 +214,7 @@ def test_lift_example():
 def test_lift_equals_exp_of_replicator(args):
     """exp_W = Exp_W ∘ R_W."""
     M, W, V = args
-    np.testing.assert_allclose(
-        M.lift(W, V), M.exp(W, M.replicator(W, V)), rtol=1e-8, atol=1e-14
-    )
+    np.testing.assert_allclose(M.lift(W, V), M.exp(W, M.replicator(W, V)), rtol=1e-8, atol=1e-14)
 
 
 @PROPERTY
@@ -357,8 +355,9 @@ def test_entropy_between_zero_and_log_j(data):
 @given(st.data())
 def test_round_is_label_of_lifted_one_hot(data):
     M = data.draw(manifolds())
-    labels = data.draw(st.lists(st.integers(0, M.n_labels - 1), min_size=M.n_nodes,
-                                max_size=M.n_nodes))
+    labels = data.draw(
+        st.lists(st.integers(0, M.n_labels - 1), min_size=M.n_nodes, max_size=M.n_nodes)
+    )
     W = data.draw(points(M.shape, bound=1.0))
     Q = M.lift(W, 10.0 * np.eye(M.n_labels)[labels])  # +10 beats any ratio below e^10
     np.testing.assert_array_equal(M.round(Q), labels)

@@ -1,0 +1,242 @@
+r"""Losses for learning the weights :math:`\Omega` (the paper's eqs. 3.4–3.6, MATH.md §5).
+
+.. math::
+    \mathcal{L}(\Omega) = f_L\big(V_T(\Omega)\big) + \mathcal{R}(\Omega)
+
+A :class:`Loss` has a *data term* (a function of the LAF's final tangent vector
+:math:`V_T`, with its gradient :math:`\partial f_L/\partial V`) and a
+*regulariser* (a function of the weights, with its gradient with respect to the
+weight values). Losses compose with ``+``::
+
+    loss = af.KLLoss(labels=y) + af.TangentSpaceRegularizer(tau=0.1)
+
+Every loss is a frozen value object registered in ``af.registry.losses``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+
+from . import registry
+from ._validation import check_nonnegative_float
+from .geometry import _log_softmax, _softmax
+
+__all__ = [
+    "CompositeLoss",
+    "KLLoss",
+    "Loss",
+    "TangentSpaceRegularizer",
+    "labels_to_one_hot",
+]
+
+
+def labels_to_one_hot(labels: Any, n_labels: int) -> np.ndarray:
+    """One-hot rows :math:`W^*` ``(I, J)`` from integer labels ``(I,)``."""
+    y = np.asarray(labels)
+    out = np.zeros((y.size, n_labels))
+    out[np.arange(y.size), y.ravel()] = 1.0
+    return out
+
+
+def _check_labels(labels: Any) -> np.ndarray:
+    y = np.asarray(labels)
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if (
+            np.issubdtype(y.dtype, np.floating)
+            and np.all(np.isfinite(y))
+            and np.all(y == np.round(y))
+        ):
+            y = y.astype(np.int64)
+        else:
+            raise TypeError(f"labels must be integers, got dtype {y.dtype}")
+    y = y.astype(np.int64, copy=True).ravel()
+    if y.size == 0:
+        raise ValueError("labels must not be empty")
+    if y.min() < 0:
+        raise ValueError(f"labels must be >= 0, got {y.min()}")
+    y.flags.writeable = False
+    return y
+
+
+class Loss:
+    """Base class: ``value(V, weights)`` and the two partial gradients.
+
+    Subclasses override any of :meth:`data_value`, :meth:`data_gradient` (with
+    respect to :math:`V`, shape ``(I, J)``), :meth:`reg_value`,
+    :meth:`reg_gradient` (with respect to the weight values, shape ``(nnz,)``).
+    The defaults are zero, so a data term only defines the first two and a
+    regulariser the last two.
+    """
+
+    def data_value(self, V: np.ndarray) -> float:
+        return 0.0
+
+    def data_gradient(self, V: np.ndarray) -> np.ndarray:
+        return np.zeros_like(V)
+
+    def reg_value(self, weights: Any) -> float:
+        return 0.0
+
+    def reg_gradient(self, weights: Any) -> np.ndarray:
+        return np.zeros(weights.graph.nnz)
+
+    @property
+    def has_data_term(self) -> bool:
+        """Whether the loss depends on :math:`V_T` (else the flow need not be solved)."""
+        return type(self).data_value is not Loss.data_value
+
+    def check(self, flow: Any) -> None:
+        """Raise ``ValueError`` if the loss does not fit ``flow`` (sizes, label range)."""
+
+    def value(self, V: np.ndarray, weights: Any) -> float:
+        """:math:`f_L(V) + \\mathcal{R}(\\Omega)`."""
+        return float(self.data_value(V)) + float(self.reg_value(weights))
+
+    def __add__(self, other: Loss) -> CompositeLoss:
+        if not isinstance(other, Loss):
+            return NotImplemented
+        left = self.terms if isinstance(self, CompositeLoss) else (self,)
+        right = other.terms if isinstance(other, CompositeLoss) else (other,)
+        return CompositeLoss(left + right)
+
+
+@registry.losses.register("kl")
+@attrs.frozen(eq=False)
+class KLLoss(Loss):
+    r"""KL data term (the paper's eq. 3.5, MATH.md §5).
+
+    .. math::
+        f_L(V) = \frac{1}{I}\sum_i
+                 \mathrm{KL}\big(W^*_i \,\|\, \operatorname{Exp}_{\mathbb{1}}(V)_i\big)
+               = -\frac{1}{I}\sum_i \log\operatorname{softmax}(J V_i)_{y_i},
+
+    with gradient :math:`\partial f_L/\partial V = J(\operatorname{softmax}(JV) - W^*)/I`.
+
+    Parameters
+    ----------
+    labels : array of int, shape (I,)
+        Ground-truth label :math:`y_i` of every node (images: flattened row by row).
+    sample_weight : array of float, shape (I,), optional
+        Per-node weights (default 1); the mean is taken with these weights, e.g.
+        to balance rare classes.
+    """
+
+    labels: np.ndarray = attrs.field(converter=_check_labels)
+    sample_weight: np.ndarray | None = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.sample_weight is not None:
+            w = np.array(self.sample_weight, dtype=float).ravel()
+            if w.shape != self.labels.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise ValueError(
+                    f"sample_weight must be finite, >= 0, with one entry per label "
+                    f"({self.labels.size}), got shape {w.shape}"
+                )
+            if w.sum() <= 0:
+                raise ValueError("sample_weight must have a positive sum")
+            w.flags.writeable = False
+            object.__setattr__(self, "sample_weight", w)
+
+    def __repr__(self) -> str:
+        return f"KLLoss(n_nodes={self.labels.size})"
+
+    def check(self, flow: Any) -> None:
+        I, J = flow.shape
+        if self.labels.size != I:
+            raise ValueError(f"labels must have one entry per node ({I}), got {self.labels.size}")
+        if self.labels.max() >= J:
+            raise ValueError(
+                f"labels must lie in [0, {J}) for a flow with {J} labels, got {self.labels.max()}"
+            )
+
+    def _weights(self) -> np.ndarray:
+        if self.sample_weight is None:
+            return np.full(self.labels.size, 1.0 / self.labels.size)
+        return self.sample_weight / self.sample_weight.sum()
+
+    def data_value(self, V: np.ndarray) -> float:
+        J = V.shape[1]
+        logp = _log_softmax(J * V)[np.arange(V.shape[0]), self.labels]
+        return float(-(self._weights() * logp).sum())
+
+    def data_gradient(self, V: np.ndarray) -> np.ndarray:
+        J = V.shape[1]
+        grad = _softmax(J * V)
+        grad[np.arange(V.shape[0]), self.labels] -= 1.0
+        grad *= (J * self._weights())[:, None]
+        return grad
+
+
+@registry.losses.register("tangent_space")
+@attrs.frozen
+class TangentSpaceRegularizer(Loss):
+    r"""Tangent-space regulariser (the paper's eq. 3.6, MATH.md §5).
+
+    .. math::
+        \mathcal{R}(\Omega) = \frac{\tau}{2}\sum_i
+            \big\|\exp_{\mathbb{1}}^{-1}(\Omega_i|_{\mathcal{N}_i})\big\|^2
+                            = \frac{\tau}{2}\sum_i \|\Pi_0 \log\omega_i\|^2 ,
+
+    with gradient :math:`\tau(\Pi_0\log\omega_i)/\omega_i` on :math:`\mathcal{N}_i`.
+    It pulls every weight patch towards uniform weights.
+
+    Parameters
+    ----------
+    tau : float, default=0.1
+        Weight :math:`\tau \ge 0`.
+    """
+
+    tau: float = attrs.field(default=0.1, converter=float)
+
+    @tau.validator
+    def _check_tau(self, attribute: Any, value: float) -> None:
+        check_nonnegative_float(value, "tau")
+
+    def _centered_log(self, weights: Any) -> np.ndarray:
+        g = weights.graph
+        lw = np.log(weights.values)
+        mean = np.add.reduceat(lw, g.indptr[:-1]) / g.degrees
+        return lw - np.repeat(mean, g.degrees)
+
+    def reg_value(self, weights: Any) -> float:
+        c = self._centered_log(weights)
+        return 0.5 * self.tau * float(c @ c)
+
+    def reg_gradient(self, weights: Any) -> np.ndarray:
+        return self.tau * self._centered_log(weights) / weights.values
+
+
+@attrs.frozen
+class CompositeLoss(Loss):
+    """A sum of losses (built with ``+``)."""
+
+    terms: tuple[Loss, ...] = attrs.field(converter=tuple)
+
+    @terms.validator
+    def _check_terms(self, attribute: Any, value: tuple) -> None:
+        for t in value:
+            if not isinstance(t, Loss):
+                raise TypeError(f"terms must be Loss objects, got {type(t).__name__}")
+
+    @property
+    def has_data_term(self) -> bool:
+        return any(t.has_data_term for t in self.terms)
+
+    def check(self, flow: Any) -> None:
+        for t in self.terms:
+            t.check(flow)
+
+    def data_value(self, V):
+        return sum(t.data_value(V) for t in self.terms)
+
+    def data_gradient(self, V):
+        return sum(t.data_gradient(V) for t in self.terms)
+
+    def reg_value(self, weights):
+        return sum(t.reg_value(weights) for t in self.terms)
+
+    def reg_gradient(self, weights):
+        return sum(t.reg_gradient(weights) for t in self.terms)

@@ -1,0 +1,299 @@
+"""Gradient estimators against the exact gradient from ``scipy.linalg.expm_frechet``."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+import assignflow as af
+from assignflow.gradients import weight_gradient
+
+
+def problem(seed, *, grid=True, J=3, T=1.5, rho=0.6, shape=(4, 5), n_nodes=15, tau=0.0):
+    rng = np.random.default_rng(seed)
+    if grid:
+        g = af.GridGraph(shape)
+    else:
+        g = af.Graph.from_adjacency(sp.random(n_nodes, n_nodes, density=0.25, random_state=seed))
+    om = af.Weights.normalized(g, rng.uniform(0.05, 1.0, g.nnz))
+    D = rng.uniform(0, 2, (g.n_nodes, J))
+    flow = af.LinearizedAssignmentFlow(af.SimilarityOperator(om, D, rho=rho), T=T)
+    y = rng.integers(0, J, g.n_nodes)
+    loss = af.KLLoss(y)
+    if tau:
+        loss = loss + af.TangentSpaceRegularizer(tau)
+    return flow, loss
+
+
+def dense_exact_gradient(flow, loss):
+    """Independent reference: dense 𝒜, expm, expm_frechet, and ∂𝒜/∂ω entry by entry.
+
+    Differentiates 𝒜(Ω) = [[T A^J(Ω), T b(Ω)], [0, 0]] by central differences of the
+    *matrix* (cheap, exact to rounding for this smooth map) and contracts with G.
+    """
+    n = flow.size
+    g = flow.weights.graph
+
+    def aug_of(values):
+        w = af.Weights._unchecked(g, values)
+        f = flow.with_weights(w)
+        M = np.zeros((n + 1, n + 1))
+        M[:n, :n] = flow.T * np.column_stack([f.matvec(e) for e in np.eye(n)])
+        M[:n, n] = flow.T * f.B.ravel()
+        return M
+
+    vals = flow.weights.values
+    M = aug_of(vals)
+    V = sla.expm(M)[:n, n].reshape(flow.shape)
+    gV = loss.data_gradient(V)
+    E = np.zeros((n + 1, n + 1))
+    E[:n, n] = gV.ravel()
+    G = sla.expm_frechet(M.T, E, compute_expm=False)
+    grad = np.empty(vals.size)
+    for e in range(vals.size):
+        h = 1e-6
+        vp, vm = vals.copy(), vals.copy()
+        vp[e] += h
+        vm[e] -= h
+        dM = (aug_of(vp) - aug_of(vm)) / (2 * h)
+        grad[e] = np.sum(G * dM)
+    return grad + loss.reg_gradient(flow.weights), loss.value(V, flow.weights)
+
+
+def relerr(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def cosine(a, b):
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+CASES = [(grid, J, seed) for grid in (True, False) for J in (2, 3, 5) for seed in (0,)]
+
+
+@pytest.fixture(scope="module")
+def references():
+    out = {}
+    for grid, J, seed in CASES:
+        flow, loss = problem(seed, grid=grid, J=J, tau=0.05 if J == 3 else 0.0)
+        out[(grid, J, seed)] = (flow, loss, *dense_exact_gradient(flow, loss))
+    return out
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_dense_frechet_matches_reference(references, case):
+    flow, loss, ref, val = references[case]
+    value, grad = af.DenseFrechet().value_and_gradient(flow, loss)
+    assert relerr(grad, ref) < 1e-7
+    assert np.isclose(value, val, rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_finite_diff(references, case):
+    flow, loss, ref, val = references[case]
+    value, grad = af.FiniteDiff(eps=1e-6).value_and_gradient(flow, loss)
+    assert relerr(grad, ref) <= 1e-6
+    assert np.isclose(value, val, rtol=1e-11)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_adjoint_quadrature(references, case):
+    flow, loss, ref, val = references[case]
+    value, grad = af.AdjointQuadrature(n_nodes=12).value_and_gradient(flow, loss)
+    assert relerr(grad, ref) <= 1e-6
+    assert np.isclose(value, val, rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_closed_form_low_rank(references, case):
+    flow, loss, ref, val = references[case]
+    full = af.ClosedFormLowRank(krylov_dim=10, rank=10)
+    value, grad = full.value_and_gradient(flow, loss)
+    # with m = 10 on a 60-dimensional problem the Krylov forward itself is the limit
+    assert relerr(grad, ref) <= 1e-6
+    assert np.isclose(value, val, rtol=1e-8)
+    g1 = af.ClosedFormLowRank(krylov_dim=10, rank=1).gradient(flow, loss)
+    assert cosine(g1, ref) >= 0.999
+    g_lm = af.ClosedFormLowRank(krylov_dim=10, rank=1, low_memory=True).gradient(flow, loss)
+    np.testing.assert_allclose(g_lm, g1, rtol=1e-12, atol=1e-15)
+
+
+def test_low_rank_error_decreases_with_rank():
+    flow, loss = problem(3, J=4, T=4.0)
+    ref = af.DenseFrechet().gradient(flow, loss)
+    errs = [
+        relerr(af.ClosedFormLowRank(krylov_dim=12, rank=r).gradient(flow, loss), ref)
+        for r in (1, 2, 4, 12)
+    ]
+    assert errs[0] > errs[-1]
+    assert errs[-1] < 1e-8
+    assert all(a >= b * 0.999 for a, b in itertools.pairwise(errs)), errs
+
+
+def test_factors_and_singular_values():
+    flow, loss = problem(1, J=3)
+    r = af.ClosedFormLowRank(rank=2, return_factors=True).estimate(flow, loss)
+    U, W = r.factors
+    assert U.shape == (2, *flow.shape) and W.shape == (2, *flow.shape)
+    sv = r.singular_values
+    assert np.all(np.diff(sv) <= 0) and sv[0] > 0
+    # the factors reproduce the data part of the gradient, with G12 from the estimator
+    g_part = r.gradient - loss.reg_gradient(flow.weights)
+    ex = af.DenseFrechet().gradient(flow, loss)
+    assert cosine(g_part, ex) > 0.999
+    # per-node gradient norms
+    np.testing.assert_allclose(
+        r.node_norms**2, np.add.reduceat(r.gradient**2, flow.weights.graph.indptr[:-1])
+    )
+    assert r.norm_map(flow.weights.graph.shape).shape == flow.weights.graph.shape
+    assert r.patches(flow.weights.graph).shape == (*flow.weights.graph.shape, 9)
+
+
+def test_weight_gradient_contraction_matches_dense_formula():
+    # the sampled contraction of a random rank-2 G against the dense chain rule
+    flow, _ = problem(4, J=3, grid=False)
+    n, g = flow.size, flow.weights.graph
+    rng = np.random.default_rng(0)
+    Us = [rng.standard_normal(flow.shape) for _ in range(2)]
+    Ws = [rng.standard_normal(flow.shape) for _ in range(2)]
+    G12 = rng.standard_normal(flow.shape)
+    G11 = sum(np.outer(u.ravel(), w.ravel()) for u, w in zip(Us, Ws, strict=True))
+    got = weight_gradient(flow, Us, Ws, G12)
+
+    def f(values):
+        w = af.Weights._unchecked(g, values)
+        fl = flow.with_weights(w)
+        A = np.column_stack([fl.matvec(e) for e in np.eye(n)])
+        return flow.T * (np.sum(G11 * A) + np.sum(G12.ravel() * fl.B.ravel()))
+
+    vals = flow.weights.values
+    ref = np.empty(vals.size)
+    for e in range(vals.size):
+        vp, vm = vals.copy(), vals.copy()
+        vp[e] += 1e-6
+        vm[e] -= 1e-6
+        ref[e] = (f(vp) - f(vm)) / 2e-6
+    assert relerr(got, ref) < 1e-7
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        af.ClosedFormLowRank(rank=10),
+        af.ClosedFormLowRank(rank=1),
+        af.AdjointQuadrature(n_nodes=12),
+        af.FiniteDiff(),
+        af.DenseFrechet(),
+    ],
+    ids=["lowrank-full", "lowrank-1", "adjoint", "finitediff", "dense"],
+)
+def test_taylor_slope_two(estimator):
+    """L(Ω + tδ) − L(Ω) − t<∇L, δ> = O(t²) along a tangent direction δ of the weights."""
+    flow, loss = problem(5, J=3, tau=0.05)
+    g = flow.weights.graph
+    rng = np.random.default_rng(1)
+    w = flow.weights.values
+    x = rng.standard_normal(g.nnz)
+    # a tangent vector R_ω x = ω ⊙ (x − <ω, x>) of each row's simplex: rows sum to 0
+    d = w * (x - np.repeat(np.add.reduceat(w * x, g.indptr[:-1]), g.degrees))
+    grad = estimator.gradient(flow, loss)
+    exact = af.DenseFrechet()
+
+    def L(t):
+        w = af.Weights(g, flow.weights.values + t * d)
+        return exact.estimate(flow.with_weights(w), loss).value
+
+    L0 = L(0.0)
+    ts = np.array([1e-1, 5e-2, 2.5e-2, 1.25e-2])
+    rem = np.array([abs(L(t) - L0 - t * (grad @ d)) for t in ts])
+    slopes = np.diff(np.log(rem)) / np.diff(np.log(ts))
+    tol = 0.25 if isinstance(estimator, af.ClosedFormLowRank) and estimator.rank == 1 else 0.1
+    assert np.all(np.abs(slopes - 2.0) < tol), slopes
+
+
+def test_per_pixel_agreement_on_voronoi_image():
+    """The paper's Fig. 3 criterion: ≥ 99 % of pixels with cosine ≥ 0.9 (rank 1 vs adjoint)."""
+    imgs, labs, protos = af.datasets.make_voronoi(
+        "colors", 1, (64, 64), noise=0.5, random_state=3, return_prototypes=True
+    )
+    g = af.GridGraph((64, 64))
+    D = af.distance_matrix(imgs[0], protos)
+    flow = af.LinearizedAssignmentFlow(
+        af.SimilarityOperator(af.Weights.uniform(g), D, rho=0.1), T=3
+    )
+    loss = af.KLLoss(labs[0].ravel())
+    a = af.ClosedFormLowRank(rank=1).gradient(flow, loss)
+    b = af.AdjointQuadrature(n_nodes=8, tol=1e-8).gradient(flow, loss)
+    P1 = g.values_to_patches(a).reshape(-1, 9)
+    P2 = g.values_to_patches(b).reshape(-1, 9)
+    cos = (P1 * P2).sum(1) / (np.linalg.norm(P1, axis=1) * np.linalg.norm(P2, axis=1))
+    assert np.mean(cos >= 0.9) >= 0.99
+
+
+def test_estimators_registered_and_resolvable():
+    reg = af.registry.gradient_estimators
+    for name, cls in [
+        ("closed_form_low_rank", af.ClosedFormLowRank),
+        ("adjoint_quadrature", af.AdjointQuadrature),
+        ("finite_diff", af.FiniteDiff),
+        ("dense_frechet", af.DenseFrechet),
+    ]:
+        assert reg.get(name) is cls
+    assert isinstance(reg.resolve("closed_form_low_rank", rank=2), af.ClosedFormLowRank)
+
+
+def test_zero_data_gradient():
+    # a loss whose labels are already perfectly fit has a tiny but nonzero gradient;
+    # a pure regulariser has no data term and must not need the flow's adjoint
+    flow, _ = problem(0)
+    r = af.ClosedFormLowRank().estimate(flow, af.TangentSpaceRegularizer(0.1))
+    np.testing.assert_allclose(
+        r.gradient, af.TangentSpaceRegularizer(0.1).reg_gradient(flow.weights)
+    )
+    assert r.value == pytest.approx(af.TangentSpaceRegularizer(0.1).reg_value(flow.weights))
+
+
+def test_bad_input():
+    flow, loss = problem(0)
+    est = af.ClosedFormLowRank()
+    with pytest.raises(TypeError, match="flow"):
+        est.gradient("flow", loss)
+    with pytest.raises(TypeError, match="loss"):
+        est.gradient(flow, "kl")
+    with pytest.raises(ValueError, match="labels"):
+        est.gradient(flow, af.KLLoss(np.zeros(3, int)))
+    with pytest.raises(ValueError, match="labels"):
+        est.gradient(flow, af.KLLoss(np.full(flow.n_nodes, 7)))
+    W0 = flow.similarity.manifold.random_point(0)
+    with pytest.raises(ValueError, match="barycenter"):
+        est.gradient(af.LinearizedAssignmentFlow(flow.similarity, W0=W0), loss)
+    for bad in (
+        lambda: af.ClosedFormLowRank(krylov_dim=0),
+        lambda: af.ClosedFormLowRank(rank=0),
+        lambda: af.AdjointQuadrature(n_nodes=0),
+        lambda: af.FiniteDiff(eps=0),
+        lambda: af.FiniteDiff(eps=-1e-6),
+    ):
+        with pytest.raises((ValueError, TypeError)):
+            bad()
+    big, big_loss = problem(0, shape=(40, 40))
+    with pytest.raises(ValueError, match="max_edges"):
+        af.FiniteDiff().gradient(big, big_loss)
+    with pytest.raises(ValueError, match="DenseFrechet"):
+        af.DenseFrechet().gradient(big, big_loss)
+
+
+def test_inputs_not_modified():
+    flow, loss = problem(2)
+    vals = flow.weights.values.copy()
+    D = flow.similarity.distances.copy()
+    y = loss.labels.copy()
+    af.ClosedFormLowRank().gradient(flow, loss)
+    af.AdjointQuadrature(n_nodes=4).gradient(flow, loss)
+    np.testing.assert_array_equal(flow.weights.values, vals)
+    np.testing.assert_array_equal(flow.similarity.distances, D)
+    np.testing.assert_array_equal(loss.labels, y)
