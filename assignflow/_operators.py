@@ -109,6 +109,8 @@ class DiagonalOperator(_ChunkedOperator):
         """
         s = np.zeros_like(self.planes)
         for o, off in enumerate(self.offsets):
+            if abs(off) >= self.n:
+                continue  # the window offset leaves the image entirely: no entries
             if off >= 0:
                 s[o, off:] = self.planes[o, : self.n - off]
             else:

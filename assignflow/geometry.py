@@ -76,9 +76,10 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def _lift(p: np.ndarray, v: np.ndarray) -> np.ndarray:
-    # exp_p(v) = softmax(log p + v); the log domain keeps huge |v| finite.
+    # exp_p(v) = softmax(log p + v); shifting v by its row max first keeps huge
+    # row constants (exp_p(v + c1) = exp_p(v)) from swallowing log p
     with np.errstate(divide="ignore"):
-        return _softmax(np.log(p) + v)
+        return _softmax(np.log(p) + (v - v.max(axis=-1, keepdims=True)))
 
 
 def _lift_inverse(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -121,16 +122,8 @@ class AssignmentManifold:
     True
     """
 
-    n_nodes: int = attrs.field(converter=int)
-    n_labels: int = attrs.field(converter=int)
-
-    @n_nodes.validator
-    def _check_nodes(self, attribute: Any, value: int) -> None:
-        check_positive_int(value, "n_nodes")
-
-    @n_labels.validator
-    def _check_labels(self, attribute: Any, value: int) -> None:
-        check_positive_int(value, "n_labels")
+    n_nodes: int = attrs.field(converter=lambda v: check_positive_int(v, "n_nodes"))
+    n_labels: int = attrs.field(converter=lambda v: check_positive_int(v, "n_labels"))
 
     @property
     def shape(self) -> tuple[int, int]:

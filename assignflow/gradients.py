@@ -121,7 +121,7 @@ def _node_norms(graph: Any, grad: np.ndarray) -> np.ndarray:
 def weight_gradient(
     flow: Any, Us: list[np.ndarray], Ws: list[np.ndarray], G12: np.ndarray | None
 ) -> np.ndarray:
-    r"""Contract :math:`G_{11} \approx \sum_r u_r w_r^\top` and :math:`G_{12}` to the weight gradient.
+    r"""Contract :math:`G_{11} \approx \sum_r u_r w_r^\top` and :math:`G_{12}` to the gradient.
 
     For every edge ``(i, k)`` (MATH.md §5, Theorem 3.8):
 

@@ -193,6 +193,7 @@ class Graph:
         if a.nnz and not np.all(np.isfinite(a.data)):
             raise ValueError("adjacency must contain only finite values")
         a = a.copy()
+        a.sum_duplicates()  # duplicates that cancel are no edge
         a.data = (a.data != 0).astype(np.float64)
         a.eliminate_zeros()
         if symmetrize:

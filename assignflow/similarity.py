@@ -54,7 +54,13 @@ def distance_matrix(features: Any, prototypes: Any, metric: str = "euclidean") -
         raise ValueError("prototypes must hold at least one label")
     f = as_float_array(features, "features")
     c = protos.shape[1]
+    if c == 1 and f.ndim >= 3 and f.shape[-1] != 1:
+        raise ValueError(
+            f"features of shape {f.shape} have {f.shape[-1]} channels but the prototypes are "
+            "scalar (grey values); pass prototypes of shape (J, c)"
+        )
     if c == 1 and (f.ndim == 1 or f.shape[-1] != 1):
+        # grey data: (I,), or a grey image (h, w) — every entry is one node
         f = f.reshape(-1, 1)
     elif f.ndim < 2 or f.shape[-1] != c:
         raise ValueError(

@@ -13,7 +13,6 @@ from strategies import (
     bounded_arrays,
     graphs_and_weights,
     grid_graphs,
-    grid_operator_ok,
     random_graphs,
     weights_on,
 )
@@ -177,7 +176,7 @@ def test_grid_equality_and_hash():
     assert GridGraph(np.array([2, 3])).shape == (2, 3)
     g = GridGraph((3, 4))
     assert Graph(g.indptr, g.indices) == Graph(g.indptr.copy(), g.indices.copy())
-    assert Graph(g.indptr, g.indices) != GridGraph((3, 4)).__class__((3, 3))
+    assert Graph(g.indptr, g.indices) != g  # same pattern, other type
     assert "GridGraph" in repr(g)
 
 
@@ -259,12 +258,6 @@ def test_from_adjacency_input_not_modified():
     np.testing.assert_array_equal(D, before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Graph.from_adjacency binarises a.data (data != 0) before summing "
-    "duplicates, so a non-canonical CSR input whose duplicates cancel (1 + (-1) = 0 at "
-    "(0, 1)) gets an edge that the matrix does not have (COO input is handled correctly)",
-)
 def test_from_adjacency_cancelling_duplicates_are_no_edge():
     a = sp.csr_matrix((np.array([1.0, -1.0]), np.array([1, 1]), np.array([0, 2, 2])), shape=(2, 2))
     assert a.toarray().tolist() == [[0.0, 0.0], [0.0, 0.0]]
@@ -484,13 +477,6 @@ _NARROW = [
 _TRANSPOSE_OVERFLOW = [((1, 3), 1), ((1, 7), 1), ((2, 5), 2), ((1, 6), 2), ((3, 1), 2)]
 
 
-def test_bug_shape_lists_are_right():
-    for shape, r in _NARROW:
-        assert shape[1] <= 2 * r and grid_operator_ok(shape, r)
-    for shape, r in _TRANSPOSE_OVERFLOW:
-        assert not grid_operator_ok(shape, r)
-
-
 @pytest.mark.parametrize(("shape", "radius"), _NARROW)
 def test_grid_operator_narrow_images(shape, radius):
     """Images narrower than the window: distinct (dy, dx) share a flat offset dy·w+dx."""
@@ -503,13 +489,6 @@ def test_grid_operator_narrow_images(shape, radius):
     np.testing.assert_allclose(om.operator.to_csr().toarray(), A.toarray(), rtol=1e-15)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _operators.DiagonalOperator._shifted_planes (line `s[o, off:] = "
-    "self.planes[o, : self.n - off]`) fails when a window offset off = dy·w+dx satisfies "
-    "n < off < 2n - 1 (n = h·w; e.g. a 1×3 image with radius 1, off = 4): Ωᵀ U raises "
-    "'could not broadcast input array'",
-)
 @pytest.mark.parametrize(("shape", "radius"), _TRANSPOSE_OVERFLOW)
 def test_grid_operator_transpose_short_images(shape, radius):
     g = GridGraph(shape, radius)
@@ -582,11 +561,10 @@ def test_grid_bad_input(shape, radius, exc, match):
         GridGraph(shape, radius)
 
 
-@given(grid_graphs(operator_safe=True))
+@given(grid_graphs())
 @PROPERTY
-def test_grid_weights_strategy_is_operator_safe(g):
-    """Guard for the strategy: the kernel-safe grids really work (Ω and Ωᵀ)."""
-    assert grid_operator_ok(g.shape, g.radius)
+def test_grid_operator_on_every_shape(g):
+    """Ω and Ωᵀ work on every grid shape and radius, including windows larger than the image."""
     om = Weights.uniform(g)
     ones = np.ones(g.n_nodes)
     np.testing.assert_allclose(om.apply(ones), 1.0)

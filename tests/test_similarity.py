@@ -365,12 +365,6 @@ def test_distance_matrix_bad_input(features, prototypes, exc, match):
         dm(features, prototypes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: similarity.distance_matrix with 1-D (grey) prototypes reshapes any "
-    "features whose last axis is not 1 to (-1, 1), so an RGB image (h, w, 3) silently gives "
-    "a (3·h·w, J) matrix instead of a ValueError about the channel mismatch",
-)
 def test_distance_matrix_rgb_image_with_grey_prototypes_rejected():
     with pytest.raises(ValueError, match="features"):
         dm(np.ones((2, 4, 3)), np.array([0.0, 0.5, 1.0]))

@@ -18,7 +18,7 @@ def _rows(g: Graph):
 
 # --------------------------------------------------------------------------- constructors
 @PROPERTY
-@given(graphs(operator_safe=False))
+@given(graphs())
 def test_uniform(g):
     om = Weights.uniform(g)
     for i, sl in enumerate(_rows(g)):
@@ -29,7 +29,7 @@ def test_uniform(g):
 @PROPERTY
 @given(st.data())
 def test_normalized_divides_rows(data):
-    g = data.draw(graphs(operator_safe=False))
+    g = data.draw(graphs())
     raw = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).uniform(0.01, 5, g.nnz)
     om = Weights.normalized(g, raw)
     for sl in _rows(g):
@@ -44,7 +44,7 @@ def test_normalized_divides_rows(data):
 @PROPERTY
 @given(st.data())
 def test_from_logits_is_neighbourhood_softmax(data):
-    g = data.draw(graphs(operator_safe=False))
+    g = data.draw(graphs())
     z = data.draw(bounded_arrays(g.nnz, 30.0))
     om = Weights.from_logits(g, z)
     for sl in _rows(g):
@@ -111,7 +111,7 @@ def test_from_patches_bad_input():
 
 
 @PROPERTY
-@given(graphs_and_weights(operator_safe=False))
+@given(graphs_and_weights())
 def test_from_matrix_round_trip(gw):
     g, om = gw
     A = om.to_csr()
@@ -151,7 +151,7 @@ def test_from_matrix_explicit_zero_outside_pattern_is_fine():
 
 # --------------------------------------------------------------------------- views
 @PROPERTY
-@given(graphs_and_weights(operator_safe=False))
+@given(graphs_and_weights())
 def test_to_csr(gw):
     g, om = gw
     A = om.to_csr()

@@ -1,0 +1,415 @@
+"""scikit-learn estimators: :class:`ImageLabeler`.
+
+``fit`` learns label prototypes and the weight predictor of the paper's Sect. 4.4
+from training images with ground truth; ``predict`` labels unseen images with the
+linearized assignment flow whose weights the predictor estimates from the image
+itself (MATH.md §6).
+
+Algorithm of ``fit``
+    1. Label prototypes: the mean pixel value of every class (or given ones).
+    2. Distances ``D`` of every pixel to the prototypes; ``(2r+1)²`` window features.
+    3. Predictor initialisation: k-means prototypes on the noise-free training
+       images (the prototypes' colours painted with the ground truth), tangent
+       vectors pointing to same-label neighbours.
+    4. Adam steps on the mean loss over the training images; each step computes,
+       per image, the weight gradient of the LAF with a gradient estimator
+       (the paper's closed-form low-rank gradient by default) and pulls it back
+       through the predictor. Per-image work runs through joblib (``n_jobs``), so
+       ``joblib.parallel_config(backend="dask")`` distributes it.
+    5. Early stopping on the error of held-out validation images.
+
+Cost per iteration: one forward and one adjoint Krylov run per training image,
+``O(m · pixels · J)`` time and memory.
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted
+
+from . import registry
+from .flows import LinearizedAssignmentFlow
+from .graphs import GridGraph
+from .losses import KLLoss
+from .predictor import WeightPredictor, window_features
+from .similarity import SimilarityOperator, distance_matrix
+from .weights import Weights
+
+__all__ = ["ImageLabeler"]
+
+
+def _check_images(images: Any, name: str = "images") -> list[np.ndarray]:
+    """A list of float images ``(h, w)`` or ``(h, w, c)``, same channel count."""
+    if isinstance(images, np.ndarray):
+        if images.ndim not in (3, 4):
+            raise ValueError(
+                f"{name} must have shape (n, h, w) or (n, h, w, c), got {images.shape}"
+            )
+        seq = list(images)
+    elif isinstance(images, (list, tuple)):
+        seq = list(images)
+    else:
+        raise TypeError(f"{name} must be an array (n, h, w[, c]) or a list of images")
+    if not seq:
+        raise ValueError(f"{name} must contain at least one image")
+    out = []
+    for k, im in enumerate(seq):
+        a = np.asarray(im)
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{name}[{k}] must hold numbers, got dtype {a.dtype}")
+        a = a.astype(np.float64)
+        if a.ndim == 2:
+            a = a[:, :, None]
+        if a.ndim != 3 or a.shape[0] < 1 or a.shape[1] < 1:
+            raise ValueError(f"{name}[{k}] must be (h, w) or (h, w, c), got {np.shape(im)}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}[{k}] contains NaN or inf")
+        out.append(a)
+    c = {a.shape[2] for a in out}
+    if len(c) > 1:
+        raise ValueError(f"{name} must all have the same number of channels, got {sorted(c)}")
+    return out
+
+
+def _check_label_images(labels: Any, images: list[np.ndarray]) -> list[np.ndarray]:
+    seq = list(labels) if isinstance(labels, (np.ndarray, list, tuple)) else None
+    if seq is None:
+        raise TypeError("label_images must be an array (n, h, w) or a list of label images")
+    if len(seq) != len(images):
+        raise ValueError(
+            f"label_images must hold one label image per image ({len(images)}), got {len(seq)}"
+        )
+    out = []
+    for k, (lab, im) in enumerate(zip(seq, images, strict=True)):
+        a = np.asarray(lab)
+        if a.shape != im.shape[:2]:
+            raise ValueError(
+                f"label_images[{k}] must have the image's shape {im.shape[:2]}, got {a.shape}"
+            )
+        out.append(a)
+    return out
+
+
+class _Adam:
+    """Adam on a dict of arrays (plain gradient descent with per-coordinate scaling)."""
+
+    def __init__(self, lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
+        self.lr, self.b1, self.b2, self.eps = lr, b1, b2, eps
+        self.m: dict[str, np.ndarray] = {}
+        self.v: dict[str, np.ndarray] = {}
+        self.t = 0
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> dict:
+        self.t += 1
+        out = {}
+        for k, g in grads.items():
+            g = np.asarray(g, dtype=float)
+            m = self.m.get(k, np.zeros_like(g)) * self.b1 + (1 - self.b1) * g
+            v = self.v.get(k, np.zeros_like(g)) * self.b2 + (1 - self.b2) * g * g
+            self.m[k], self.v[k] = m, v
+            mh = m / (1 - self.b1**self.t)
+            vh = v / (1 - self.b2**self.t)
+            out[k] = params[k] - self.lr * mh / (np.sqrt(vh) + self.eps)
+        return out
+
+
+def _image_gradient(predictor, image, y, prototypes, rho, T, radius, estimator):
+    """Loss, error and predictor gradient of one training image (runs in a joblib worker)."""
+    h, w, _ = image.shape
+    g = GridGraph((h, w), radius)
+    F = window_features(image, radius)
+    D = distance_matrix(image, prototypes)
+    om = predictor.predict_weights(g, F)
+    flow = LinearizedAssignmentFlow(SimilarityOperator(om, D, rho=rho), T=T)
+    r = estimator.estimate(flow, KLLoss(y))
+    err = float(np.mean(np.argmax(r.V, axis=1) != y))
+    return r.value, err, predictor.vjp(g, F, r.gradient)
+
+
+class ImageLabeler(ClassifierMixin, BaseEstimator):
+    """Label images with a linearized assignment flow whose weights are predicted.
+
+    Parameters
+    ----------
+    prototypes : array (J, c), default=None
+        Label prototypes (colours). ``None``: the mean pixel value of each class
+        in the training images.
+    rho : float, default=0.1
+        Scale :math:`\\rho` of the distances.
+    T : float, default=3.0
+        Time horizon of the LAF.
+    radius : int, default=1
+        Window radius ``r`` of the neighbourhoods and of the features.
+    n_prototypes : int, default=50
+        Number :math:`N` of predictor prototypes.
+    integrator : str or LinearIntegrator, default="exponential_krylov"
+        Used by ``predict``.
+    gradient_estimator : str or GradientEstimator, default="closed_form_low_rank"
+    max_iter : int, default=100
+        Training iterations (Adam steps).
+    learning_rate : float, default=0.05
+    validation_fraction : float, default=0.2
+        Fraction of the training images held out for early stopping (at least
+        one image when ``fit`` gets two or more and the fraction is positive).
+    n_iter_no_change : int, default=15
+        Stop when the validation error has not improved for this many iterations.
+    random_state : int, RandomState or None, default=None
+    verbose : int, default=0
+    n_jobs : int or None, default=None
+        Parallel per-image gradient work through joblib.
+
+    Attributes
+    ----------
+    classes_ : ndarray (J,)
+        The labels seen in ``fit``.
+    prototypes_ : ndarray (J, c)
+    predictor_ : WeightPredictor
+    history_ : dict of str -> ndarray
+        Per iteration: training loss and error, validation error, time.
+    n_iter_ : int
+    best_iter_ : int
+
+    Examples
+    --------
+    >>> import assignflow as af
+    >>> X, y = af.datasets.make_voronoi("colors", 2, (24, 24), 0.3, random_state=0)
+    >>> lab = af.ImageLabeler(max_iter=2, n_prototypes=5, random_state=0).fit(X, y)
+    >>> lab.predict(X).shape
+    (2, 24, 24)
+    """
+
+    def __init__(
+        self,
+        *,
+        prototypes: Any = None,
+        rho: float = 0.1,
+        T: float = 3.0,
+        radius: int = 1,
+        n_prototypes: int = 50,
+        integrator: Any = "exponential_krylov",
+        gradient_estimator: Any = "closed_form_low_rank",
+        max_iter: int = 100,
+        learning_rate: float = 0.05,
+        validation_fraction: float = 0.2,
+        n_iter_no_change: int = 15,
+        random_state: Any = None,
+        verbose: int = 0,
+        n_jobs: int | None = None,
+    ) -> None:
+        self.prototypes = prototypes
+        self.rho = rho
+        self.T = T
+        self.radius = radius
+        self.n_prototypes = n_prototypes
+        self.integrator = integrator
+        self.gradient_estimator = gradient_estimator
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        def pos(name, integer=False, allow_zero=False):
+            v = getattr(self, name)
+            kind = numbers.Integral if integer else numbers.Real
+            if isinstance(v, bool) or not isinstance(v, kind):
+                raise TypeError(
+                    f"{name} must be {'an integer' if integer else 'a number'}, got {v!r}"
+                )
+            if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+                raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+
+        for name in ("rho", "T", "learning_rate"):
+            pos(name)
+        for name in ("n_prototypes", "max_iter", "n_iter_no_change"):
+            pos(name, integer=True)
+        pos("radius", integer=True, allow_zero=True)
+        if not (0 <= self.validation_fraction < 1):
+            raise ValueError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
+            )
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, images: Any, label_images: Any) -> ImageLabeler:
+        """Learn label prototypes and the weight predictor from training images.
+
+        Parameters
+        ----------
+        images : array (n, h, w[, c]) or list of images
+            Noisy training images (sizes may differ between images).
+        label_images : array (n, h, w) or list of int arrays
+            Ground-truth labels.
+        """
+        from joblib import Parallel, delayed
+
+        self._check_params()
+        imgs = _check_images(images)
+        labs = _check_label_images(label_images, imgs)
+        rng = np.random.default_rng(
+            self.random_state
+            if not isinstance(self.random_state, np.random.RandomState)
+            else self.random_state.randint(2**31 - 1)
+        )
+        classes = np.unique(np.concatenate([lab.ravel() for lab in labs]))
+        self.classes_ = classes
+        ys = [np.searchsorted(classes, lab).ravel() for lab in labs]
+        c = imgs[0].shape[2]
+        if self.prototypes is None:
+            pix = np.concatenate([im.reshape(-1, c) for im in imgs])
+            yall = np.concatenate(ys)
+            protos = np.stack([pix[yall == j].mean(axis=0) for j in range(len(classes))])
+        else:
+            protos = np.asarray(self.prototypes, dtype=float)
+            if protos.ndim == 1:
+                protos = protos[:, None]
+            if protos.shape != (len(classes), c):
+                raise ValueError(
+                    f"prototypes must have shape ({len(classes)}, {c}) for {len(classes)} classes "
+                    f"and {c} channel(s), got {protos.shape}"
+                )
+        self.prototypes_ = protos
+        self.n_features_in_ = c
+
+        n = len(imgs)
+        order = rng.permutation(n)
+        n_val = (
+            int(np.ceil(self.validation_fraction * n)) if n >= 2 and self.validation_fraction else 0
+        )
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        clean = [protos[y].reshape((*lab.shape, c)) for y, lab in zip(ys, labs, strict=True)]
+        pred = WeightPredictor.initialize_from_images(
+            [clean[i] for i in train_idx],
+            [ys[i].reshape(labs[i].shape) for i in train_idx],
+            radius=self.radius,
+            n_prototypes=self.n_prototypes,
+            random_state=int(rng.integers(2**31 - 1)),
+        )
+        est = registry.gradient_estimators.resolve(self.gradient_estimator)
+        opt = _Adam(self.learning_rate)
+        hist = {"loss": [], "error": [], "val_error": [], "time": []}
+        best = (np.inf, pred, 0)
+        t0 = time.perf_counter()
+        since_best = 0
+        it = 0
+        stopped_early = False
+        parallel = Parallel(n_jobs=self.n_jobs)
+        for it in range(1, self.max_iter + 1):
+            res = parallel(
+                delayed(_image_gradient)(
+                    pred, imgs[i], ys[i], protos, self.rho, self.T, self.radius, est
+                )
+                for i in train_idx
+            )
+            loss = float(np.mean([r[0] for r in res]))
+            err = float(np.mean([r[1] for r in res]))
+            grads = {k: sum(r[2][k] for r in res) / len(res) for k in ("prototypes", "nu", "sigma")}
+            val_err = (
+                float(np.mean([self._error(pred, imgs[i], ys[i]) for i in val_idx]))
+                if n_val
+                else err
+            )
+            for key, v in (
+                ("loss", loss),
+                ("error", err),
+                ("val_error", val_err),
+                ("time", time.perf_counter() - t0),
+            ):
+                hist[key].append(v)
+            if self.verbose:
+                print(
+                    f"[ImageLabeler] iter {it:3d}  loss {loss:.5f}  train {100 * err:.2f} %  "
+                    f"val {100 * val_err:.2f} %  {hist['time'][-1]:.1f} s",
+                    flush=True,
+                )
+            if val_err < best[0] - 1e-12:
+                best, since_best = (val_err, pred, it), 0
+            else:
+                since_best += 1
+                if since_best >= self.n_iter_no_change:
+                    stopped_early = True
+                    break
+            if it == self.max_iter:
+                break
+            params = {"prototypes": pred.prototypes, "nu": pred.nu, "log_sigma": np.log(pred.sigma)}
+            new = opt.step(
+                params,
+                {
+                    "prototypes": grads["prototypes"],
+                    "nu": grads["nu"],
+                    "log_sigma": grads["sigma"] * pred.sigma,
+                },
+            )
+            pred = WeightPredictor(new["prototypes"], new["nu"], float(np.exp(new["log_sigma"])))
+        if not stopped_early and self.max_iter > self.n_iter_no_change:
+            warnings.warn(
+                f"ImageLabeler: validation error still improving after max_iter={self.max_iter} "
+                "iterations; increase max_iter",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self.predictor_ = best[1]
+        self.best_iter_ = best[2]
+        self.n_iter_ = it
+        self.history_ = {k: np.asarray(v) for k, v in hist.items()}
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def _flow(self, predictor, image):
+        h, w, _ = image.shape
+        g = GridGraph((h, w), self.radius)
+        om = predictor.predict_weights(g, window_features(image, self.radius))
+        D = distance_matrix(image, self.prototypes_)
+        return LinearizedAssignmentFlow(SimilarityOperator(om, D, rho=self.rho), T=self.T)
+
+    def _error(self, predictor, image, y) -> float:
+        res = self._flow(predictor, image).solve(self.integrator)
+        return float(np.mean(res.labels != y))
+
+    def _check_predict(self, images):
+        check_is_fitted(self, "predictor_")
+        imgs = _check_images(images)
+        if imgs[0].shape[2] != self.n_features_in_:
+            raise ValueError(
+                f"images must have {self.n_features_in_} channel(s) like the training images, "
+                f"got {imgs[0].shape[2]}"
+            )
+        return imgs
+
+    def predict_weights(self, images: Any) -> list[Weights]:
+        """The predicted weights :math:`\\hat\\Omega` of every image."""
+        imgs = self._check_predict(images)
+        return [self._flow(self.predictor_, im).weights for im in imgs]
+
+    def predict_proba(self, images: Any) -> np.ndarray | list[np.ndarray]:
+        """Assignments :math:`W(T)`: ``(n, h, w, J)`` (a list if the sizes differ)."""
+        imgs = self._check_predict(images)
+        out = []
+        for im in imgs:
+            res = self._flow(self.predictor_, im).solve(self.integrator)
+            out.append(res.W.reshape(im.shape[0], im.shape[1], -1))
+        return np.stack(out) if len({o.shape for o in out}) == 1 else out
+
+    def predict(self, images: Any) -> np.ndarray | list[np.ndarray]:
+        """Label images ``(n, h, w)`` with values in :attr:`classes_`."""
+        proba = self.predict_proba(images)
+        if isinstance(proba, list):
+            return [self.classes_[np.argmax(p, axis=-1)] for p in proba]
+        return self.classes_[np.argmax(proba, axis=-1)]
+
+    def score(self, images: Any, label_images: Any, sample_weight: Any = None) -> float:
+        """Pixel accuracy (fraction of correctly labeled pixels over all images)."""
+        pred = self.predict(images)
+        labs = _check_label_images(label_images, _check_images(images))
+        correct = sum(int(np.sum(p == lab)) for p, lab in zip(pred, labs, strict=True))
+        return correct / sum(lab.size for lab in labs)
