@@ -8,6 +8,7 @@ Labeling*, J. Math. Imaging Vis. 65 (2023).
 from . import datasets, registry
 from ._parallel import get_num_threads, set_num_threads
 from ._version import __version__
+from .estimators import ImageLabeler
 from .flows import AssignmentFlow, LinearizedAssignmentFlow
 from .geometry import AssignmentManifold
 from .gradients import (
@@ -32,6 +33,7 @@ from .integrators import (
 )
 from .learning import DescentResult, multiplicative_update, riemannian_gradient_descent
 from .losses import CompositeLoss, KLLoss, Loss, TangentSpaceRegularizer
+from .predictor import WeightPredictor, window_features
 from .similarity import SimilarityOperator, distance_matrix
 from .weights import Weights
 
@@ -53,6 +55,7 @@ __all__ = [
     "GradientResult",
     "Graph",
     "GridGraph",
+    "ImageLabeler",
     "IntegrationStats",
     "Integrator",
     "KLLoss",
@@ -62,6 +65,7 @@ __all__ = [
     "Loss",
     "SimilarityOperator",
     "TangentSpaceRegularizer",
+    "WeightPredictor",
     "Weights",
     "__version__",
     "datasets",
@@ -71,4 +75,5 @@ __all__ = [
     "registry",
     "riemannian_gradient_descent",
     "set_num_threads",
+    "window_features",
 ]

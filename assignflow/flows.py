@@ -34,6 +34,7 @@ import attrs
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from ._parallel import n_chunks_for, row_chunks, run_chunks
 from ._validation import as_float_array, check_positive_float
 from .geometry import _exp, _replicator, _replicator_inplace
 from .integrators import (
@@ -69,6 +70,21 @@ def _check_integrator(integrator: Any, kind: type, flow_name: str, default: Any)
             f"{kind.__name__} (e.g. {default!r})"
         )
     return integrator
+
+
+def _replicator_rows(p: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``R_p x`` row block by row block on the thread pool (a fresh array)."""
+    out = np.empty_like(x)
+    chunks = row_chunks(x.shape[0], n_chunks_for(x.size))
+
+    def work(k: int) -> None:
+        a, c = chunks[k]
+        blk = out[a:c]
+        blk[...] = x[a:c]
+        _replicator_inplace(p[a:c], blk)
+
+    run_chunks(work, len(chunks))
+    return out
 
 
 @attrs.frozen(eq=False, repr=False)
@@ -185,9 +201,9 @@ class LinearizedAssignmentFlow:
 
     def _rmatvec2d(self, U: np.ndarray) -> np.ndarray:
         if self.W0 is None:
-            return self.weights.operator.apply_transpose(_replicator(self.S0, U))
+            return self.weights.operator.apply_transpose(_replicator_rows(self.S0, U))
         w0 = self.W0
-        r = _replicator(self.S0, _replicator(w0, U))
+        r = _replicator_rows(self.S0, _replicator_rows(w0, U))
 
         def post(block: np.ndarray, a: int, c: int) -> None:
             block /= w0[a:c]

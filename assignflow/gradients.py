@@ -272,8 +272,8 @@ class ClosedFormLowRank(GradientEstimator):
         Store the factors :math:`U_r, W_r` in the result.
     low_memory : bool, default=False
         Keep only one Krylov basis in memory at a time: the forward basis is
-        recomputed after the SVD (one more Arnoldi run, ~1.5× the time, about
-        half the peak memory).
+        recomputed after the SVD (one more Arnoldi run: ~1.5× the time for one
+        basis less in the peak memory).
     reorthogonalize : {"always", "auto", "never"}, default="always"
     """
 
@@ -326,6 +326,7 @@ class ClosedFormLowRank(GradientEstimator):
             fw = arnoldi(mv, e_k, m, reorthogonalize=self.reorthogonalize)
             Q = fw.Q[:k2]
             n_mv += fw.n_matvecs
+            del fw  # Q is a view: the basis is freed with it below
         Ws = [Q[1:, :n].T @ Zt[i] for i in range(r)]
         del Q
         Us = [u.reshape(flow.shape) for u in Us]

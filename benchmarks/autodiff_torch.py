@@ -52,10 +52,14 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 import assignflow as af
+
+# torch is imported on first use (``_require_torch``): ``make_problem`` is shared
+# with the numpy side of benchmarks/bench_gradient.py, which must run (and measure
+# its memory) without loading torch, or without torch installed at all.
+torch: Any = None
+F: Any = None
 
 __all__ = [
     "make_problem",
@@ -65,7 +69,19 @@ __all__ = [
     "torch_value_and_grad_krylov",
 ]
 
-DTYPE = torch.float64
+
+def _require_torch() -> Any:
+    global torch, F
+    if torch is None:
+        try:
+            import torch as _torch
+            import torch.nn.functional as _F
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "the autodiff baselines need PyTorch (CPU): pip install torch"
+            ) from exc
+        torch, F = _torch, _F
+    return torch
 
 
 def make_problem(
@@ -126,9 +142,13 @@ class _LAF:
         self.J = problem["n_labels"]
         self.r = graph.radius
         self.offsets = [(int(dy), int(dx)) for dy, dx in graph.offsets]
-        mask = torch.as_tensor(problem["mask"], dtype=DTYPE)
-        self.P = patches * mask  # out-of-image entries: exactly 0, no gradient
-        D = torch.as_tensor(problem["D"], dtype=DTYPE).reshape(self.h, self.w, self.J)
+        mask = torch.as_tensor(problem["mask"], dtype=torch.float64)
+        P = patches * mask  # out-of-image entries: exactly 0, no gradient
+        # one contiguous (h, w, 1) plane per window offset, split once: autograd then
+        # runs a single unbind-backward at the end instead of a slice-backward (which
+        # allocates a full (h, w, K) buffer) for every use of every plane
+        self.planes = P.permute(2, 0, 1).unsqueeze(-1).contiguous().unbind(0)
+        D = torch.as_tensor(problem["D"], dtype=torch.float64).reshape(self.h, self.w, self.J)
         self.S0 = torch.softmax(-self.omega(D) / problem["rho"], dim=-1)
         self.B = (self.S0 - self.S0.mean(dim=-1, keepdim=True)) / self.J
 
@@ -138,7 +158,7 @@ class _LAF:
         Xp = F.pad(X, (0, 0, r, r, r, r))
         out = None
         for o, (dy, dx) in enumerate(self.offsets):
-            term = self.P[:, :, o : o + 1] * Xp[r + dy : r + dy + h, r + dx : r + dx + w]
+            term = self.planes[o] * Xp[r + dy : r + dy + h, r + dx : r + dx + w]
             out = term if out is None else out + term
         return out
 
@@ -167,15 +187,17 @@ def _krylov(model: _LAF, T: float, m: int) -> torch.Tensor:
     n = b.numel()
     m = min(int(m), n)
     beta = torch.linalg.vector_norm(b)
+    if float(beta.detach()) == 0.0:  # B = 0: V ≡ 0
+        return torch.zeros_like(b)
     Q = [b / beta]
-    cols: list[list[torch.Tensor]] = []  # column j of H: entries h_{1..j+1, j}
+    cols: list[list[torch.Tensor]] = []  # cols[j]: the nonzero entries h_{0..j+1, j} of H
     rtol = max(1e-12, 8.0 * math.sqrt(n) * float(np.finfo(np.float64).eps))
     anorm = 0.0
     k = m
     for j in range(m):
         w = model.A(Q[j])
         anorm = max(anorm, float(torch.linalg.vector_norm(w.detach())))
-        hcol = [torch.zeros((), dtype=DTYPE) for _ in range(j + 1)]
+        hcol = [torch.zeros((), dtype=torch.float64) for _ in range(j + 1)]
         for _ in range(2):  # classical Gram–Schmidt, twice (CGS2)
             hs = [(q * w).sum() for q in Q]
             w = w - sum(hi * q for hi, q in zip(hs, Q, strict=True))
@@ -190,22 +212,23 @@ def _krylov(model: _LAF, T: float, m: int) -> torch.Tensor:
             break
         cols.append([*hcol, nrm])
         Q.append(w / nrm)
-    zero = torch.zeros((), dtype=DTYPE)
-    # column j of H_k holds h_{1..j+2, j+1} (1-based), cut to k rows and zero-padded
+    zero = torch.zeros((), dtype=torch.float64)
+    # H_k (k×k, upper Hessenberg): cols[j] cut to k rows and zero-padded below
     H = torch.stack([torch.stack((c + [zero] * k)[:k]) for c in cols[:k]], dim=1)
-    e1 = torch.zeros((k, 1), dtype=DTYPE)
+    e1 = torch.zeros((k, 1), dtype=torch.float64)
     e1[0, 0] = 1.0
-    aug = torch.cat([torch.cat([T * H, e1], dim=1), torch.zeros((1, k + 1), dtype=DTYPE)])
+    aug = torch.cat([torch.cat([T * H, e1], dim=1), torch.zeros((1, k + 1), dtype=torch.float64)])
     phi = torch.linalg.matrix_exp(aug)[:k, k]  # φ(T H_k) e1
     V = sum(phi[i] * Q[i] for i in range(k))
     return (T * beta) * V
 
 
 def _leaf(problem: dict[str, Any]) -> torch.Tensor:
-    return torch.tensor(problem["patches"], dtype=DTYPE, requires_grad=True)
+    return torch.tensor(problem["patches"], dtype=torch.float64, requires_grad=True)
 
 
 def _value_and_grad(problem: dict[str, Any], solver) -> tuple[float, np.ndarray]:
+    _require_torch()
     P = _leaf(problem)
     model = _LAF(problem, P)
     V = solver(model)
@@ -245,15 +268,17 @@ def torch_value_and_grad_krylov(
 
 def torch_forward_euler(problem: dict[str, Any], step_size: float = 0.1) -> np.ndarray:
     """``V_T`` of shape ``(I, J)`` from the torch Euler model (no gradient; for checks)."""
+    _require_torch()
     with torch.no_grad():
-        model = _LAF(problem, torch.as_tensor(problem["patches"], dtype=DTYPE))
+        model = _LAF(problem, torch.as_tensor(problem["patches"], dtype=torch.float64))
         V = _euler(model, problem["T"], step_size)
     return V.reshape(-1, problem["n_labels"]).numpy().copy()
 
 
 def torch_forward_krylov(problem: dict[str, Any], krylov_dim: int = 10) -> np.ndarray:
     """``V_T`` of shape ``(I, J)`` from the torch Krylov model (no gradient; for checks)."""
+    _require_torch()
     with torch.no_grad():
-        model = _LAF(problem, torch.as_tensor(problem["patches"], dtype=DTYPE))
+        model = _LAF(problem, torch.as_tensor(problem["patches"], dtype=torch.float64))
         V = _krylov(model, problem["T"], krylov_dim)
     return V.reshape(-1, problem["n_labels"]).numpy().copy()
