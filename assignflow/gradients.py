@@ -217,11 +217,13 @@ def _check_problem(flow: Any, loss: Any) -> None:
     loss.check(flow)
 
 
-def _result(flow, loss, V, data_grad_part, extra_matvecs=0, **kw) -> GradientResult:
+def _result(flow, loss, V, grad, *, add_reg: bool = True, **kw) -> GradientResult:
+    """Assemble a :class:`GradientResult`; ``add_reg`` adds the regulariser's gradient."""
     weights = flow.weights
     data_value = float(loss.data_value(V)) if V is not None else 0.0
     reg_value = float(loss.reg_value(weights))
-    grad = data_grad_part + loss.reg_gradient(weights)
+    if add_reg:
+        grad = grad + loss.reg_gradient(weights)
     if not np.all(np.isfinite(grad)):
         raise FloatingPointError(
             "the gradient is not finite; check rho and the distances for extreme values"
@@ -502,16 +504,5 @@ class FiniteDiff(GradientEstimator):
             fm, _ = self._value(flow, loss, work)
             work[e] = vals[e]
             grad[e] = (fp - fm) / (2 * h[e])
-        data_value = float(loss.data_value(V))
-        reg_value = float(loss.reg_value(flow.weights))
-        if not np.all(np.isfinite(grad)):
-            raise FloatingPointError("finite differences produced a non-finite gradient")
-        return GradientResult(
-            value=data_value + reg_value,
-            gradient=grad,
-            V=V,
-            data_value=data_value,
-            reg_value=reg_value,
-            node_norms=_node_norms(flow.weights.graph, grad),
-            n_matvecs=2 * vals.size + 1,
-        )
+        # the differences already contain the regulariser
+        return _result(flow, loss, V, grad, add_reg=False, n_matvecs=2 * vals.size + 1)

@@ -64,12 +64,13 @@ class Weights:
                 "values must be > 0 on every edge of the graph (weights are strictly positive "
                 "on each neighbourhood)"
             )
-        err = np.abs(_row_sums(self.graph, vals) - 1.0)
+        sums = _row_sums(self.graph, vals)
+        err = np.abs(sums - 1.0)
         if np.any(err > ROW_SUM_ATOL):
             i = int(np.argmax(err))
             raise ValueError(
                 f"values must be row-stochastic (each neighbourhood sums to 1); row {i} sums to "
-                f"{1.0 + float(_row_sums(self.graph, vals)[i] - 1.0):.12g}. "
+                f"{sums[i]:.12g}. "
                 "Use Weights.normalized(graph, values) to normalise."
             )
         vals.flags.writeable = False
