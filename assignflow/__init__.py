@@ -33,6 +33,7 @@ from .integrators import (
 )
 from .learning import DescentResult, multiplicative_update, riemannian_gradient_descent
 from .losses import CompositeLoss, KLLoss, Loss, TangentSpaceRegularizer
+from .persistence import load, save
 from .predictor import WeightPredictor, window_features
 from .similarity import SimilarityOperator, distance_matrix
 from .weights import Weights
@@ -71,9 +72,11 @@ __all__ = [
     "datasets",
     "distance_matrix",
     "get_num_threads",
+    "load",
     "multiplicative_update",
     "registry",
     "riemannian_gradient_descent",
+    "save",
     "set_num_threads",
     "window_features",
 ]

@@ -6,6 +6,15 @@
     flow with uniform weights (exponential Krylov integration) and by the
     nonlinear assignment flow (geometric Euler); a table of the percentage of
     wrongly labeled pixels is printed and a PNG figure written.
+``assignflow label IMAGE``
+    Labels one image (PNG or ``.npy``) with the LAF and uniform weights, or with
+    the predicted weights of a fitted model; labels are written as PNG (coloured
+    with the prototypes) and ``.npy``.
+``assignflow fit``
+    Fits an :class:`~assignflow.ImageLabeler` on the user's images and label
+    images and saves it (``assignflow.persistence``; no pickle).
+``assignflow predict``
+    Labels images with a saved model.
 ``assignflow plugins``
     Lists every registered graph, integrator, loss and gradient estimator and
     where it came from (built in, or the installed distribution).
@@ -128,6 +137,178 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- image I/O
+def read_image(path: str) -> np.ndarray:
+    """An image as floats: PNG/JPEG (scaled to [0, 1]) or ``.npy``; grey images are (h, w)."""
+    import os
+
+    if not os.path.exists(path):
+        raise ValueError(f"image file {path!r} does not exist")
+    if path.lower().endswith(".npy"):
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"cannot read {path!r} as a numpy array ({exc})") from None
+        if a.dtype.kind not in "biuf" or a.ndim not in (2, 3):
+            raise ValueError(f"{path!r} must hold a numeric (h, w) or (h, w, c) array")
+        return a.astype(np.float64)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            a = np.asarray(im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else im.mode))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"cannot read {path!r} as an image ({exc})") from None
+    if a.ndim == 3 and a.shape[2] == 4:
+        a = a[:, :, :3]  # alpha is not data
+    scale = 65535.0 if a.dtype == np.uint16 else 255.0 if a.dtype == np.uint8 else 1.0
+    return a.astype(np.float64) / scale
+
+
+def read_label_image(path: str) -> np.ndarray:
+    """Integer labels (h, w): a ``.npy`` of ints, a grey PNG of label ids, or a colour PNG
+    whose distinct colours are the classes (numbered in sorted colour order)."""
+    if path.lower().endswith(".npy"):
+        a = np.load(path, allow_pickle=False)
+        if a.ndim != 2 or a.dtype.kind not in "biu":
+            raise ValueError(f"{path!r} must hold an integer (h, w) label array")
+        return a.astype(np.int64)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            a = np.asarray(im)
+    except (UnidentifiedImageError, OSError, FileNotFoundError) as exc:
+        raise ValueError(f"cannot read label image {path!r} ({exc})") from None
+    if a.ndim == 2:
+        return a.astype(np.int64)
+    flat = a.reshape(-1, a.shape[2])
+    _, inv = np.unique(flat, axis=0, return_inverse=True)
+    return inv.reshape(a.shape[:2]).astype(np.int64)
+
+
+def write_labels(
+    path_stem: str, labels: np.ndarray, prototypes: np.ndarray, index: np.ndarray | None = None
+) -> list[str]:
+    """Write ``STEM.npy`` (the labels) and ``STEM.png`` coloured by the prototypes.
+
+    ``index`` gives the prototype row of every pixel when the labels are class
+    values rather than indices.
+    """
+    from PIL import Image
+
+    from .plotting import label_image_to_rgb
+
+    rgb = label_image_to_rgb(labels if index is None else index, prototypes)
+    Image.fromarray(np.round(255 * rgb).astype(np.uint8)).save(path_stem + ".png")
+    np.save(path_stem + ".npy", np.asarray(labels))
+    return [path_stem + ".png", path_stem + ".npy"]
+
+
+def _stem(output: str | None, image_path: str, suffix: str = "-labels") -> str:
+    import os
+
+    if output:
+        return os.path.splitext(output)[0]
+    return os.path.splitext(image_path)[0] + suffix
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from .flows import LinearizedAssignmentFlow
+    from .graphs import GridGraph
+    from .integrators import ExponentialKrylov
+    from .similarity import SimilarityOperator, distance_matrix
+    from .weights import Weights
+
+    img = read_image(args.image)
+    if args.model:
+        from .persistence import load
+
+        model = load(args.model)
+        labels = model.predict([img])[0]
+        protos = model.prototypes_
+        idx = np.searchsorted(model.classes_, labels)
+    else:
+        c = 1 if img.ndim == 2 else img.shape[2]
+        if args.prototypes:
+            try:
+                protos = np.array(
+                    [[float(v) for v in p.split(",")] for p in args.prototypes.split(";")]
+                )
+            except ValueError:
+                raise ValueError(
+                    "--prototypes must look like '0,0,0;1,1,1' (labels separated by ';')"
+                ) from None
+            if protos.shape[1] != c:
+                raise ValueError(f"--prototypes need {c} value(s) per label, got {protos.shape[1]}")
+        else:
+            from sklearn.cluster import KMeans
+
+            pix = img.reshape(-1, c)
+            km = KMeans(n_clusters=args.n_labels, n_init=3, random_state=0).fit(
+                pix[:: max(1, len(pix) // 20000)]
+            )
+            protos = km.cluster_centers_
+        D = distance_matrix(img, protos)
+        g = GridGraph(img.shape[:2], radius=args.radius)
+        sim = SimilarityOperator(Weights.uniform(g), D, rho=args.rho)
+        res = LinearizedAssignmentFlow(sim, T=args.T).solve(ExponentialKrylov(krylov_dim=10))
+        labels = idx = res.labels.reshape(img.shape[:2])
+    for f in write_labels(_stem(args.output, args.image), labels, protos, idx):
+        print(f"wrote {f}")
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from .estimators import ImageLabeler
+    from .persistence import save
+
+    if len(args.images) != len(args.labels):
+        raise ValueError(
+            f"--images and --labels must pair up: got {len(args.images)} images and "
+            f"{len(args.labels)} label images"
+        )
+    imgs = [read_image(p) for p in args.images]
+    labs = [read_label_image(p) for p in args.labels]
+    model = ImageLabeler(
+        rho=args.rho,
+        T=args.T,
+        radius=args.radius,
+        n_prototypes=args.n_prototypes,
+        max_iter=args.max_iter,
+        random_state=args.seed,
+        verbose=1,
+        n_jobs=args.n_jobs,
+    ).fit(imgs, labs)
+    save(model, args.output)
+    print(
+        f"fitted in {model.n_iter_} iterations (best {model.best_iter_}); model written to "
+        f"{args.output}"
+    )
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import os
+
+    from .persistence import load
+
+    model = load(args.model)
+    for path in args.images:
+        labels = model.predict([read_image(path)])[0]
+        stem = (
+            os.path.join(args.output_dir, os.path.splitext(os.path.basename(path))[0] + "-labels")
+            if args.output_dir
+            else _stem(None, path)
+        )
+        if args.output_dir:
+            os.makedirs(args.output_dir, exist_ok=True)
+        idx = np.searchsorted(model.classes_, labels)
+        for f in write_labels(stem, labels, model.prototypes_, idx):
+            print(f"wrote {f}")
+    return 0
+
+
 def _cmd_plugins(args: argparse.Namespace) -> int:
     # importing the package registers the built-ins
     import assignflow  # noqa: F401
@@ -166,6 +347,36 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", default="assignflow-demo.png", help="figure path (PNG)")
     d.add_argument("--no-figure", action="store_true", help="do not write the figure")
     d.set_defaults(func=_cmd_demo)
+
+    lb = sub.add_parser("label", help="label one image (PNG or .npy)")
+    lb.add_argument("image")
+    lb.add_argument("--model", help="a model saved by 'assignflow fit' (else uniform weights)")
+    lb.add_argument("--prototypes", help="label colours, e.g. '0,0,0;1,1,1' (else k-means)")
+    lb.add_argument("--n-labels", type=int, default=8, help="k-means labels (default 8)")
+    lb.add_argument("--rho", type=float, default=0.3)
+    lb.add_argument("--T", type=float, default=3.0)
+    lb.add_argument("--radius", type=int, default=1)
+    lb.add_argument("--output", help="output stem (default IMAGE-labels); writes .png and .npy")
+    lb.set_defaults(func=_cmd_label)
+
+    ft = sub.add_parser("fit", help="fit an ImageLabeler on images and label images")
+    ft.add_argument("--images", nargs="+", required=True, help="training images (PNG or .npy)")
+    ft.add_argument("--labels", nargs="+", required=True, help="label images, same order")
+    ft.add_argument("--output", required=True, help="model file to write")
+    ft.add_argument("--rho", type=float, default=0.1)
+    ft.add_argument("--T", type=float, default=3.0)
+    ft.add_argument("--radius", type=int, default=1)
+    ft.add_argument("--n-prototypes", type=int, default=50)
+    ft.add_argument("--max-iter", type=int, default=100)
+    ft.add_argument("--n-jobs", type=int, default=None)
+    ft.add_argument("--seed", type=int, default=0)
+    ft.set_defaults(func=_cmd_fit)
+
+    pr = sub.add_parser("predict", help="label images with a saved model")
+    pr.add_argument("--model", required=True)
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--output-dir", help="where to write the labels (default: beside the images)")
+    pr.set_defaults(func=_cmd_predict)
 
     pl = sub.add_parser("plugins", help="list registered components and their origin")
     pl.set_defaults(func=_cmd_plugins)

@@ -351,10 +351,12 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 },
             )
             pred = WeightPredictor(new["prototypes"], new["nu"], float(np.exp(new["log_sigma"])))
-        if not stopped_early and self.max_iter > self.n_iter_no_change:
+        if not stopped_early:
+            # like scikit-learn's MLP: reaching max_iter means early stopping never triggered
             warnings.warn(
-                f"ImageLabeler: validation error still improving after max_iter={self.max_iter} "
-                "iterations; increase max_iter",
+                f"ImageLabeler: max_iter={self.max_iter} reached before the validation error "
+                f"stopped improving for n_iter_no_change={self.n_iter_no_change} iterations; "
+                "increase max_iter",
                 ConvergenceWarning,
                 stacklevel=2,
             )

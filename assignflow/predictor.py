@@ -83,8 +83,11 @@ class WeightPredictor:
                 f"nu must have one row per prototype ({self.prototypes.shape[0]}), "
                 f"got shape {self.nu.shape}"
             )
-        nu = self.nu - self.nu.mean(axis=1, keepdims=True)
-        object.__setattr__(self, "nu", nu)
+        mean = self.nu.mean(axis=1, keepdims=True)
+        # project onto T0 only when needed, so that rebuilding a predictor from its
+        # own (already centred) values reproduces it bit for bit
+        if np.any(np.abs(mean) > 1e-12 * max(1.0, float(np.abs(self.nu).max(initial=0.0)))):
+            object.__setattr__(self, "nu", self.nu - mean)
         for a in (self.prototypes, self.nu):
             a.flags.writeable = False
 
