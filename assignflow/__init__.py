@@ -8,6 +8,7 @@ Labeling*, J. Math. Imaging Vis. 65 (2023).
 from . import datasets, registry
 from ._parallel import get_num_threads, set_num_threads
 from ._version import __version__
+from .classifier import AssignmentFlowClassifier, label_graph
 from .estimators import ImageLabeler
 from .flows import AssignmentFlow, LinearizedAssignmentFlow
 from .geometry import AssignmentManifold
@@ -41,6 +42,7 @@ from .weights import Weights
 __all__ = [
     "AdjointQuadrature",
     "AssignmentFlow",
+    "AssignmentFlowClassifier",
     "AssignmentManifold",
     "ClosedFormLowRank",
     "CompositeLoss",
@@ -72,6 +74,7 @@ __all__ = [
     "datasets",
     "distance_matrix",
     "get_num_threads",
+    "label_graph",
     "load",
     "multiplicative_update",
     "registry",

@@ -139,8 +139,9 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     prototypes : array (J, c), default=None
-        Label prototypes (colours). ``None``: the mean pixel value of each class
-        in the training images.
+        Label prototypes (colours); integer labels ``0..J-1`` then index them
+        (labels absent from the training images are still predicted). ``None``:
+        the mean pixel value of each class in the training images.
     rho : float, default=0.1
         Scale :math:`\\rho` of the distances.
     T : float, default=3.0
@@ -262,6 +263,12 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             else self.random_state.randint(2**31 - 1)
         )
         classes = np.unique(np.concatenate([lab.ravel() for lab in labs]))
+        if self.prototypes is not None:
+            n_protos = len(np.asarray(self.prototypes))
+            if classes.dtype.kind in "iu" and classes.min() >= 0 and classes.max() < n_protos:
+                # given prototypes: integer labels index them, whether or not every
+                # label occurs in the training images
+                classes = np.arange(n_protos)
         self.classes_ = classes
         ys = [np.searchsorted(classes, lab).ravel() for lab in labs]
         c = imgs[0].shape[2]

@@ -12,25 +12,44 @@ from assignflow.cli import main, run_demo
 
 def test_run_demo_small(tmp_path):
     out = tmp_path / "demo.png"
-    res = run_demo(shape=(32, 32), noise=0.4, output=str(out), verbose=False)
+    res = run_demo(size=24, n_train=3, n_test=2, max_iter=4, output=str(out), verbose=False)
     r = res["results"]
     assert set(r) == {
         "pixelwise rounding",
-        "LAF, uniform weights (Krylov)",
-        "assignment flow (geometric Euler)",
+        "LAF, uniform weights",
+        "assignment flow, uniform weights",
+        "LAF, learned weights",
     }
-    # the flows must beat pixelwise rounding on a noisy image
-    assert r["LAF, uniform weights (Krylov)"]["error"] < r["pixelwise rounding"]["error"]
-    assert r["assignment flow (geometric Euler)"]["error"] < r["pixelwise rounding"]["error"]
+    # the LAF must beat pixelwise rounding on noisy scenes
+    assert r["LAF, uniform weights"]["error"] < r["pixelwise rounding"]["error"]
+    assert r["LAF, learned weights"]["error"] < r["pixelwise rounding"]["error"]
+    assert all(len(v["labels"]) == 2 for v in r.values())
     assert out.exists() and out.stat().st_size > 1000
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_demo_command_prints_table(tmp_path, capsys):
-    code = main(["demo", "--size", "24", "--no-figure", "--scenario", "lines", "--noise", "0.3"])
+    code = main(
+        [
+            "demo",
+            "--size",
+            "20",
+            "--n-train",
+            "2",
+            "--n-test",
+            "1",
+            "--max-iter",
+            "2",
+            "--no-figure",
+            "--scenario",
+            "colors",
+            "--noise",
+            "0.3",
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
-    assert "pixelwise rounding" in text and "LAF" in text and "%" in text
+    assert "pixelwise rounding" in text and "learned weights" in text and "%" in text
 
 
 def test_plugins_command_lists_builtins(capsys):
@@ -43,6 +62,7 @@ def test_plugins_command_lists_builtins(capsys):
 
 def test_bad_arguments_give_clear_errors(capsys):
     assert main(["demo", "--size", "0", "--no-figure"]) == 2
+    assert main(["demo", "--noise", "-1", "--no-figure"]) == 2
     assert "error" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["demo", "--scenario", "stripes"])

@@ -189,7 +189,7 @@ def test_estimator_bad_input(lines_data, fitted):
     with pytest.raises(TypeError, match="max_iter"):
         small_model(max_iter=1.5).fit(X, Y)
     with pytest.raises(ValueError, match="prototypes"):
-        small_model(prototypes=np.zeros((3, 1))).fit(X, Y)
+        small_model(prototypes=np.zeros((2, 3))).fit(X, Y)
     with pytest.raises(ValueError, match="channel"):
         fitted.predict(np.zeros((1, 8, 8, 3)))
     with pytest.raises(ValueError, match="channels"):
@@ -306,3 +306,14 @@ def test_cli_fit_predict_label(tmp_path, lines_data, capsys):
     assert main(["label", imgs[0], "--prototypes", "0,0;1"]) == 2
     err = capsys.readouterr().err
     assert "error" in err and "Traceback" not in err
+
+
+def test_classifier_save_load_round_trip(tmp_path):
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(120, noise=0.2, random_state=0)
+    for learn in (False, True):
+        clf = af.AssignmentFlowClassifier(learn_weights=learn, max_iter=2).fit(X[:90], y[:90])
+        af.save(clf, tmp_path / "c.afm")
+        back = af.load(tmp_path / "c.afm")
+        np.testing.assert_array_equal(back.predict_proba(X[90:]), clf.predict_proba(X[90:]))
