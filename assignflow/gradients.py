@@ -159,9 +159,12 @@ def _augmented_matvecs(flow: Any):
 
     def mv(z: np.ndarray) -> np.ndarray:
         out = np.empty(n + 1)
-        out[:n] = flow.matvec(z[:n])
-        if z[n] != 0.0:
-            out[:n] += z[n] * b
+        if z[n] != 0.0 and not z[:n].any():
+            out[:n] = z[n] * b  # 𝒜 e_k: the Arnoldi start vector needs no A application
+        else:
+            out[:n] = flow.matvec(z[:n])
+            if z[n] != 0.0:
+                out[:n] += z[n] * b
         out[:n] *= T
         out[n] = 0.0
         return out
