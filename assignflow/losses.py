@@ -8,7 +8,7 @@ A :class:`Loss` has a *data term* (a function of the LAF's final tangent vector
 *regulariser* (a function of the weights, with its gradient with respect to the
 weight values). Losses compose with ``+``::
 
-    loss = af.KLLoss(labels=y) + af.TangentSpaceRegularizer(tau=0.1)
+    loss = af.KLLoss(labels=y) + af.TangentSpaceRegularizer(tau=1e-6)
 
 Every loss is a frozen value object registered in ``af.registry.losses``.
 """
@@ -186,7 +186,10 @@ class TangentSpaceRegularizer(Loss):
     Parameters
     ----------
     tau : float, default=0.1
-        Weight :math:`\tau \ge 0`.
+        Weight :math:`\tau \ge 0`. :math:`\mathcal{R}` is a sum over the ``I`` nodes
+        while the KL data term is a mean, so choose :math:`\tau` of order
+        ``0.01 / I`` when combining them: the gradient grows like
+        :math:`1/\omega`, and a large :math:`\tau` makes the descent stiff.
     """
 
     tau: float = attrs.field(default=0.1, converter=float)
