@@ -131,11 +131,11 @@ def _make_call(method: str, problem: dict, args):
     if method == "torch_euler":
         from autodiff_torch import torch_value_and_grad_euler
 
-        return lambda: (lambda: torch_value_and_grad_euler(problem, step_size=EULER_STEP))
+        return lambda: lambda: torch_value_and_grad_euler(problem, step_size=EULER_STEP)
     if method == "torch_krylov":
         from autodiff_torch import torch_value_and_grad_krylov
 
-        return lambda: (lambda: torch_value_and_grad_krylov(problem, krylov_dim=m))
+        return lambda: lambda: torch_value_and_grad_krylov(problem, krylov_dim=m)
     if method == "forward":
         integ = af.ExponentialKrylov(krylov_dim=m)
 
@@ -181,8 +181,9 @@ def _info(method: str, out) -> dict:
 
 
 def run_worker(method: str, size: int, args) -> dict:
-    setup_small = _make_call(method, make_problem((WARMUP_SIZE,) * 2, args.labels, rho=RHO,
-                                                  T=args.T, seed=1), args)
+    setup_small = _make_call(
+        method, make_problem((WARMUP_SIZE,) * 2, args.labels, rho=RHO, T=args.T, seed=1), args
+    )
     setup_small()()  # warm-up: imports, thread pools, torch initialisation
     problem = make_problem((size, size), args.labels, rho=RHO, T=args.T, seed=0)
     setup = _make_call(method, problem, args)
@@ -237,7 +238,8 @@ def estimate_torch_mb(method: str, size: int, args) -> float:
     """Estimated peak RSS of a torch baseline (MB); see the module docstring."""
     arr_mb = size * size * args.labels * 8 / 2**20
     steps = (
-        max(1, math.ceil(args.T / EULER_STEP - 1e-9)) if method == "torch_euler"
+        max(1, math.ceil(args.T / EULER_STEP - 1e-9))
+        if method == "torch_euler"
         else args.krylov_dim
     )
     live = arr_mb * (_TORCH_ARRAYS_PER_STEP[method] * steps + _TORCH_ARRAYS_CONST)
@@ -250,17 +252,31 @@ def estimate_torch_mb(method: str, size: int, args) -> float:
 
 def _spawn(method: str, size: int, args, grad_path: str | None) -> dict:
     cmd = [
-        sys.executable, str(Path(__file__).resolve()), "--worker", method, str(size),
-        "--labels", str(args.labels), "--T", repr(args.T), "--repeat", str(args.repeat),
-        "--krylov-dim", str(args.krylov_dim), "--descent-iter", str(args.descent_iter),
-        "--descent-repeat", str(args.descent_repeat),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        method,
+        str(size),
+        "--labels",
+        str(args.labels),
+        "--T",
+        repr(args.T),
+        "--repeat",
+        str(args.repeat),
+        "--krylov-dim",
+        str(args.krylov_dim),
+        "--descent-iter",
+        str(args.descent_iter),
+        "--descent-repeat",
+        str(args.descent_repeat),
     ]
     if grad_path:
         cmd += ["--save-grad", grad_path]
     env = dict(os.environ)
     nt = str(args.threads)
-    env.update(ASSIGNFLOW_NUM_THREADS=nt, OMP_NUM_THREADS=nt, OPENBLAS_NUM_THREADS=nt,
-               MKL_NUM_THREADS=nt)
+    env.update(
+        ASSIGNFLOW_NUM_THREADS=nt, OMP_NUM_THREADS=nt, OPENBLAS_NUM_THREADS=nt, MKL_NUM_THREADS=nt
+    )
     if args.mmap_threshold:
         env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
     load = os.getloadavg()[0]
@@ -269,7 +285,7 @@ def _spawn(method: str, size: int, args, grad_path: str | None) -> dict:
     wall = time.perf_counter() - t0
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            res = json.loads(line[len("RESULT "):])
+            res = json.loads(line[len("RESULT ") :])
             res["wall_s"] = wall
             res["load_before"] = load
             return res
@@ -327,18 +343,23 @@ def run(args) -> dict:
         flush=True,
     )
     load, ncpu = os.getloadavg()[0], os.cpu_count() or 1
-    print(f"threads per worker (assignflow, torch, BLAS): {args.threads}; CPUs {ncpu}; "
-          f"load average {load:.2f}"
-          + (f"  (mmap threshold {args.mmap_threshold} B)" if args.mmap_threshold else ""),
-          flush=True)
+    print(
+        f"threads per worker (assignflow, torch, BLAS): {args.threads}; CPUs {ncpu}; "
+        f"load average {load:.2f}"
+        + (f"  (mmap threshold {args.mmap_threshold} B)" if args.mmap_threshold else ""),
+        flush=True,
+    )
     if load > 0.5 and args.threads >= ncpu:
-        print("WARNING: other processes are using the CPUs; multi-threaded timings (torch's "
-              "OpenMP in particular) degrade badly on a shared machine; consider --threads 1",
-              flush=True)
+        print(
+            "WARNING: other processes are using the CPUs; multi-threaded timings (torch's "
+            "OpenMP in particular) degrade badly on a shared machine; consider --threads 1",
+            flush=True,
+        )
     rows, notes, comparisons = [], [], {}
     if not have_torch and any(m in TORCH_METHODS for m in args.methods):
-        notes.append("torch is not installed: the autodiff baselines are skipped "
-                     "(pip install torch)")
+        notes.append(
+            "torch is not installed: the autodiff baselines are skipped (pip install torch)"
+        )
         print("NOTE: " + notes[-1], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
@@ -351,8 +372,10 @@ def run(args) -> dict:
                         continue
                     est = estimate_torch_mb(method, size, args)
                     if est > args.torch_max_gb * 1024:
-                        msg = (f"{method} at {size}^2 skipped: estimated peak {est / 1024:.1f} GB "
-                               f"> --torch-max-gb {args.torch_max_gb:g}")
+                        msg = (
+                            f"{method} at {size}^2 skipped: estimated peak {est / 1024:.1f} GB "
+                            f"> --torch-max-gb {args.torch_max_gb:g}"
+                        )
                         notes.append(msg)
                         print("  " + msg, flush=True)
                         row[method] = {"skipped": msg, "estimated_mb": est}
@@ -365,8 +388,11 @@ def run(args) -> dict:
                 if "error" in res:
                     print(f"  {method} {size}^2 FAILED: {res['error']}", flush=True)
                 else:
-                    print(f"  {method:>16} {size:>5}^2: {res['time_s']:8.3f} s, "
-                          f"peak {res['peak_mb']:8.0f} MB", flush=True)
+                    print(
+                        f"  {method:>16} {size:>5}^2: {res['time_s']:8.3f} s, "
+                        f"peak {res['peak_mb']:8.0f} MB",
+                        flush=True,
+                    )
             if len(paths) > 1:
                 comparisons[size] = _compare_gradients(size, paths, args.labels)
             rows.append(row)
@@ -379,11 +405,19 @@ def run(args) -> dict:
     _print_table(rows, descent, comparisons, notes, args)
     return {
         "config": {
-            "sizes": args.sizes, "labels": args.labels, "krylov_dim": args.krylov_dim,
-            "rank": 1, "T": args.T, "rho": RHO, "euler_step": EULER_STEP,
-            "repeat": args.repeat, "descent_sizes": descent_sizes,
-            "descent_iter": args.descent_iter, "threads": args.threads,
-            "mmap_threshold": args.mmap_threshold, "methods": args.methods,
+            "sizes": args.sizes,
+            "labels": args.labels,
+            "krylov_dim": args.krylov_dim,
+            "rank": 1,
+            "T": args.T,
+            "rho": RHO,
+            "euler_step": EULER_STEP,
+            "repeat": args.repeat,
+            "descent_sizes": descent_sizes,
+            "descent_iter": args.descent_iter,
+            "threads": args.threads,
+            "mmap_threshold": args.mmap_threshold,
+            "methods": args.methods,
             "torch": have_torch,
         },
         "results": rows,
@@ -404,8 +438,10 @@ def _ratio(a, b):
 
 def _print_table(rows, descent, comparisons, notes, args) -> None:
     print()
-    print("times in s (median), peak = peak RSS increment of the call in MB (max); "
-          "speed-up / mem ratio = torch / closed-form gradient")
+    print(
+        "times in s (median), peak = peak RSS increment of the call in MB (max); "
+        "speed-up / mem ratio = torch / closed-form gradient"
+    )
     hdr = (
         f"{'size':>6} {'fwd s':>7} {'grad s':>7} {'g/fwd':>6} {'lowm s':>7} "
         f"{'grad MB':>8} {'lowm MB':>8} | {'Eul s':>7} {'Eul MB':>7} {'Kry s':>7} {'Kry MB':>7} | "
@@ -427,29 +463,39 @@ def _print_table(rows, descent, comparisons, notes, args) -> None:
             f"{_fmt(_ratio(tkm, gm), '.1f', 6)}"
         )
     fwd_peaks = [(r["size"], _get(r, "forward", "peak_mb")) for r in rows]
-    print("forward-solve peak MB: " + ", ".join(
-        f"{s}^2: {_fmt(p, '.0f', 1)}" for s, p in fwd_peaks))
-    if not any("hwm_reset" in v and v["hwm_reset"] for r in rows for v in r.values()
-               if isinstance(v, dict)):
-        print("NOTE: VmHWM could not be reset on this kernel; peaks are only reported where "
-              "the measured call raised the process peak.")
+    print(
+        "forward-solve peak MB: " + ", ".join(f"{s}^2: {_fmt(p, '.0f', 1)}" for s, p in fwd_peaks)
+    )
+    if not any(
+        "hwm_reset" in v and v["hwm_reset"] for r in rows for v in r.values() if isinstance(v, dict)
+    ):
+        print(
+            "NOTE: VmHWM could not be reset on this kernel; peaks are only reported where "
+            "the measured call raised the process peak."
+        )
     for n in notes:
         print("NOTE: " + n)
     if comparisons:
-        print("\ngradients against a reference: torch_krylov (autodiff through Krylov, m = "
-              f"{args.krylov_dim}: the exact gradient of the same forward map) if measured, "
-              "else gradient")
+        print(
+            "\ngradients against a reference: torch_krylov (autodiff through Krylov, m = "
+            f"{args.krylov_dim}: the exact gradient of the same forward map) if measured, "
+            "else gradient"
+        )
         for size, comp in comparisons.items():
             ref = comp.get("reference")
             for k, v in comp.items():
                 if k == "reference":
                     continue
-                print(f"  {size}^2 {k:>16} vs {ref}: rel. error {v['rel_err']:.2e}, "
-                      f"cosine {v['cosine']:.6f}, pixels with cosine >= 0.9: "
-                      f"{100 * v['pixels_cos_ge_0.9']:.2f} %")
+                print(
+                    f"  {size}^2 {k:>16} vs {ref}: rel. error {v['rel_err']:.2e}, "
+                    f"cosine {v['cosine']:.6f}, pixels with cosine >= 0.9: "
+                    f"{100 * v['pixels_cos_ge_0.9']:.2f} %"
+                )
     if descent:
-        print(f"\nRiemannian gradient descent, {args.descent_iter} iterations, "
-              "closed_form_low_rank (m = 10, rank 1)")
+        print(
+            f"\nRiemannian gradient descent, {args.descent_iter} iterations, "
+            "closed_form_low_rank (m = 10, rank 1)"
+        )
         for d in descent:
             if "error" in d:
                 print(f"  {d['size']}^2: FAILED ({d['error']})")
@@ -470,24 +516,48 @@ def main(argv=None) -> None:
     p.add_argument("--T", type=float, default=2.0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument(
-        "--descent-sizes", type=int, nargs="*", default=None,
+        "--descent-sizes",
+        type=int,
+        nargs="*",
+        default=None,
         help="sizes for the descent timing (default 512; if --sizes lacks 512, the largest "
-             "given size <= 512; 0 or nothing: skip)",
+        "given size <= 512; 0 or nothing: skip)",
     )
     p.add_argument("--descent-iter", type=int, default=20)
-    p.add_argument("--descent-repeat", type=int, default=1,
-                   help="repeats of the (long) descent run, at most --repeat (default 1)")
-    p.add_argument("--torch-max-gb", type=float, default=16.0,
-                   help="skip a torch baseline whose estimated peak exceeds this (GB)")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
-                   help="methods to measure (default: all)")
-    p.add_argument("--threads", type=int, default=af.get_num_threads(),
-                   help="threads of assignflow, torch and BLAS in every worker "
-                        "(default: assignflow's default, the number of CPUs up to 8)")
-    p.add_argument("--mmap-threshold", type=int, default=0,
-                   help="run the workers with MALLOC_MMAP_THRESHOLD_ set to this many bytes, "
-                        "so that freed arrays go back to the OS at once and the RSS peak "
-                        "is the peak of live memory (default 0: glibc's default allocator)")
+    p.add_argument(
+        "--descent-repeat",
+        type=int,
+        default=1,
+        help="repeats of the (long) descent run, at most --repeat (default 1)",
+    )
+    p.add_argument(
+        "--torch-max-gb",
+        type=float,
+        default=16.0,
+        help="skip a torch baseline whose estimated peak exceeds this (GB)",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        choices=METHODS,
+        help="methods to measure (default: all)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=af.get_num_threads(),
+        help="threads of assignflow, torch and BLAS in every worker "
+        "(default: assignflow's default, the number of CPUs up to 8)",
+    )
+    p.add_argument(
+        "--mmap-threshold",
+        type=int,
+        default=0,
+        help="run the workers with MALLOC_MMAP_THRESHOLD_ set to this many bytes, "
+        "so that freed arrays go back to the OS at once and the RSS peak "
+        "is the peak of live memory (default 0: glibc's default allocator)",
+    )
     p.add_argument("--json", type=str, default=None, help="write the results to this file")
     p.add_argument("--worker", nargs=2, metavar=("METHOD", "SIZE"), help=argparse.SUPPRESS)
     p.add_argument("--save-grad", type=str, default=None, help=argparse.SUPPRESS)

@@ -26,7 +26,7 @@ import itertools
 
 import numpy as np
 
-__all__ = ["potts_energy", "potts_alpha_expansion", "self_check"]
+__all__ = ["potts_alpha_expansion", "potts_energy", "self_check"]
 
 _RIGHT = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]])
 _DOWN = np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0]])
@@ -169,19 +169,19 @@ def self_check(verbose: bool = True) -> None:
         x, es = potts_alpha_expansion(U, lam, n_iter=10, return_energies=True)
         # with 2 labels one expansion move from any start is the global binary min-cut
         assert abs(potts_energy(U, x, lam) - e_bf) < 1e-9, (trial, potts_energy(U, x, lam), e_bf)
-        assert all(b <= a + 1e-12 for a, b in zip(es, es[1:]))
-    for trial in range(10):
+        assert all(b <= a + 1e-12 for a, b in itertools.pairwise(es))
+    for _ in range(10):
         U = rng.random((3, 3, 3)) * 2
         lam = float(rng.choice([0.2, 0.5, 1.0]))
         e_bf, _ = _brute_force(U, lam)
         x, es = potts_alpha_expansion(U, lam, n_iter=10, return_energies=True)
         e = potts_energy(U, x, lam)
         assert e_bf - 1e-9 <= e <= 2 * e_bf + 1e-9  # alpha-expansion bound for Potts
-        assert all(b <= a + 1e-12 for a, b in zip(es, es[1:]))
+        assert all(b <= a + 1e-12 for a, b in itertools.pairwise(es))
     # larger random problem: monotone, and close to PyMaxflow's C++ alpha-expansion
     U = rng.random((40, 50, 5))
     x, es = potts_alpha_expansion(U, 0.3, n_iter=10, return_energies=True)
-    assert all(b <= a + 1e-9 for a, b in zip(es, es[1:]))
+    assert all(b <= a + 1e-9 for a, b in itertools.pairwise(es))
     msg = f"40x50x5: energy {es[0]:.3f} -> {es[-1]:.3f}"
     try:
         from maxflow import fastmin

@@ -48,7 +48,7 @@ import numpy as np
 import assignflow as af
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from potts import potts_alpha_expansion, self_check  # noqa: E402
+from potts import potts_alpha_expansion, self_check
 
 SEED_TRAIN = {"colors": 7001, "lines": 7101}
 SEED_TEST = {"colors": 8001, "lines": 8101}
@@ -92,13 +92,20 @@ def tune_uniform(X, Y, protos):
     table = {}
     for rho in RHO_GRID:
         for T in T_GRID:
-            table[(rho, T)] = float(np.mean([error(laf_uniform(x, protos, rho, T), y)
-                                             for x, y in zip(X, Y)]))
+            table[(rho, T)] = float(
+                np.mean(
+                    [error(laf_uniform(x, protos, rho, T), y) for x, y in zip(X, Y, strict=False)]
+                )
+            )
     best = min(table, key=table.get)
-    log(f"  uniform LAF grid (train error %): "
-        + ", ".join(f"rho {r:g} T {t:g}: {100 * e:.2f}" for (r, t), e in table.items()))
-    log(f"  -> best rho {best[0]:g}, T {best[1]:g} ({100 * table[best]:.2f} % on training) "
-        f"[{time.perf_counter() - t0:.0f} s]")
+    log(
+        "  uniform LAF grid (train error %): "
+        + ", ".join(f"rho {r:g} T {t:g}: {100 * e:.2f}" for (r, t), e in table.items())
+    )
+    log(
+        f"  -> best rho {best[0]:g}, T {best[1]:g} ({100 * table[best]:.2f} % on training) "
+        f"[{time.perf_counter() - t0:.0f} s]"
+    )
     return best, table
 
 
@@ -108,13 +115,23 @@ def tune_potts(X, Y, protos, quick):
     n_iter = 3 if quick else 5
     for metric in UNARY_METRICS:
         for lam in LAMBDA_GRID:
-            table[(metric, lam)] = float(np.mean([error(potts(x, protos, lam, metric, n_iter), y)
-                                                  for x, y in zip(X, Y)]))
+            table[(metric, lam)] = float(
+                np.mean(
+                    [
+                        error(potts(x, protos, lam, metric, n_iter), y)
+                        for x, y in zip(X, Y, strict=False)
+                    ]
+                )
+            )
     best = min(table, key=table.get)
-    log("  Potts grid (train error %): "
-        + ", ".join(f"{m[:4]} {lam:g}: {100 * e:.2f}" for (m, lam), e in table.items()))
-    log(f"  -> best unary {best[0]}, lambda {best[1]:g} ({100 * table[best]:.2f} % on training) "
-        f"[{time.perf_counter() - t0:.0f} s]")
+    log(
+        "  Potts grid (train error %): "
+        + ", ".join(f"{m[:4]} {lam:g}: {100 * e:.2f}" for (m, lam), e in table.items())
+    )
+    log(
+        f"  -> best unary {best[0]}, lambda {best[1]:g} ({100 * table[best]:.2f} % on training) "
+        f"[{time.perf_counter() - t0:.0f} s]"
+    )
     return best, table, n_iter
 
 
@@ -122,17 +139,23 @@ def run_scenario(scenario, args):
     size = 64 if args.quick else args.size
     shape = (size, size)
     if scenario == "colors":
-        noise = af.datasets.noise_for_rounding_error("colors") if args.noise_colors is None \
+        noise = (
+            af.datasets.noise_for_rounding_error("colors")
+            if args.noise_colors is None
             else args.noise_colors
+        )
     else:
         noise = args.noise_lines
-    X, Y, protos = af.datasets.make_voronoi(scenario, N_TRAIN, shape, noise,
-                                            random_state=SEED_TRAIN[scenario],
-                                            return_prototypes=True)
-    Xt, Yt = af.datasets.make_voronoi(scenario, N_TEST, shape, noise,
-                                      random_state=SEED_TEST[scenario])
-    log(f"\n=== scenario {scenario!r}: {size}x{size}, noise {noise:.4f}, {N_TRAIN} training "
-        f"scenes (seed {SEED_TRAIN[scenario]}), {N_TEST} test scenes (seed {SEED_TEST[scenario]})")
+    X, Y, protos = af.datasets.make_voronoi(
+        scenario, N_TRAIN, shape, noise, random_state=SEED_TRAIN[scenario], return_prototypes=True
+    )
+    Xt, Yt = af.datasets.make_voronoi(
+        scenario, N_TEST, shape, noise, random_state=SEED_TEST[scenario]
+    )
+    log(
+        f"\n=== scenario {scenario!r}: {size}x{size}, noise {noise:.4f}, {N_TRAIN} training "
+        f"scenes (seed {SEED_TRAIN[scenario]}), {N_TEST} test scenes (seed {SEED_TEST[scenario]})"
+    )
 
     (rho_u, T_u), utable = tune_uniform(X, Y, protos)
     (metric, lam), ptable, p_iter = tune_potts(X, Y, protos, args.quick)
@@ -140,10 +163,18 @@ def run_scenario(scenario, args):
     rho_l = rho_u if args.rho is None else args.rho
     T_l = T_u if args.T is None else args.T
     settings = dict(
-        prototypes=protos, rho=rho_l, T=T_l, radius=args.radius, n_prototypes=20 if args.quick else args.n_prototypes,
+        prototypes=protos,
+        rho=rho_l,
+        T=T_l,
+        radius=args.radius,
+        n_prototypes=20 if args.quick else args.n_prototypes,
         max_iter=args.max_iter if args.max_iter else (30 if args.quick else 60),
-        learning_rate=args.learning_rate, validation_fraction=0.2,
-        n_iter_no_change=args.n_iter_no_change, random_state=0, verbose=1, n_jobs=args.n_jobs,
+        learning_rate=args.learning_rate,
+        validation_fraction=0.2,
+        n_iter_no_change=args.n_iter_no_change,
+        random_state=0,
+        verbose=1,
+        n_jobs=args.n_jobs,
     )
     shown = {k: v for k, v in settings.items() if k not in ("prototypes", "verbose")}
     log(f"  fitting ImageLabeler({', '.join(f'{k}={v}' for k, v in shown.items())}) ...")
@@ -152,9 +183,11 @@ def run_scenario(scenario, args):
         warnings.simplefilter("ignore")
         model = af.ImageLabeler(**settings).fit(X, Y)
     t_fit = time.perf_counter() - t0
-    log(f"  fitted: {model.n_iter_} iterations in {t_fit:.0f} s, best validation error "
+    log(
+        f"  fitted: {model.n_iter_} iterations in {t_fit:.0f} s, best validation error "
         f"{100 * model.history_['val_error'][model.best_iter_ - 1]:.2f} % at iteration "
-        f"{model.best_iter_}")
+        f"{model.best_iter_}"
+    )
 
     methods = {
         "pixelwise rounding": lambda x: np.argmin(af.distance_matrix(x, protos), axis=1),
@@ -165,64 +198,101 @@ def run_scenario(scenario, args):
     rows = []
     for name, fn in methods.items():
         errs, recs, secs = [], [], []
-        for x, y in zip(Xt, Yt):
+        for x, y in zip(Xt, Yt, strict=False):
             t0 = time.perf_counter()
             lab = fn(x)
             secs.append(time.perf_counter() - t0)
             errs.append(error(lab, y))
             recs.append(recall0(lab, y))
-        rows.append({"method": name, "error": float(np.mean(errs)),
-                     "boundary_recall": float(np.mean(recs)) if scenario == "lines" else None,
-                     "seconds_per_scene": float(np.mean(secs)),
-                     "per_scene_error": errs})
-    rnd, uni, pot, lrn = rows
+        rows.append(
+            {
+                "method": name,
+                "error": float(np.mean(errs)),
+                "boundary_recall": float(np.mean(recs)) if scenario == "lines" else None,
+                "seconds_per_scene": float(np.mean(secs)),
+                "per_scene_error": errs,
+            }
+        )
+    _rnd, uni, pot, lrn = rows
 
-    log(f"\n  {'method (unseen test scenes)':<40} {'error':>8} "
-        + (f"{'recall0':>8} " if scenario == "lines" else "") + f"{'time/scene':>11}")
+    log(
+        f"\n  {'method (unseen test scenes)':<40} {'error':>8} "
+        + (f"{'recall0':>8} " if scenario == "lines" else "")
+        + f"{'time/scene':>11}"
+    )
     for r in rows:
-        log(f"  {r['method']:<40} {100 * r['error']:6.2f} % "
+        log(
+            f"  {r['method']:<40} {100 * r['error']:6.2f} % "
             + (f"{r['boundary_recall']:8.3f} " if scenario == "lines" else "")
-            + f"{r['seconds_per_scene']:9.3f} s")
-    log(f"  (fit {t_fit:.0f} s; uniform grid {len(utable)} settings, Potts grid {len(ptable)} "
-        "settings, both on the training scenes)")
+            + f"{r['seconds_per_scene']:9.3f} s"
+        )
+    log(
+        f"  (fit {t_fit:.0f} s; uniform grid {len(utable)} settings, Potts grid {len(ptable)} "
+        "settings, both on the training scenes)"
+    )
 
     targets = {}
     if scenario == "colors":
         targets["learned <= 0.5 x best uniform"] = {
-            "value": lrn["error"] / uni["error"], "bound": 0.5,
-            "met": lrn["error"] <= 0.5 * uni["error"]}
+            "value": lrn["error"] / uni["error"],
+            "bound": 0.5,
+            "met": lrn["error"] <= 0.5 * uni["error"],
+        }
         targets["learned <= 0.8 x Potts"] = {
-            "value": lrn["error"] / pot["error"], "bound": 0.8,
-            "met": lrn["error"] <= 0.8 * pot["error"]}
+            "value": lrn["error"] / pot["error"],
+            "bound": 0.8,
+            "met": lrn["error"] <= 0.8 * pot["error"],
+        }
     else:
         targets["learned boundary recall >= 0.9"] = {
-            "value": lrn["boundary_recall"], "bound": 0.9, "met": lrn["boundary_recall"] >= 0.9}
+            "value": lrn["boundary_recall"],
+            "bound": 0.9,
+            "met": lrn["boundary_recall"] >= 0.9,
+        }
         targets["uniform boundary recall < 0.5 (premise)"] = {
-            "value": uni["boundary_recall"], "bound": 0.5, "met": uni["boundary_recall"] < 0.5}
+            "value": uni["boundary_recall"],
+            "bound": 0.5,
+            "met": uni["boundary_recall"] < 0.5,
+        }
         targets["learned error < best uniform"] = {
-            "value": lrn["error"] / uni["error"], "bound": 1.0, "met": lrn["error"] < uni["error"]}
+            "value": lrn["error"] / uni["error"],
+            "bound": 1.0,
+            "met": lrn["error"] < uni["error"],
+        }
         targets["learned error < Potts"] = {
-            "value": lrn["error"] / pot["error"], "bound": 1.0, "met": lrn["error"] < pot["error"]}
+            "value": lrn["error"] / pot["error"],
+            "bound": 1.0,
+            "met": lrn["error"] < pot["error"],
+        }
     log("  targets:")
     for k, v in targets.items():
-        log(f"    {k:<42} {v['value']:.3f} (bound {v['bound']:g})  "
-            f"{'MET' if v['met'] else 'NOT MET'}")
+        log(
+            f"    {k:<42} {v['value']:.3f} (bound {v['bound']:g})  "
+            f"{'MET' if v['met'] else 'NOT MET'}"
+        )
     if not all(v["met"] for k, v in targets.items() if "premise" not in k):
-        log("  NOTE: target(s) not met. Tried (128x128, colors, see the module docstring): "
+        log(
+            "  NOTE: target(s) not met. Tried (128x128, colors, see the module docstring): "
             "learned rho/T = tuned uniform (1, 30) with learning_rate 0.1; rho 0.3, T 10 with "
             "learning_rate 0.05; radius 2 windows. The learned weights improve on uniform "
-            "weights by only a few percent here, and the Potts baseline is stronger than both.")
+            "weights by only a few percent here, and the Potts baseline is stronger than both."
+        )
     return {
-        "scenario": scenario, "size": size, "noise": noise,
+        "scenario": scenario,
+        "size": size,
+        "noise": noise,
         "seeds": {"train": SEED_TRAIN[scenario], "test": SEED_TEST[scenario], "model": 0},
         "uniform_grid": {f"rho={r:g},T={t:g}": e for (r, t), e in utable.items()},
         "uniform_best": {"rho": rho_u, "T": T_u},
         "potts_grid": {f"{m},lambda={lm:g}": e for (m, lm), e in ptable.items()},
         "potts_best": {"unary": metric, "lambda": lam, "n_iter": p_iter},
-        "learned_settings": shown, "fit_seconds": t_fit, "n_iter": int(model.n_iter_),
+        "learned_settings": shown,
+        "fit_seconds": t_fit,
+        "n_iter": int(model.n_iter_),
         "best_iter": int(model.best_iter_),
         "history": {k: v.tolist() for k, v in model.history_.items()},
-        "results": rows, "targets": targets,
+        "results": rows,
+        "targets": targets,
     }
 
 
@@ -231,11 +301,19 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="64x64, 30 iterations, 20 prototypes")
     p.add_argument("--scenario", choices=("colors", "lines", "both"), default="both")
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--noise-colors", type=float, default=None,
-                   help="default noise_for_rounding_error('colors') ~ 0.61")
+    p.add_argument(
+        "--noise-colors",
+        type=float,
+        default=None,
+        help="default noise_for_rounding_error('colors') ~ 0.61",
+    )
     p.add_argument("--noise-lines", type=float, default=0.3)
-    p.add_argument("--rho", type=float, default=None, help="learned model's rho (default: "
-                   "the tuned uniform rho)")
+    p.add_argument(
+        "--rho",
+        type=float,
+        default=None,
+        help="learned model's rho (default: the tuned uniform rho)",
+    )
     p.add_argument("--T", type=float, default=None, help="learned model's T (default: tuned)")
     p.add_argument("--max-iter", type=int, default=None, help="default 60 (quick: 30)")
     p.add_argument("--n-prototypes", type=int, default=50)
