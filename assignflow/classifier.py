@@ -263,17 +263,17 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
     ----------
     classes_ : ndarray (J,)
         The class labels.
-    prototypes_ : ndarray (J, n_features_in_)
+    prototypes_ : ndarray (J, n_features_in\_)
         Class means :math:`l_j`.
     rho_ : float
         The scale :math:`\rho` used.
-    X_ : ndarray (n, n_features_in_)
+    X_ : ndarray (n, n_features_in\_)
         The training rows.
     y_ : ndarray (n,)
         Encoded training labels (indices into ``classes_``).
     graph_ : Graph
         kNN graph of the training rows.
-    weights_ : ndarray (graph_.nnz,)
+    weights_ : ndarray (graph\_.nnz,)
         :math:`\Omega` of the training graph (uniform unless learned).
     trust_ : ndarray (n,)
         Per-training-node trust :math:`\tau_k` (ones unless learned).
