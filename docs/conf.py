@@ -15,7 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless gallery builds
 
-import assignflow  # noqa: E402
+import assignflow
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -26,7 +26,7 @@ os.environ.setdefault("ASSIGNFLOW_NUM_THREADS", "2")
 # -- project ---------------------------------------------------------------
 project = "assignflow"
 author = "assignflow developers"
-copyright = "assignflow developers"  # noqa: A001
+copyright = "assignflow developers"
 release = assignflow.__version__
 version = ".".join(release.split(".")[:2])
 

@@ -44,7 +44,7 @@ print(laf.stats)
 fig, axes = plt.subplots(1, 4, figsize=(12, 3.3))
 axes[0].imshow(np.clip(image, 0, 1))
 axes[0].set_title("noisy input")
-for ax, (name, lab) in zip(axes[1:], panels.items()):
+for ax, (name, lab) in zip(axes[1:], panels.items(), strict=False):
     ax.imshow(prototypes[lab])
     ax.set_title(f"{name}\nerror {np.mean(lab != truth):.1%}", fontsize=9)
 for ax in axes:
