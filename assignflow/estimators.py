@@ -120,14 +120,18 @@ class _Adam:
         return out
 
 
-def _image_gradient(predictor, image, y, prototypes, rho, T, radius, estimator):
-    """Loss, error and predictor gradient of one training image (runs in a joblib worker)."""
-    h, w, _ = image.shape
-    g = GridGraph((h, w), radius)
+def _predicted_flow(predictor, image, prototypes, rho, T, radius):
+    """The LAF of ``image`` with the predictor's weights; also its grid and window features."""
+    g = GridGraph(image.shape[:2], radius)
     F = window_features(image, radius)
     D = distance_matrix(image, prototypes)
     om = predictor.predict_weights(g, F)
-    flow = LinearizedAssignmentFlow(SimilarityOperator(om, D, rho=rho), T=T)
+    return LinearizedAssignmentFlow(SimilarityOperator(om, D, rho=rho), T=T), g, F
+
+
+def _image_gradient(predictor, image, y, prototypes, rho, T, radius, estimator):
+    """Loss, error and predictor gradient of one training image (runs in a joblib worker)."""
+    flow, g, F = _predicted_flow(predictor, image, prototypes, rho, T, radius)
     r = estimator.estimate(flow, KLLoss(y))
     err = float(np.mean(np.argmax(r.V, axis=1) != y))
     return r.value, err, predictor.vjp(g, F, r.gradient)
@@ -375,11 +379,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ predict
     def _flow(self, predictor, image):
-        h, w, _ = image.shape
-        g = GridGraph((h, w), self.radius)
-        om = predictor.predict_weights(g, window_features(image, self.radius))
-        D = distance_matrix(image, self.prototypes_)
-        return LinearizedAssignmentFlow(SimilarityOperator(om, D, rho=self.rho), T=self.T)
+        return _predicted_flow(predictor, image, self.prototypes_, self.rho, self.T, self.radius)[0]
 
     def _error(self, predictor, image, y) -> float:
         res = self._flow(predictor, image).solve(self.integrator)

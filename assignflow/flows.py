@@ -87,6 +87,18 @@ def _replicator_rows(p: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _check_point(similarity: SimilarityOperator, W0: Any) -> np.ndarray:
+    """A read-only copy of ``W0`` after checking it is a point of the manifold."""
+    M = similarity.manifold
+    w0 = as_float_array(W0, "W0", shape=M.shape, copy=True)
+    if not M.belongs(w0, atol=1e-8):
+        raise ValueError(
+            "W0 must be a point of the assignment manifold: entries > 0, rows summing to 1"
+        )
+    w0.flags.writeable = False
+    return w0
+
+
 @attrs.frozen(eq=False, repr=False)
 class LinearizedAssignmentFlow:
     r"""The linearized assignment flow :math:`\dot V = A(\Omega)V + B` on :math:`[0, T]`.
@@ -117,14 +129,7 @@ class LinearizedAssignmentFlow:
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "T", check_positive_float(self.T, "T"))
         if self.W0 is not None:
-            M = self.similarity.manifold
-            w0 = as_float_array(self.W0, "W0", shape=M.shape, copy=True)
-            if not M.belongs(w0, atol=1e-8):
-                raise ValueError(
-                    "W0 must be a point of the assignment manifold: entries > 0, rows summing to 1"
-                )
-            w0.flags.writeable = False
-            object.__setattr__(self, "W0", w0)
+            object.__setattr__(self, "W0", _check_point(self.similarity, self.W0))
 
     def __repr__(self) -> str:
         at = "barycenter" if self.W0 is None else "W0"
@@ -316,14 +321,7 @@ class AssignmentFlow:
         if self.T is not None:
             object.__setattr__(self, "T", check_positive_float(self.T, "T"))
         if self.W0 is not None:
-            M = self.similarity.manifold
-            w0 = as_float_array(self.W0, "W0", shape=M.shape, copy=True)
-            if not M.belongs(w0, atol=1e-8):
-                raise ValueError(
-                    "W0 must be a point of the assignment manifold: entries > 0, rows summing to 1"
-                )
-            w0.flags.writeable = False
-            object.__setattr__(self, "W0", w0)
+            object.__setattr__(self, "W0", _check_point(self.similarity, self.W0))
 
     def __repr__(self) -> str:
         return f"AssignmentFlow({self.similarity!r}, T={self.T})"

@@ -47,7 +47,7 @@ import scipy.linalg as sla
 from . import registry
 from ._krylov import arnoldi, expm_krylov, solve_linear_ode
 from ._parallel import blas_single_thread
-from ._validation import check_positive_float, check_positive_int
+from ._validation import positive_float_validator, positive_int_validator
 from .geometry import _project_tangent, _replicator, _row_dot
 from .losses import Loss
 from .weights import Weights
@@ -242,14 +242,6 @@ def _result(flow, loss, V, grad, *, add_reg: bool = True, **kw) -> GradientResul
     )
 
 
-def _positive_int(instance: Any, attribute: Any, value: Any) -> None:
-    check_positive_int(value, attribute.name)
-
-
-def _positive(instance: Any, attribute: Any, value: Any) -> None:
-    check_positive_float(value, attribute.name)
-
-
 # --------------------------------------------------------------------------- low rank
 @registry.gradient_estimators.register("closed_form_low_rank")
 @attrs.frozen
@@ -282,8 +274,8 @@ class ClosedFormLowRank(GradientEstimator):
     reorthogonalize : {"always", "auto", "never"}, default="always"
     """
 
-    krylov_dim: int = attrs.field(default=10, validator=_positive_int)
-    rank: int = attrs.field(default=1, validator=_positive_int)
+    krylov_dim: int = attrs.field(default=10, validator=positive_int_validator)
+    rank: int = attrs.field(default=1, validator=positive_int_validator)
     return_factors: bool = attrs.field(default=False, converter=bool)
     low_memory: bool = attrs.field(default=False, converter=bool)
     reorthogonalize: str = attrs.field(
@@ -373,9 +365,9 @@ class AdjointQuadrature(GradientEstimator):
     return_factors : bool, default=False
     """
 
-    n_nodes: int = attrs.field(default=16, validator=_positive_int)
-    tol: float = attrs.field(default=1e-10, converter=float, validator=_positive)
-    krylov_dim: int = attrs.field(default=20, validator=_positive_int)
+    n_nodes: int = attrs.field(default=16, validator=positive_int_validator)
+    tol: float = attrs.field(default=1e-10, converter=float, validator=positive_float_validator)
+    krylov_dim: int = attrs.field(default=20, validator=positive_int_validator)
     return_factors: bool = attrs.field(default=False, converter=bool)
 
     def _estimate(self, flow, loss):
@@ -477,9 +469,9 @@ class FiniteDiff(GradientEstimator):
         Refuse larger graphs (the cost is ``2·nnz`` solves).
     """
 
-    eps: float = attrs.field(default=1e-6, converter=float, validator=_positive)
-    tol: float = attrs.field(default=1e-13, converter=float, validator=_positive)
-    max_edges: int = attrs.field(default=5000, validator=_positive_int)
+    eps: float = attrs.field(default=1e-6, converter=float, validator=positive_float_validator)
+    tol: float = attrs.field(default=1e-13, converter=float, validator=positive_float_validator)
+    max_edges: int = attrs.field(default=5000, validator=positive_int_validator)
 
     def _value(self, flow, loss, values: np.ndarray) -> tuple[float, np.ndarray]:
         from .integrators import ExponentialKrylov

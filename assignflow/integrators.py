@@ -29,7 +29,11 @@ import numpy as np
 from . import registry
 from ._krylov import solve_linear_ode
 from ._parallel import blas_single_thread
-from ._validation import check_positive_float, check_positive_int
+from ._validation import (
+    check_positive_float,
+    positive_float_validator,
+    positive_int_validator,
+)
 from .geometry import _entropy, _log_softmax, _project_tangent, _replicator_inplace
 
 __all__ = [
@@ -140,14 +144,6 @@ class FlowIntegrator(Integrator):
         """Integrate ``flow`` and return a :class:`FlowResult`."""
 
 
-def _positive(instance: Any, attribute: Any, value: Any) -> None:
-    check_positive_float(value, attribute.name)
-
-
-def _positive_int(instance: Any, attribute: Any, value: Any) -> None:
-    check_positive_int(value, attribute.name)
-
-
 def _check_b(b: np.ndarray, x0: np.ndarray | None) -> None:
     if b.ndim != 1 or not np.all(np.isfinite(b)):
         raise ValueError(f"b must be a finite one-dimensional vector, got shape {b.shape}")
@@ -168,7 +164,7 @@ class Euler(LinearIntegrator):
         are taken. First-order accurate; stable for :math:`h\|A\| \lesssim 2`.
     """
 
-    step_size: float = attrs.field(default=0.1, converter=float, validator=_positive)
+    step_size: float = attrs.field(default=0.1, converter=float, validator=positive_float_validator)
 
     def n_steps(self, T: float) -> int:
         """Number of steps used for horizon ``T``."""
@@ -222,9 +218,9 @@ class ExponentialKrylov(LinearIntegrator):
         cancellation is detected ("auto", DGKS criterion), or never.
     """
 
-    krylov_dim: int = attrs.field(default=10, validator=_positive_int)
-    tol: float = attrs.field(default=1e-8, converter=float, validator=_positive)
-    max_substeps: int = attrs.field(default=1000, validator=_positive_int)
+    krylov_dim: int = attrs.field(default=10, validator=positive_int_validator)
+    tol: float = attrs.field(default=1e-8, converter=float, validator=positive_float_validator)
+    max_substeps: int = attrs.field(default=1000, validator=positive_int_validator)
     reorthogonalize: str = attrs.field(
         default="always", validator=attrs.validators.in_(("always", "auto", "never"))
     )
@@ -266,9 +262,9 @@ def _nonlinear_result(
 class _FlowStepper(FlowIntegrator):
     """Shared loop: fixed steps up to ``T``, or until the mean entropy is below ``tol``."""
 
-    step_size: float = attrs.field(default=0.1, converter=float, validator=_positive)
-    tol: float = attrs.field(default=1e-3, converter=float, validator=_positive)
-    max_steps: int = attrs.field(default=1000, validator=_positive_int)
+    step_size: float = attrs.field(default=0.1, converter=float, validator=positive_float_validator)
+    tol: float = attrs.field(default=1e-3, converter=float, validator=positive_float_validator)
+    max_steps: int = attrs.field(default=1000, validator=positive_int_validator)
 
     name = "flow"
 
