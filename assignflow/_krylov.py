@@ -9,9 +9,11 @@ These kernels integrate the linear inhomogeneous ODE
 whose exact solution is :math:`x(T) = e^{TA} x_0 + T \\varphi_1(TA) b` with
 :math:`\\varphi_1(z) = (e^z - 1)/z`, for operators :math:`A` that are only
 available through a matrix-vector product ``matvec(x) -> A @ x`` on flat
-float64 vectors (possibly millions of entries long).  Nothing of size
+float64 or float32 vectors (possibly millions of entries long).  Nothing of size
 :math:`O(n^2)` is ever formed; the dominant storage is one Krylov basis of
-``(m + 1) * n`` floats.
+``(m + 1) * n`` floats.  The vectors keep the precision of the input (float32
+stays float32, which halves the basis; anything else is float64); the small
+Hessenberg matrices and their exponentials are always float64.
 
 The methods follow
 
@@ -149,7 +151,9 @@ def _check_vector(x: object, name: str) -> np.ndarray:
         raise ValueError(
             f"`{name}` must be a real numeric array, got dtype {arr.dtype} (shape {arr.shape})."
         )
-    arr = arr.astype(np.float64, copy=False)
+    # single precision is kept (large problems); everything else works in float64
+    if arr.dtype != np.float32:
+        arr = arr.astype(np.float64, copy=False)
     if not np.isfinite(arr).all():
         raise ValueError(f"`{name}` (shape {arr.shape}) contains non-finite values.")
     return arr
@@ -208,6 +212,9 @@ def _norm(x: np.ndarray) -> float:
     # Overflow is reported by the callers with a specific message, so the
     # generic numpy warning would only be noise.
     with np.errstate(over="ignore", invalid="ignore"):
+        if x.dtype == np.float32:
+            # accumulate in double: squares of float32 entries beyond ~1e19 overflow
+            return math.sqrt(float(np.einsum("i,i->", x, x, dtype=np.float64)))
         return float(np.linalg.norm(x))
 
 
@@ -224,12 +231,12 @@ def _raise_nonfinite(w: np.ndarray, what: str) -> None:
 # --------------------------------------------------------------------------
 
 
-def _default_breakdown_rtol(n: int) -> float:
+def _default_breakdown_rtol(n: int, eps: float = _EPS) -> float:
     # Relative size below which the new Arnoldi direction is indistinguishable
     # from the rounding noise of the matvec and the Gram-Schmidt sums (whose
     # error grows like sqrt(n) * eps); the 1e-12 floor keeps small problems
     # from missing genuine invariant subspaces because of a few ulps of noise.
-    return max(1e-12, 8.0 * math.sqrt(n) * _EPS)
+    return max(1e-12, 8.0 * math.sqrt(n) * eps)
 
 
 _GS_CHUNK_BYTES = 1 << 20  # basis columns per block: about 1 MiB, to stay in L2
@@ -268,6 +275,8 @@ def _orthogonalize(basis: np.ndarray, w: np.ndarray, mode: str) -> tuple[np.ndar
             ns[t] += ws @ ws
 
     def update(h: np.ndarray, again: bool):
+        h = h.astype(basis.dtype, copy=False)  # a float64 h would upcast the basis blocks
+
         def run(t: int) -> None:
             hs[t] = 0.0
             ns[t] = 0.0
@@ -318,7 +327,7 @@ def _arnoldi_into(
     np.divide(v, beta, out=Q[0])
 
     H = np.zeros((m + 1, m))
-    rtol = _default_breakdown_rtol(n)
+    rtol = _default_breakdown_rtol(n, float(np.finfo(Q.dtype).eps))
     anorm = 0.0  # running max of ||A q_i||, a cheap lower bound for ||A||_2
     breakdown = False
     k = m
@@ -363,7 +372,7 @@ def arnoldi(
     Parameters
     ----------
     matvec : callable
-        ``matvec(x)`` returns ``A @ x`` for a float64 vector ``x`` of shape
+        ``matvec(x)`` returns ``A @ x`` for a float vector ``x`` of shape
         ``(n,)``.  It must not modify ``x`` (``x`` is a row of the basis).
     v : array_like, shape (n,)
         Nonzero, finite, real start vector.  Not modified.
@@ -422,7 +431,7 @@ def arnoldi(
     if n == 0 or not v.any():
         raise ValueError(f"the start vector `v` (shape {v.shape}) is zero.")
     m_eff = min(m, n)
-    Q = np.empty((m_eff + 1, n))
+    Q = np.empty((m_eff + 1, n), dtype=v.dtype)
     return _arnoldi_into(matvec, v, m_eff, Q, reorthogonalize, breakdown_tol)
 
 
@@ -510,7 +519,8 @@ def solve_linear_ode(
     Parameters
     ----------
     matvec : callable
-        ``matvec(x)`` returns ``A @ x`` for a float64 vector of shape ``(n,)``;
+        ``matvec(x)`` returns ``A @ x`` for a vector of shape ``(n,)`` and the
+        dtype of ``b`` (float32 or float64);
         it must not modify its argument.
     b : array_like, shape (n,)
         Finite real inhomogeneity.  Not modified.
@@ -532,7 +542,8 @@ def solve_linear_ode(
         forced response ``x(t) ~ t b`` for ``t <~ 1/||A||``; it only matters
         while ``x`` is still small after a start from ``x0 = 0``, where the
         pure relative test would force tiny steps (and for ``m = 1`` could
-        never be met).
+        never be met).  In float32, ``tol`` is raised to at least
+        ``4 * eps32 ~ 4.8e-7``.
     max_substeps : int, optional
         Maximal number of accepted sub-steps, ``>= 1``.
     reorthogonalize : {"always", "auto", "never"}, optional
@@ -584,17 +595,23 @@ def solve_linear_ode(
     T = _check_real(T, "T")
     if T < 0:
         raise ValueError(f"`T` must be >= 0, got {T!r}.")
+    # The working precision follows b: float32 halves the basis (large images).
+    dtype = b.dtype
     if x0 is None:
-        x = np.zeros(n)
+        x = np.zeros(n, dtype=dtype)
     else:
         x0 = _check_vector(x0, "x0")
         if x0.shape != b.shape:
             raise ValueError(f"`x0` must have the same shape as `b`, got {x0.shape} and {b.shape}.")
-        x = np.array(x0, dtype=np.float64, copy=True)
+        x = np.array(x0, dtype=dtype, copy=True)
     m = _check_int(m, "m", 1)
     tol = _check_real(tol, "tol")
     if not tol > 0:
         raise ValueError(f"`tol` must be > 0, got {tol!r}.")
+    if dtype == np.float32:
+        # The default tol is below float32 rounding: there the estimate would only
+        # measure noise and shrink the steps for nothing.
+        tol = max(tol, 4.0 * float(np.finfo(np.float32).eps))
     max_substeps = _check_int(max_substeps, "max_substeps", 1)
     reorthogonalize = _check_reorthogonalize(reorthogonalize)
 
@@ -605,8 +622,8 @@ def solve_linear_ode(
     m_eff = min(m, n)
     # One basis buffer for all sub-steps, so long runs do not re-fault
     # (m + 1) * n fresh pages every step.
-    Q = np.empty((m_eff + 1, n))
-    x_new = np.empty(n)
+    Q = np.empty((m_eff + 1, n), dtype=dtype)
+    x_new = np.empty(n, dtype=dtype)
 
     t = 0.0
     h = T
@@ -665,7 +682,7 @@ def solve_linear_ode(
             else:
                 err = h * h * beta * h_sub * abs(float(phis[k - 1, 1]))
                 with np.errstate(over="ignore", invalid="ignore"):
-                    np.matmul(basis_T, (h * beta) * phis[:, 0], out=x_new)
+                    np.matmul(basis_T, ((h * beta) * phis[:, 0]).astype(dtype), out=x_new)
                     x_new += x
                 xnorm = _norm(x_new)
                 if not math.isfinite(xnorm):

@@ -37,22 +37,25 @@ class _ChunkedOperator(ABC):
     n: int
 
     @abstractmethod
-    def _blocks(self, transpose: bool, n_chunks: int) -> list:
+    def _blocks(self, transpose: bool, n_chunks: int, dtype: np.dtype) -> list:
         """Row blocks ``(matrix, a, c, lo, hi)`` with ``out[a:c] = matrix @ x[lo:hi]``."""
 
-    def _cache(self, transpose: bool, n_chunks: int):
-        key = (transpose, n_chunks)
+    def _cache(self, transpose: bool, n_chunks: int, dtype: np.dtype):
+        key = (transpose, n_chunks, dtype)
         cache = self.__dict__.setdefault("_block_cache", {})
         if key not in cache:
-            cache[key] = self._blocks(transpose, n_chunks)
+            cache[key] = self._blocks(transpose, n_chunks, dtype)
         return cache[key]
 
     def _run(self, x: np.ndarray, transpose: bool, rowwise: RowFunc | None) -> np.ndarray:
         x2, squeeze = _as_2d(x)
         if not x2.flags.c_contiguous:
             x2 = np.ascontiguousarray(x2)
-        out = np.empty((self.n, x2.shape[1]), dtype=np.result_type(x2.dtype, np.float64))
-        blocks = self._cache(transpose, n_chunks_for(x2.size))
+        # float32 in, float32 out (the blocks are kept in both precisions), so that
+        # large problems in single precision never upcast; anything else is float64
+        dtype = np.dtype(np.float32 if x2.dtype == np.float32 else np.float64)
+        out = np.empty((self.n, x2.shape[1]), dtype=dtype)
+        blocks = self._cache(transpose, n_chunks_for(x2.size), dtype)
 
         def work(k: int) -> None:
             mat, a, c, lo, hi = blocks[k]
@@ -80,8 +83,9 @@ class CSROperator(_ChunkedOperator):
         self.n = len(indptr) - 1
         self.matrix = sp.csr_matrix((values, indices, indptr), shape=(self.n, self.n))
 
-    def _blocks(self, transpose: bool, n_chunks: int):
+    def _blocks(self, transpose: bool, n_chunks: int, dtype: np.dtype):
         mat = self.matrix.T.tocsr() if transpose else self.matrix
+        mat = mat.astype(dtype, copy=False)
         return [(mat[a:c], a, c, 0, self.n) for a, c in row_chunks(self.n, n_chunks)]
 
     def to_csr(self) -> sp.csr_matrix:
@@ -117,7 +121,7 @@ class DiagonalOperator(_ChunkedOperator):
                 s[o, :off] = self.planes[o, -off:]
         return s
 
-    def _blocks(self, transpose: bool, n_chunks: int):
+    def _blocks(self, transpose: bool, n_chunks: int, dtype: np.dtype):
         planes = self._shifted_planes() if transpose else self.planes
         offsets = -self.offsets if transpose else self.offsets
         blocks = []
@@ -125,7 +129,7 @@ class DiagonalOperator(_ChunkedOperator):
             lo, hi = max(0, a - self.reach), min(self.n, c + self.reach)
             loc = offsets + (a - lo)
             # scipy's DIA data is column-indexed: data[o, col] with col = row + offset
-            data = np.zeros((len(offsets), hi - lo))
+            data = np.zeros((len(offsets), hi - lo), dtype=dtype)
             for o, off in enumerate(loc):
                 r0 = max(0, -off)
                 r1 = min(c - a, hi - lo - off)

@@ -36,7 +36,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from ._parallel import n_chunks_for, row_chunks, run_chunks
 from ._validation import as_float_array, check_positive_float
-from .geometry import _exp, _replicator, _replicator_inplace
+from .geometry import _exp, _project_tangent, _replicator, _replicator_inplace, _softmax
 from .integrators import (
     ExponentialKrylov,
     FlowIntegrator,
@@ -112,6 +112,13 @@ class LinearizedAssignmentFlow:
     W0 : array (I, J), optional
         Linearisation point; the barycenter :math:`\mathbb{1}_\mathcal{W}` if omitted.
 
+    Notes
+    -----
+    The working precision is the similarity operator's ``dtype``: with ``float32``
+    (e.g. ``SimilarityOperator(om, D.astype(np.float32), rho)``) :math:`S_0`,
+    :math:`B`, the operator's diagonals, the Krylov basis and the solution are
+    single precision, which halves the memory of labeling very large images.
+
     Examples
     --------
     >>> import assignflow as af
@@ -162,24 +169,50 @@ class LinearizedAssignmentFlow:
     def at_barycenter(self) -> bool:
         return self.W0 is None
 
+    @property
+    def dtype(self) -> np.dtype:
+        """Working precision (the similarity operator's ``dtype``)."""
+        return self.similarity.dtype
+
+    def astype(self, dtype: Any) -> LinearizedAssignmentFlow:
+        """The same flow in another working precision (``self`` if it already has it)."""
+        sim = self.similarity.astype(dtype)
+        return self if sim is self.similarity else attrs.evolve(self, similarity=sim)
+
     @cached_property
     def base_point(self) -> np.ndarray:
         """The linearisation point :math:`W_0`."""
         return self.similarity.manifold.barycenter() if self.W0 is None else self.W0
 
     @cached_property
+    def _w0(self) -> np.ndarray:
+        """:math:`W_0` in the working precision (only used away from the barycenter)."""
+        return self.base_point.astype(self.dtype, copy=False)
+
+    def _exp0(self, V: np.ndarray) -> np.ndarray:
+        r""":math:`\operatorname{Exp}_{W_0}(V)` (the barycenter: :math:`\mathrm{softmax}(JV)`)."""
+        if self.W0 is None:
+            # no (I, J) array of 1/J: for large images every full-size array counts
+            return _softmax(V * self.n_labels)
+        return _exp(self._w0, V)
+
+    @cached_property
     def S0(self) -> np.ndarray:
         """:math:`S_0 = S(W_0)`."""
         if self.W0 is None:
             return self.similarity.S0
-        out = self.similarity.similarity(self.W0)
+        out = self.similarity.similarity(self.W0).astype(self.dtype, copy=False)
         out.flags.writeable = False
         return out
 
     @cached_property
     def B(self) -> np.ndarray:
         r""":math:`B = R_{W_0} S_0` (at the barycenter :math:`\Pi_0 S_0 / J`)."""
-        out = _replicator(self.base_point, self.S0)
+        if self.W0 is None:
+            out = _project_tangent(self.S0)
+            out /= self.n_labels
+        else:
+            out = _replicator(self._w0, self.S0)
         out.flags.writeable = False
         return out
 
@@ -196,7 +229,7 @@ class LinearizedAssignmentFlow:
                 _replicator_inplace(s0[a:c], block)
 
             return self.weights.operator.apply(V, rowwise=post)
-        w0 = self.W0
+        w0 = self._w0
 
         def post_w0(block: np.ndarray, a: int, c: int) -> None:
             _replicator_inplace(s0[a:c], block)
@@ -207,7 +240,7 @@ class LinearizedAssignmentFlow:
     def _rmatvec2d(self, U: np.ndarray) -> np.ndarray:
         if self.W0 is None:
             return self.weights.operator.apply_transpose(_replicator_rows(self.S0, U))
-        w0 = self.W0
+        w0 = self._w0
         r = _replicator_rows(self.S0, _replicator_rows(w0, U))
 
         def post(block: np.ndarray, a: int, c: int) -> None:
@@ -251,7 +284,7 @@ class LinearizedAssignmentFlow:
     def aslinearoperator(self) -> LinearOperator:
         """:math:`A^J` as a ``scipy.sparse.linalg.LinearOperator`` of shape ``(n, n)``."""
         n = self.size
-        return LinearOperator((n, n), matvec=self.matvec, rmatvec=self.rmatvec, dtype=np.float64)
+        return LinearOperator((n, n), matvec=self.matvec, rmatvec=self.rmatvec, dtype=self.dtype)
 
     def augmented_operator(self) -> LinearOperator:
         r"""The augmented operator :math:`\mathcal{A} = [[T A^J, T b], [0, 0]]` of size ``k = n+1``.
@@ -295,7 +328,7 @@ class LinearizedAssignmentFlow:
         )
         x, stats = integ.integrate(self.matvec, self.B.ravel(), self.T)
         V = x.reshape(self.shape)
-        W = _exp(self.base_point, V)
+        W = self._exp0(V)
         return FlowResult(V=V, W=W, T=self.T, stats=stats)
 
 

@@ -175,7 +175,7 @@ class Euler(LinearIntegrator):
         _check_b(b, x0)
         n = self.n_steps(T)
         h = T / n
-        x = np.zeros_like(b) if x0 is None else np.array(x0, dtype=float)
+        x = np.zeros_like(b) if x0 is None else np.array(x0, dtype=b.dtype)
         with np.errstate(over="ignore", invalid="ignore"):
             for _ in range(n):
                 dx = matvec(x)

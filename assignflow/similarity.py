@@ -70,6 +70,25 @@ def distance_matrix(features: Any, prototypes: Any, metric: str = "euclidean") -
     return cdist(f.reshape(-1, c), protos, metric=metric)
 
 
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_dtype(dtype: Any, distances: Any) -> np.dtype:
+    """The working precision: explicit, or float32 exactly when the distances are."""
+    if dtype is None:
+        if getattr(distances, "dtype", None) == np.float32:
+            return np.dtype(np.float32)
+        return np.dtype(np.float64)
+    try:
+        dt = np.dtype(dtype)
+        ok = dt in _DTYPES
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
 def _check_weights(w: Any) -> Weights:
     if not isinstance(w, Weights):
         raise TypeError(f"weights must be an assignflow Weights object, got {type(w).__name__}")
@@ -88,6 +107,13 @@ class SimilarityOperator:
         :math:`D_{ij} = d(f_i, l_j)`, finite (see :func:`distance_matrix`).
     rho : float, default=1.0
         Scale :math:`\rho > 0` of the distances.
+    dtype : {None, "float64", "float32"}, default=None
+        Working precision of the LAF built on this operator (:math:`D`, :math:`S_0`,
+        :math:`B`, the Krylov basis and the solution). ``None`` keeps ``float32``
+        distances in single precision and uses ``float64`` otherwise. Single
+        precision halves the memory of labeling very large images (relative
+        accuracy about ``1e-6`` instead of ``1e-12``); gradients are always
+        computed in ``float64``.
 
     Examples
     --------
@@ -101,10 +127,22 @@ class SimilarityOperator:
     weights: Weights = attrs.field(converter=_check_weights)
     distances: np.ndarray = attrs.field()
     rho: float = attrs.field(default=1.0)
+    dtype: np.dtype | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
         n = self.weights.n_nodes
-        d = as_float_array(self.distances, "distances", ndim=2, copy=True)
+        dtype = _check_dtype(self.dtype, self.distances)
+        object.__setattr__(self, "dtype", dtype)
+        if dtype == np.float32 and getattr(self.distances, "dtype", None) != np.float32:
+            # check in double precision first: a cast would turn huge values into inf
+            d = as_float_array(self.distances, "distances", ndim=2)
+            if d.size and np.abs(d).max() > np.finfo(np.float32).max:
+                raise ValueError(
+                    "distances must fit the float32 range (|D| < 3.4e38) for dtype=float32"
+                )
+            d = d.astype(np.float32)
+        else:
+            d = as_float_array(self.distances, "distances", ndim=2, copy=True, dtype=dtype)
         if d.shape[0] != n or d.shape[1] < 1:
             raise ValueError(
                 f"distances must have shape ({n}, n_labels) to match the graph's {n} nodes, "
@@ -115,9 +153,10 @@ class SimilarityOperator:
         object.__setattr__(self, "rho", check_positive_float(self.rho, "rho"))
 
     def __repr__(self) -> str:
+        prec = "" if self.dtype == np.float64 else f", dtype={self.dtype.name}"
         return (
             f"SimilarityOperator(n_nodes={self.n_nodes}, n_labels={self.n_labels}, "
-            f"rho={self.rho:g})"
+            f"rho={self.rho:g}{prec})"
         )
 
     @property
@@ -150,6 +189,13 @@ class SimilarityOperator:
     def with_weights(self, weights: Weights) -> SimilarityOperator:
         """The same data term with other weights (on a graph with as many nodes)."""
         return attrs.evolve(self, weights=weights)
+
+    def astype(self, dtype: Any) -> SimilarityOperator:
+        """The same operator in another working precision (``self`` if it already has it)."""
+        dtype = _check_dtype(dtype, None)
+        if dtype == self.dtype:
+            return self
+        return attrs.evolve(self, distances=self.distances, dtype=dtype)
 
     # ------------------------------------------------------------------ maps
     def likelihood(self, W: Any) -> np.ndarray:
