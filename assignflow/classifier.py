@@ -112,6 +112,18 @@ def _resolve_integrator(integrator: Any) -> Any:
     return integ
 
 
+#: Largest accepted feature magnitude (larger values overflow the squared distances).
+_MAX_ABS = 1e150
+
+
+def _check_magnitude(a: np.ndarray, name: str) -> None:
+    if a.size and np.abs(a).max() > _MAX_ABS:
+        raise ValueError(
+            f"{name} has values of magnitude > {_MAX_ABS:g} (squared distances would overflow); "
+            "rescale it"
+        )
+
+
 # --------------------------------------------------------------------------- graphs
 def _as_graph(graph: Any) -> Graph:
     """An assignflow Graph from a Graph, a scipy sparse adjacency or a networkx graph."""
@@ -140,6 +152,7 @@ def label_graph(
     T: float = 2.0,
     weights: Any = None,
     integrator: Any = "exponential_krylov",
+    dtype: Any = "float64",
 ) -> FlowResult:
     r"""Label the nodes of a user-supplied graph with the linearized assignment flow.
 
@@ -168,6 +181,9 @@ def label_graph(
         :math:`1/|\mathcal{N}_i|` if omitted.
     integrator : str or LinearIntegrator, default="exponential_krylov"
         A registered integrator name or instance.
+    dtype : {"float64", "float32"}, default="float64"
+        Working precision of the flow; ``"float32"`` halves the memory of very
+        large graphs (see :class:`~assignflow.SimilarityOperator`).
 
     Returns
     -------
@@ -191,7 +207,9 @@ def label_graph(
         raise ValueError(
             f"features must have one row per node of the graph ({g.n_nodes}), got shape {f.shape}"
         )
+    _check_magnitude(f, "features")
     p = as_float_array(prototypes, "prototypes", ndim=(1, 2))
+    _check_magnitude(p, "prototypes")
     if p.ndim == 1:
         p = p[:, None]
     if p.shape[0] < 1:
@@ -215,9 +233,10 @@ def label_graph(
                 f"weights must have one value per stored edge ({g.nnz},), got shape {vals.shape}"
             )
         om = Weights(g, vals)
-    D = distance_matrix(f, p)
-    flow = LinearizedAssignmentFlow(SimilarityOperator(om, D, rho=rho), T=T)
-    return flow.solve(_resolve_integrator(integrator))
+    if dtype is None:
+        raise ValueError("dtype must be 'float32' or 'float64', got None")
+    sim = SimilarityOperator(om, distance_matrix(f, p), rho=rho, dtype=dtype)
+    return LinearizedAssignmentFlow(sim, T=T).solve(_resolve_integrator(integrator))
 
 
 # --------------------------------------------------------------------------- classifier
@@ -347,7 +366,16 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
+        for name in ("n_neighbors", "rho", "T", "max_iter", "step_size"):
+            if isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be a number, not a bool, got {getattr(self, name)}")
+        # unknown names fail at fit, with a close-name suggestion, not at predict
+        _resolve_integrator(self.integrator)
+        est = registry.gradient_estimators.resolve(self.gradient_estimator)
+        if not isinstance(est, GradientEstimator):
+            raise TypeError(f"gradient_estimator must be a GradientEstimator, got {est!r}")
         X, y = validate_data(self, X, y, dtype=np.float64, copy=True)
+        _check_magnitude(X, "X")
         check_classification_targets(y)
         self.classes_, y_enc = np.unique(y, return_inverse=True)
         y_enc = y_enc.ravel().astype(np.int64)
@@ -419,6 +447,7 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         Xq = validate_data(self, X, dtype=np.float64, reset=False)
+        _check_magnitude(Xq, "X")
         J = len(self.classes_)
         if J == 1:
             return np.ones((Xq.shape[0], 1))

@@ -85,6 +85,34 @@ def run_demo(
 
     if scenario not in DEMO_DEFAULTS:
         raise ValueError(f"scenario must be one of {sorted(DEMO_DEFAULTS)}, got {scenario!r}")
+    # check everything before the (slow) fit, with the names of the command-line options
+    for name, value, low in (
+        ("size", size, 2),
+        ("n_train", n_train, 1),
+        ("n_test", n_test, 1),
+        ("krylov_dim", krylov_dim, 1),
+        ("max_iter", max_iter, 1),
+        ("random_state", random_state, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        if value < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}")
+    for name, value, strict in (("noise", noise, False), ("rho", rho, True), ("T", T, True)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise TypeError(f"{name} must be a number, got {value!r}")
+        if not np.isfinite(value) or value < 0 or (strict and value == 0):
+            raise ValueError(
+                f"{name} must be a finite number {'> 0' if strict else '>= 0'}, got {value}"
+            )
+    if isinstance(step_size, bool) or not isinstance(step_size, (int, float, np.number)):
+        raise TypeError(f"step_size must be a number, got {step_size!r}")
+    if not (np.isfinite(step_size) and step_size > 0):
+        raise ValueError(f"step_size must be a finite number > 0, got {step_size}")
+    if output:
+        _check_output_dir(output, "output")
     d = DEMO_DEFAULTS[scenario]
     noise = d["noise"] if noise is None else noise
     rho = d["rho"] if rho is None else rho
@@ -204,6 +232,10 @@ def read_image(path: str) -> np.ndarray:
             raise ValueError(f"cannot read {path!r} as a numpy array ({exc})") from None
         if a.dtype.kind not in "biuf" or a.ndim not in (2, 3):
             raise ValueError(f"{path!r} must hold a numeric (h, w) or (h, w, c) array")
+        if a.size == 0:
+            raise ValueError(f"{path!r} holds an empty image of shape {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{path!r} contains NaN or inf values")
         return a.astype(np.float64)
     from PIL import Image, UnidentifiedImageError
 
@@ -221,8 +253,15 @@ def read_image(path: str) -> np.ndarray:
 def read_label_image(path: str) -> np.ndarray:
     """Integer labels (h, w): a ``.npy`` of ints, a grey PNG of label ids, or a colour PNG
     whose distinct colours are the classes (numbered in sorted colour order)."""
+    import os
+
+    if not os.path.exists(path):
+        raise ValueError(f"label image file {path!r} does not exist")
     if path.lower().endswith(".npy"):
-        a = np.load(path, allow_pickle=False)
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"cannot read {path!r} as a numpy array ({exc})") from None
         if a.ndim != 2 or a.dtype.kind not in "biu":
             raise ValueError(f"{path!r} must hold an integer (h, w) label array")
         return a.astype(np.int64)
@@ -252,10 +291,20 @@ def write_labels(
 
     from .plotting import label_image_to_rgb
 
+    _check_output_dir(path_stem, "path_stem")
     rgb = label_image_to_rgb(labels if index is None else index, prototypes)
     Image.fromarray(np.round(255 * rgb).astype(np.uint8)).save(path_stem + ".png")
     np.save(path_stem + ".npy", np.asarray(labels))
     return [path_stem + ".png", path_stem + ".npy"]
+
+
+def _check_output_dir(path: str, name: str) -> None:
+    """Fail early (before any work) when the directory of an output file does not exist."""
+    import os
+
+    d = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(d):
+        raise ValueError(f"{name}: the output directory {d!r} does not exist")
 
 
 def _stem(output: str | None, image_path: str, suffix: str = "-labels") -> str:
@@ -273,11 +322,14 @@ def _cmd_label(args: argparse.Namespace) -> int:
     from .similarity import SimilarityOperator, distance_matrix
     from .weights import Weights
 
+    stem = _stem(args.output, args.image)
+    _check_output_dir(stem, "--output")
     img = read_image(args.image)
     if args.model:
         from .persistence import load
 
         model = load(args.model)
+        model.set_params(dtype=args.dtype)
         labels = model.predict([img])[0]
         protos = model.prototypes_
         idx = np.searchsorted(model.classes_, labels)
@@ -298,16 +350,21 @@ def _cmd_label(args: argparse.Namespace) -> int:
             from sklearn.cluster import KMeans
 
             pix = img.reshape(-1, c)
+            if not 1 <= args.n_labels <= len(pix):
+                raise ValueError(
+                    f"--n-labels must be between 1 and the number of pixels ({len(pix)}), "
+                    f"got {args.n_labels}"
+                )
             km = KMeans(n_clusters=args.n_labels, n_init=3, random_state=0).fit(
                 pix[:: max(1, len(pix) // 20000)]
             )
             protos = km.cluster_centers_
         D = distance_matrix(img, protos)
         g = GridGraph(img.shape[:2], radius=args.radius)
-        sim = SimilarityOperator(Weights.uniform(g), D, rho=args.rho)
+        sim = SimilarityOperator(Weights.uniform(g), D, rho=args.rho, dtype=args.dtype)
         res = LinearizedAssignmentFlow(sim, T=args.T).solve(ExponentialKrylov(krylov_dim=10))
         labels = idx = res.labels.reshape(img.shape[:2])
-    for f in write_labels(_stem(args.output, args.image), labels, protos, idx):
+    for f in write_labels(stem, labels, protos, idx):
         print(f"wrote {f}")
     return 0
 
@@ -321,6 +378,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             f"--images and --labels must pair up: got {len(args.images)} images and "
             f"{len(args.labels)} label images"
         )
+    _check_output_dir(args.output, "--output")
     imgs = [read_image(p) for p in args.images]
     labs = [read_label_image(p) for p in args.labels]
     model = ImageLabeler(
@@ -355,7 +413,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             else _stem(None, path)
         )
         if args.output_dir:
-            os.makedirs(args.output_dir, exist_ok=True)
+            try:
+                os.makedirs(args.output_dir, exist_ok=True)
+            except OSError as exc:
+                raise ValueError(
+                    f"--output-dir: cannot create {args.output_dir!r} ({exc.strerror})"
+                ) from None
         idx = np.searchsorted(model.classes_, labels)
         for f in write_labels(stem, labels, model.prototypes_, idx):
             print(f"wrote {f}")
@@ -413,6 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--T", type=float, default=3.0)
     lb.add_argument("--radius", type=int, default=1)
     lb.add_argument("--output", help="output stem (default IMAGE-labels); writes .png and .npy")
+    lb.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="working precision; float32 halves the memory for very large images",
+    )
     lb.set_defaults(func=_cmd_label)
 
     ft = sub.add_parser("fit", help="fit an ImageLabeler on images and label images")
@@ -450,6 +519,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (ValueError, TypeError) as exc:
         print(f"assignflow {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # missing model file, unwritable output, ...
+        where = f": {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        print(f"assignflow {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
 
 

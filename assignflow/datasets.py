@@ -44,7 +44,13 @@ def _check_scenario(scenario: Any) -> str:
             f"scenario must be a string, one of {list(SCENARIOS)}; got {type(scenario).__name__}"
         )
     if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; valid scenarios are {list(SCENARIOS)}")
+        import difflib
+
+        close = difflib.get_close_matches(scenario, SCENARIOS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"unknown scenario {scenario!r}; valid scenarios are {list(SCENARIOS)}.{hint}"
+        )
     return scenario
 
 

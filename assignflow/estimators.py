@@ -35,14 +35,20 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from . import registry
+from ._validation import as_float_array
 from .flows import LinearizedAssignmentFlow
+from .gradients import GradientEstimator
 from .graphs import GridGraph
+from .integrators import LinearIntegrator
 from .losses import KLLoss
 from .predictor import WeightPredictor, window_features
 from .similarity import SimilarityOperator, distance_matrix
 from .weights import Weights
 
 __all__ = ["ImageLabeler"]
+
+#: Largest accepted pixel magnitude (larger values overflow the squared distances).
+_MAX_ABS = 1e150
 
 
 def _check_images(images: Any, name: str = "images") -> list[np.ndarray]:
@@ -67,10 +73,15 @@ def _check_images(images: Any, name: str = "images") -> list[np.ndarray]:
         a = a.astype(np.float64)
         if a.ndim == 2:
             a = a[:, :, None]
-        if a.ndim != 3 or a.shape[0] < 1 or a.shape[1] < 1:
-            raise ValueError(f"{name}[{k}] must be (h, w) or (h, w, c), got {np.shape(im)}")
+        if a.ndim != 3 or a.shape[0] < 1 or a.shape[1] < 1 or a.shape[2] < 1:
+            raise ValueError(
+                f"{name}[{k}] must be (h, w) or (h, w, c) with h, w, c >= 1, got {np.shape(im)}"
+            )
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{name}[{k}] contains NaN or inf")
+        if np.abs(a).max() > _MAX_ABS:
+            # squared distances of such values overflow to inf
+            raise ValueError(f"{name}[{k}] has values of magnitude > {_MAX_ABS:g}; rescale it")
         out.append(a)
     c = {a.shape[2] for a in out}
     if len(c) > 1:
@@ -88,13 +99,45 @@ def _check_label_images(labels: Any, images: list[np.ndarray]) -> list[np.ndarra
         )
     out = []
     for k, (lab, im) in enumerate(zip(seq, images, strict=True)):
-        a = np.asarray(lab)
+        a = _as_label_array(lab, f"label_images[{k}]")
         if a.shape != im.shape[:2]:
             raise ValueError(
                 f"label_images[{k}] must have the image's shape {im.shape[:2]}, got {a.shape}"
             )
         out.append(a)
+    kinds = {"string" if a.dtype.kind == "U" else "number" for a in out}
+    if len(kinds) > 1:
+        raise TypeError("label_images must all hold numbers or all hold strings, not a mix")
     return out
+
+
+def _as_label_array(lab: Any, name: str) -> np.ndarray:
+    """Class labels: integers, bools or strings; integral floats become int64."""
+    try:
+        a = np.asarray(lab)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(f"{name} must be a rectangular (h, w) array ({exc})") from None
+    kind = a.dtype.kind
+    if kind == "O":
+        flat = a.ravel().tolist()
+        if all(isinstance(v, str) for v in flat):
+            return a.astype(str)
+        if all(isinstance(v, (numbers.Integral, np.integer)) for v in flat):
+            return a.astype(np.int64)
+        raise TypeError(f"{name} must hold integer or string class labels, got objects")
+    if kind == "S":
+        return a.astype(str)
+    if kind == "f":
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} contains NaN or inf; labels must be integers or strings")
+        if not np.all(a == np.round(a)):
+            raise ValueError(
+                f"{name} must hold integer (or string) class labels, got non-integer floats"
+            )
+        return a.astype(np.int64)
+    if kind not in "biuU":
+        raise TypeError(f"{name} must hold integer or string class labels, got dtype {a.dtype}")
+    return a
 
 
 class _Adam:
@@ -120,13 +163,14 @@ class _Adam:
         return out
 
 
-def _predicted_flow(predictor, image, prototypes, rho, T, radius):
+def _predicted_flow(predictor, image, prototypes, rho, T, radius, dtype="float64"):
     """The LAF of ``image`` with the predictor's weights; also its grid and window features."""
     g = GridGraph(image.shape[:2], radius)
     F = window_features(image, radius)
     D = distance_matrix(image, prototypes)
     om = predictor.predict_weights(g, F)
-    return LinearizedAssignmentFlow(SimilarityOperator(om, D, rho=rho), T=T), g, F
+    sim = SimilarityOperator(om, D, rho=rho, dtype=dtype)
+    return LinearizedAssignmentFlow(sim, T=T), g, F
 
 
 def _image_gradient(predictor, image, y, prototypes, rho, T, radius, estimator):
@@ -169,6 +213,10 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
     verbose : int, default=0
     n_jobs : int or None, default=None
         Parallel per-image gradient work through joblib.
+    dtype : {"float64", "float32"}, default="float64"
+        Working precision of the flows solved by ``predict``/``predict_proba``:
+        ``"float32"`` halves the memory of labeling very large images (see
+        :class:`~assignflow.SimilarityOperator`). Gradients always use float64.
 
     Attributes
     ----------
@@ -207,6 +255,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         random_state: Any = None,
         verbose: int = 0,
         n_jobs: int | None = None,
+        dtype: str = "float64",
     ) -> None:
         self.prototypes = prototypes
         self.rho = rho
@@ -222,6 +271,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.n_jobs = n_jobs
+        self.dtype = dtype
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -240,10 +290,47 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         for name in ("n_prototypes", "max_iter", "n_iter_no_change"):
             pos(name, integer=True)
         pos("radius", integer=True, allow_zero=True)
-        if not (0 <= self.validation_fraction < 1):
-            raise ValueError(
-                f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
+        vf = self.validation_fraction
+        if isinstance(vf, bool) or not isinstance(vf, numbers.Real):
+            raise TypeError(f"validation_fraction must be a number in [0, 1), got {vf!r}")
+        if not (0 <= vf < 1):
+            raise ValueError(f"validation_fraction must be in [0, 1), got {vf}")
+        for name in ("verbose",):
+            if not isinstance(getattr(self, name), numbers.Integral):
+                raise TypeError(f"{name} must be an integer or bool, got {getattr(self, name)!r}")
+        if self.n_jobs is not None and (
+            isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, numbers.Integral)
+        ):
+            raise TypeError(f"n_jobs must be None or an integer, got {self.n_jobs!r}")
+        rs = self.random_state
+        if not (
+            rs is None
+            or isinstance(rs, (np.random.RandomState, np.random.Generator))
+            or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool))
+        ):
+            raise TypeError(
+                f"random_state must be None, an integer, a RandomState or a Generator, got {rs!r}"
             )
+        if isinstance(rs, numbers.Integral) and rs < 0:
+            raise ValueError(f"random_state must be a non-negative integer, got {rs}")
+        if not isinstance(self.dtype, str) or self.dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
+        # unknown names fail here, with a close-name suggestion, not after training
+        integ = registry.integrators.resolve(self.integrator)
+        if not isinstance(integ, LinearIntegrator):
+            raise TypeError(
+                "integrator must be a linear integrator of the LAF (e.g. 'exponential_krylov' "
+                f"or 'euler'), got {integ!r}"
+            )
+        est = registry.gradient_estimators.resolve(self.gradient_estimator)
+        if not isinstance(est, GradientEstimator):
+            raise TypeError(f"gradient_estimator must be a GradientEstimator, got {est!r}")
+        if self.prototypes is not None:
+            p = as_float_array(self.prototypes, "prototypes", ndim=(1, 2))
+            if p.shape[0] < 1 or p.size < 1:
+                raise ValueError(f"prototypes must hold at least one label, got shape {p.shape}")
+            if np.abs(p).max() > _MAX_ABS:
+                raise ValueError(f"prototypes has values of magnitude > {_MAX_ABS:g}")
 
     # ------------------------------------------------------------------ fit
     def fit(self, images: Any, label_images: Any) -> ImageLabeler:
@@ -269,9 +356,15 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         classes = np.unique(np.concatenate([lab.ravel() for lab in labs]))
         if self.prototypes is not None:
             n_protos = len(np.asarray(self.prototypes))
-            if classes.dtype.kind in "iu" and classes.min() >= 0 and classes.max() < n_protos:
+            if classes.dtype.kind in "iu":
                 # given prototypes: integer labels index them, whether or not every
                 # label occurs in the training images
+                if classes.min() < 0 or classes.max() >= n_protos:
+                    raise ValueError(
+                        f"label_images must hold labels in 0..{n_protos - 1} (indices into the "
+                        f"{n_protos} prototypes), got values from {classes.min()} to "
+                        f"{classes.max()}"
+                    )
                 classes = np.arange(n_protos)
         self.classes_ = classes
         ys = [np.searchsorted(classes, lab).ravel() for lab in labs]
@@ -379,7 +472,9 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ predict
     def _flow(self, predictor, image):
-        return _predicted_flow(predictor, image, self.prototypes_, self.rho, self.T, self.radius)[0]
+        return _predicted_flow(
+            predictor, image, self.prototypes_, self.rho, self.T, self.radius, self.dtype
+        )[0]
 
     def _error(self, predictor, image, y) -> float:
         res = self._flow(predictor, image).solve(self.integrator)
@@ -417,8 +512,21 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(proba, axis=-1)]
 
     def score(self, images: Any, label_images: Any, sample_weight: Any = None) -> float:
-        """Pixel accuracy (fraction of correctly labeled pixels over all images)."""
+        """Pixel accuracy (fraction of correctly labeled pixels over all images).
+
+        ``sample_weight`` (n,) weights the pixels of each image.
+        """
         pred = self.predict(images)
         labs = _check_label_images(label_images, _check_images(images))
-        correct = sum(int(np.sum(p == lab)) for p, lab in zip(pred, labs, strict=True))
-        return correct / sum(lab.size for lab in labs)
+        if sample_weight is None:
+            w = np.ones(len(labs))
+        else:
+            w = as_float_array(sample_weight, "sample_weight", ndim=1)
+            if w.shape != (len(labs),):
+                raise ValueError(
+                    f"sample_weight must have one weight per image ({len(labs)},), got {w.shape}"
+                )
+            if np.any(w < 0) or not np.any(w > 0):
+                raise ValueError("sample_weight must be >= 0 with at least one positive weight")
+        correct = sum(wk * np.sum(p == lab) for wk, p, lab in zip(w, pred, labs, strict=True))
+        return float(correct / sum(wk * lab.size for wk, lab in zip(w, labs, strict=True)))

@@ -23,6 +23,7 @@ import json
 import os
 import warnings
 import zipfile
+import zlib
 from typing import Any
 
 import attrs
@@ -121,9 +122,11 @@ class _Decoder:
         if not isinstance(x, dict):
             raise ValueError(f"corrupt model file: unexpected value {x!r}")
         if "__float__" in x:
+            if not isinstance(x["__float__"], str):
+                raise ValueError(f"corrupt model file: bad float {x['__float__']!r}")
             return float(x["__float__"])
         if "__array__" in x:
-            if x["__array__"] not in self.arrays:
+            if not isinstance(x["__array__"], str) or x["__array__"] not in self.arrays:
                 raise ValueError(f"corrupt model file: array {x['__array__']!r} is missing")
             a = self.arrays[x["__array__"]]
             return a.astype(object) if x.get("object") else a
@@ -144,11 +147,19 @@ class _Decoder:
                 self.decode(x["prototypes"]), self.decode(x["nu"]), self.decode(x["sigma"])
             )
         if "__component__" in x:
-            reg = registry.all_registries().get(x["__component__"])
+            # only registered components: a name is looked up, never imported
+            kind, name = x["__component__"], x.get("name")
+            reg = registry.all_registries().get(kind) if isinstance(kind, str) else None
             if reg is None:
-                raise ValueError(f"corrupt model file: unknown registry {x['__component__']!r}")
-            cls = reg.get(x["name"])
-            return cls(**{k: self.decode(v) for k, v in x["fields"].items()})
+                raise ValueError(f"corrupt model file: unknown registry {kind!r}")
+            if not isinstance(name, str) or not isinstance(x.get("fields"), dict):
+                raise ValueError(f"corrupt model file: bad {kind} entry {x!r}")
+            cls = reg.get(name)
+            fields = {k: self.decode(v) for k, v in x["fields"].items()}
+            try:
+                return cls(**fields)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"bad fields {sorted(fields)} of {kind} {name!r}: {exc}") from None
         raise ValueError(f"corrupt model file: unknown entry {sorted(x)}")
 
 
@@ -165,15 +176,125 @@ def _estimator_classes() -> dict[str, type]:
     return classes
 
 
+def _check_path(path: Any) -> str:
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    return os.fspath(path)
+
+
+#: Fitted attributes every fitted model file must hold.
+_REQUIRED = {
+    "ImageLabeler": (
+        "classes_",
+        "prototypes_",
+        "predictor_",
+        "n_features_in_",
+        "history_",
+        "n_iter_",
+        "best_iter_",
+    ),
+    "AssignmentFlowClassifier": (
+        "classes_",
+        "X_",
+        "y_",
+        "prototypes_",
+        "rho_",
+        "graph_",
+        "weights_",
+        "trust_",
+        "n_iter_",
+        "history_",
+        "n_features_in_",
+    ),
+}
+
+
+def _check_state(est: Any, fitted: dict) -> None:
+    """Validate parameters and fitted attributes, so a tampered file fails at load."""
+    from .graphs import Graph
+    from .predictor import WeightPredictor
+    from .weights import Weights
+
+    name = type(est).__name__
+    if name == "ImageLabeler":
+        est._check_params()
+    else:
+        est._validate_params()
+    if not fitted:
+        return  # an unfitted estimator
+    missing = [k for k in _REQUIRED[name] if k not in fitted]
+    if missing:
+        raise ValueError(f"fitted attributes {missing} are missing")
+
+    def arr(key, ndim, kinds="f"):
+        a = fitted[key]
+        if not isinstance(a, np.ndarray) or a.ndim != ndim or a.dtype.kind not in kinds:
+            raise ValueError(f"{key} must be a {ndim}-d array of kind {kinds!r}")
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            raise ValueError(f"{key} must be finite")
+        return a
+
+    def integer(key, low):
+        v = fitted[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{key} must be an integer >= {low}, got {v!r}")
+        return v
+
+    classes = arr("classes_", 1, "biuUO")
+    J = len(classes)
+    if J < 1:
+        raise ValueError("classes_ must not be empty")
+    c = integer("n_features_in_", 1)
+    protos = arr("prototypes_", 2)
+    if protos.shape != (J, c):
+        raise ValueError(f"prototypes_ must have shape ({J}, {c}), got {protos.shape}")
+    integer("n_iter_", 0)
+    if name == "ImageLabeler":
+        integer("best_iter_", 0)
+        pred = fitted["predictor_"]
+        K = (2 * est.radius + 1) ** 2
+        if not isinstance(pred, WeightPredictor):
+            raise ValueError("predictor_ must be a WeightPredictor")
+        if pred.window_size != K or pred.prototypes.shape[1] != K * c:
+            raise ValueError("predictor_ does not match the radius and channel count")
+        if not isinstance(fitted["history_"], dict):
+            raise ValueError("history_ must be a dict")
+        return
+    X = arr("X_", 2)
+    n = X.shape[0]
+    if X.shape[1] != c:
+        raise ValueError(f"X_ must have {c} columns, got {X.shape}")
+    y = arr("y_", 1, "iu")
+    if y.shape != (n,) or (n and (y.min() < 0 or y.max() >= J)):
+        raise ValueError(f"y_ must hold {n} class indices in 0..{J - 1}")
+    rho = fitted["rho_"]
+    if isinstance(rho, bool) or not isinstance(rho, float) or not (np.isfinite(rho) and rho > 0):
+        raise ValueError(f"rho_ must be a finite float > 0, got {rho!r}")
+    g = fitted["graph_"]
+    if not isinstance(g, Graph) or g.n_nodes != n:
+        raise ValueError(f"graph_ must be a Graph on the {n} training rows")
+    Weights(g, arr("weights_", 1))  # validates shape, positivity, row sums
+    trust = arr("trust_", 1)
+    if trust.shape != (n,) or np.any(trust < 0):
+        raise ValueError(f"trust_ must hold {n} values >= 0")
+    if fitted["history_"] is not None and not isinstance(fitted["history_"], dict):
+        raise ValueError("history_ must be a dict or None")
+
+
 def save(estimator: Any, path: str | os.PathLike) -> None:
     """Write a fitted (or unfitted) assignflow estimator to ``path`` (a zip archive).
 
-    Parameters go to JSON, fitted arrays to ``.npz``; nothing is pickled.
+    Parameters go to JSON, fitted arrays to ``.npz``; nothing is pickled. Raises
+    ``TypeError`` for other objects or unsaveable parameters and ``ValueError`` when
+    the directory of ``path`` does not exist.
     """
     name = type(estimator).__name__
     if _estimator_classes().get(name) is not type(estimator):
-        raise TypeError(
-            f"estimator must be one of {sorted(_estimator_classes())}, got {name}"
+        raise TypeError(f"estimator must be one of {sorted(_estimator_classes())}, got {name}")
+    path = _check_path(path)
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise ValueError(
+            f"path: the directory {os.path.dirname(os.path.abspath(path))!r} does not exist"
         )
     enc = _Encoder()
     fitted = {k: v for k, v in vars(estimator).items() if k.endswith("_") and not k.startswith("_")}
@@ -195,10 +316,15 @@ def save(estimator: Any, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike) -> Any:
     """Read an estimator written by :func:`save`.
 
-    Raises ``ValueError`` for files that are not assignflow models or are corrupt
-    or truncated; warns (``UserWarning``) when the file comes from another
-    assignflow version. Never unpickles.
+    Raises ``ValueError`` for files that are not assignflow models or are corrupt,
+    truncated or tampered with (parameters and fitted attributes are validated, so a
+    loaded model either predicts or fails here), ``FileNotFoundError`` for a missing
+    file and ``TypeError`` for a ``path`` that is not a str or path; warns
+    (``UserWarning``) when the file comes from another assignflow version. Never
+    unpickles and never imports: class and component names are looked up in fixed
+    tables and the registries.
     """
+    path = _check_path(path)
     try:
         with zipfile.ZipFile(path) as z:
             meta = json.loads(z.read("meta.json").decode("utf-8"))
@@ -209,37 +335,61 @@ def load(path: str | os.PathLike) -> Any:
         zipfile.BadZipFile,
         KeyError,
         UnicodeDecodeError,
-        json.JSONDecodeError,
+        ValueError,  # json.JSONDecodeError and bad zip headers
         OSError,
         EOFError,
+        zlib.error,
+        NotImplementedError,  # unsupported compression method
+        RecursionError,  # absurdly nested JSON
     ) as exc:
-        raise ValueError(
-            f"{os.fspath(path)!r} is not a readable assignflow model file ({exc})"
-        ) from None
+        raise ValueError(f"{path!r} is not a readable assignflow model file ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != "assignflow-model":
-        raise ValueError(f"{os.fspath(path)!r} is not an assignflow model file")
-    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path!r} is not an assignflow model file")
+    fv = meta.get("format_version")
+    if isinstance(fv, bool) or fv != FORMAT_VERSION:
         raise ValueError(
-            f"model file format {meta.get('format_version')!r} is not supported by this version "
-            f"(expects {FORMAT_VERSION})"
+            f"model file format {fv!r} is not supported by this version (expects {FORMAT_VERSION})"
         )
     if meta.get("assignflow_version") != __version__:
         warnings.warn(
-            f"model was saved with assignflow {meta.get('assignflow_version')}, this is "
+            f"model was saved with assignflow {meta.get('assignflow_version')!r}, this is "
             f"{__version__}; check its predictions",
             UserWarning,
             stacklevel=2,
         )
-    cls = _estimator_classes().get(meta.get("class"))
+    name = meta.get("class")
+    # a fixed table: class names are never imported
+    cls = _estimator_classes().get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"model file names an unknown estimator class {meta.get('class')!r}")
+        raise ValueError(f"model file names an unknown estimator class {name!r}")
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
         dec = _Decoder(arrays)
-        est = cls(**dec.decode(meta["params"]))
-        for k, v in dec.decode(meta["fitted"]).items():
+        params = dec.decode(meta["params"])
+        fitted = dec.decode(meta["fitted"])
+        if not isinstance(params, dict) or not isinstance(fitted, dict):
+            raise ValueError("params and fitted must be dicts")
+        bad = [k for k in fitted if not (k.endswith("_") and not k.startswith("_"))]
+        if bad:
+            raise ValueError(f"unexpected fitted attributes {bad}")
+        est = cls(**params)
+        for k, v in fitted.items():
             setattr(est, k, v)
-    except (ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ValueError(f"corrupt assignflow model file {os.fspath(path)!r}: {exc}") from None
+        _check_state(est, fitted)
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        RecursionError,
+        zipfile.BadZipFile,
+        EOFError,
+        OSError,
+        zlib.error,
+        NotImplementedError,
+    ) as exc:
+        raise ValueError(f"corrupt assignflow model file {path!r}: {exc}") from None
     return est

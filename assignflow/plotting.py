@@ -15,7 +15,17 @@ def label_image_to_rgb(labels: np.ndarray, prototypes: np.ndarray) -> np.ndarray
     protos = np.asarray(prototypes, dtype=float)
     if protos.ndim == 1:
         protos = protos[:, None]
-    rgb = protos[np.asarray(labels)]
+    if protos.ndim != 2 or protos.shape[0] < 1:
+        raise ValueError(f"prototypes must have shape (J,) or (J, c), got {protos.shape}")
+    lab = np.asarray(labels)
+    if lab.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integer indices into the prototypes, got {lab.dtype}")
+    if lab.size and (lab.min() < 0 or lab.max() >= protos.shape[0]):
+        raise ValueError(
+            f"labels must lie in 0..{protos.shape[0] - 1} (one per prototype), got values from "
+            f"{lab.min()} to {lab.max()}"
+        )
+    rgb = protos[lab]
     if rgb.shape[-1] == 1:
         rgb = np.repeat(rgb, 3, axis=-1)
     return np.clip(rgb, 0.0, 1.0)

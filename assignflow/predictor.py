@@ -24,7 +24,12 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._validation import as_float_array, check_positive_float
+from ._validation import (
+    as_float_array,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+)
 from .geometry import _softmax
 from .graphs import GridGraph
 from .weights import Weights
@@ -40,8 +45,10 @@ def window_features(image: Any, radius: int = 1) -> np.ndarray:
     img = as_float_array(image, "image", ndim=(2, 3))
     if img.ndim == 2:
         img = img[:, :, None]
+    if min(img.shape) < 1:
+        raise ValueError(f"image must have at least one pixel and channel, got shape {img.shape}")
     h, w = img.shape[:2]
-    r = int(radius)
+    r = check_positive_int(radius, "radius", minimum=0)
     pad = np.pad(img, ((r, r), (r, r), (0, 0)), mode="edge")
     cols = [
         pad[r + dy : r + dy + h, r + dx : r + dx + w]
@@ -52,7 +59,12 @@ def window_features(image: Any, radius: int = 1) -> np.ndarray:
 
 
 def _matrix(name: str):
-    return lambda x: as_float_array(x, name, ndim=2, copy=True)
+    def convert(x: Any) -> np.ndarray:
+        if np.iscomplexobj(x):
+            raise TypeError(f"{name} must be real, got a complex array")
+        return as_float_array(x, name, ndim=2, copy=True)
+
+    return convert
 
 
 @attrs.frozen
@@ -74,10 +86,15 @@ class WeightPredictor:
         converter=_matrix("prototypes"), eq=attrs.cmp_using(np.array_equal)
     )
     nu: np.ndarray = attrs.field(converter=_matrix("nu"), eq=attrs.cmp_using(np.array_equal))
-    sigma: float = attrs.field(default=1.0, converter=float)
+    sigma: float = attrs.field(default=1.0, converter=lambda x: check_positive_float(x, "sigma"))
 
     def __attrs_post_init__(self) -> None:
-        check_positive_float(self.sigma, "sigma")
+        if self.prototypes.shape[0] < 1 or self.prototypes.shape[1] < 1:
+            raise ValueError(
+                f"prototypes must have shape (N, d) with N, d >= 1, got {self.prototypes.shape}"
+            )
+        if self.nu.shape[1] < 1:
+            raise ValueError(f"nu must have at least one column, got shape {self.nu.shape}")
         if self.nu.shape[0] != self.prototypes.shape[0]:
             raise ValueError(
                 f"nu must have one row per prototype ({self.prototypes.shape[0]}), "
@@ -143,7 +160,7 @@ class WeightPredictor:
         ``(N, K)`` (projected onto :math:`T_0`) and ``"sigma"`` (float).
         """
         f = self._check(graph, features)
-        g = np.asarray(grad_weights, dtype=float)
+        g = as_float_array(grad_weights, "grad_weights")
         if g.shape != (graph.nnz,):
             raise ValueError(f"grad_weights must have shape ({graph.nnz},), got {g.shape}")
         d, a = self._assignments(f)
@@ -187,10 +204,28 @@ class WeightPredictor:
         """
         from sklearn.cluster import KMeans
 
+        radius = check_positive_int(radius, "radius", minimum=0)
+        n_prototypes = check_positive_int(n_prototypes, "n_prototypes")
+        max_samples = check_positive_int(max_samples, "max_samples")
+        strength = check_nonnegative_float(strength, "strength")
+        sigma = check_positive_float(sigma, "sigma")
+        feature_images, label_images = list(feature_images), list(label_images)
+        if not feature_images:
+            raise ValueError("feature_images must contain at least one image")
+        if len(label_images) != len(feature_images):
+            raise ValueError(
+                f"label_images must hold one label image per feature image "
+                f"({len(feature_images)}), got {len(label_images)}"
+            )
         rng = np.random.default_rng(random_state)
         feats, agree = [], []
-        for img, lab in zip(feature_images, label_images, strict=True):
+        for k, (img, lab) in enumerate(zip(feature_images, label_images, strict=True)):
             lab = np.asarray(lab)
+            if np.ndim(img) not in (2, 3) or lab.shape != np.shape(img)[:2]:
+                raise ValueError(
+                    f"label_images[{k}] must have the shape (h, w) of feature_images[{k}] "
+                    f"{np.shape(img)}, got {lab.shape}"
+                )
             h, w = lab.shape
             feats.append(window_features(img, radius))
             g = GridGraph((h, w), radius)

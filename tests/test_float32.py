@@ -234,3 +234,58 @@ def test_float32_halves_the_memory_of_a_solve():
     basis64 = 11 * h * w * J * 8
     assert peaks["float64"] > basis64  # the measurement sees the basis
     assert peaks["float32"] < 0.55 * peaks["float64"]
+
+
+# --------------------------------------------------------------------------- entry points
+def test_label_graph_float32():
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 0.3, (40, 2)), rng.normal(2, 0.3, (40, 2))]
+    g = af.Graph.knn(X, n_neighbors=6)
+    r64 = af.label_graph(g, X, [[0, 0], [2, 2]], rho=0.5)
+    r32 = af.label_graph(g, X, [[0, 0], [2, 2]], rho=0.5, dtype="float32")
+    assert r32.W.dtype == np.float32
+    np.testing.assert_array_equal(r32.labels, r64.labels)
+    np.testing.assert_allclose(r32.W, r64.W, atol=1e-5)
+    with pytest.raises(ValueError, match="dtype must be"):
+        af.label_graph(g, X, [[0, 0], [2, 2]], dtype="float16")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_image_labeler_predicts_in_float32():
+    from sklearn.base import clone
+
+    X, y = make_voronoi("colors", 3, (20, 20), 0.3, random_state=1)
+    lab = af.ImageLabeler(max_iter=2, n_prototypes=5, random_state=0).fit(X[:2], y[:2])
+    p64 = lab.predict_proba(X[2:])
+    lab.set_params(dtype="float32")
+    p32 = lab.predict_proba(X[2:])
+    assert p32.dtype == np.float32
+    np.testing.assert_allclose(p32, p64, atol=1e-5)
+    assert clone(lab).get_params()["dtype"] == "float32"
+    with pytest.raises(ValueError, match="dtype must be 'float64' or 'float32'"):
+        af.ImageLabeler(dtype="half").fit(X[:2], y[:2])
+
+
+def test_cli_label_float32(tmp_path, capsys):
+    from assignflow.cli import main
+
+    X, _ = make_voronoi("colors", 1, (16, 16), 0.2, random_state=2)
+    np.save(tmp_path / "img.npy", X[0])
+    outs = {}
+    for dt in ("float64", "float32"):
+        stem = tmp_path / f"out-{dt}"
+        code = main(
+            [
+                "label",
+                str(tmp_path / "img.npy"),
+                "--n-labels",
+                "3",
+                "--dtype",
+                dt,
+                "--output",
+                str(stem),
+            ]
+        )
+        assert code == 0
+        outs[dt] = np.load(f"{stem}.npy")
+    np.testing.assert_array_equal(outs["float32"], outs["float64"])

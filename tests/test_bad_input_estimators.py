@@ -1,0 +1,912 @@
+"""Bad input for the estimators, the weight predictor, the data sets and the CLI (issue 6).
+
+Every case either raises a clear ``ValueError``/``TypeError`` (or sklearn's
+``NotFittedError``) whose message names the argument, or -- where the input is
+legitimate (one pixel, one class, images of different sizes) -- returns a checked,
+NaN-free result. CLI cases exit with code 2 and one ``error:`` line on stderr,
+without a traceback. Inputs are tiny so the whole file runs in a few seconds.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import NotFittedError
+
+import assignflow as af
+from assignflow.cli import main, read_image, read_label_image, write_labels
+from assignflow.predictor import WeightPredictor, window_features
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+RNG = np.random.default_rng(0)
+X8, Y8 = af.datasets.make_voronoi("lines", 2, (8, 8), noise=0.2, random_state=0)
+RGB8, RGBY8 = af.datasets.make_voronoi("colors", 2, (8, 8), noise=0.2, random_state=1)
+TAB_X = RNG.normal(size=(24, 2))
+TAB_Y = (TAB_X[:, 0] > 0).astype(int)
+
+
+def tiny(**kw) -> af.ImageLabeler:
+    params = dict(rho=0.1, T=1.0, max_iter=1, n_prototypes=3, random_state=0)
+    params.update(kw)
+    return af.ImageLabeler(**params)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> af.ImageLabeler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return tiny().fit(X8, Y8)
+
+
+@pytest.fixture(scope="module")
+def clf() -> af.AssignmentFlowClassifier:
+    return af.AssignmentFlowClassifier(n_neighbors=4).fit(TAB_X, TAB_Y)
+
+
+def finite(a) -> bool:
+    arrays = a if isinstance(a, list) else [a]
+    return all(np.all(np.isfinite(np.asarray(x, dtype=float))) for x in arrays)
+
+
+# =========================================================================== ImageLabeler.fit
+def _nan_images():
+    a = X8.copy()
+    a[0, 3, 3] = np.nan
+    return a
+
+
+def _inf_images():
+    a = X8.copy()
+    a[1, 0, 0] = -np.inf
+    return a
+
+
+BAD_FIT_DATA = [
+    # id, images, label_images, exception, match
+    ("images-str", "abc", Y8, TypeError, "images must be an array"),
+    ("images-None", None, Y8, TypeError, "images must be an array"),
+    ("images-int", 5, Y8, TypeError, "images must be an array"),
+    ("images-empty-list", [], [], ValueError, "images must contain at least one image"),
+    (
+        "images-zero-images",
+        np.zeros((0, 8, 8)),
+        np.zeros((0, 8, 8), int),
+        ValueError,
+        "at least one",
+    ),
+    ("images-2d-array", np.zeros((8, 8)), Y8[0], ValueError, r"images must have shape \(n, h, w"),
+    ("images-5d-array", np.zeros((1, 8, 8, 1, 1)), Y8[:1], ValueError, "images must have shape"),
+    ("images-0x0", np.zeros((1, 0, 0)), np.zeros((1, 0, 0), int), ValueError, r"images\[0\]"),
+    ("images-0-channels", np.zeros((2, 8, 8, 0)), Y8, ValueError, r"images\[0\].*c >= 1"),
+    ("images-nan", _nan_images(), Y8, ValueError, r"images\[0\] contains NaN or inf"),
+    ("images-inf", _inf_images(), Y8, ValueError, r"images\[1\] contains NaN or inf"),
+    ("images-huge", X8 * 1e200, Y8, ValueError, r"images\[0\] has values of magnitude"),
+    ("images-complex", X8.astype(complex), Y8, TypeError, r"images\[0\] must hold numbers"),
+    ("images-strings", np.full((2, 8, 8), "a"), Y8, TypeError, r"images\[0\] must hold numbers"),
+    (
+        "images-mixed-channels",
+        [np.zeros((8, 8)), np.zeros((8, 8, 3))],
+        [Y8[0], Y8[1]],
+        ValueError,
+        "same number of channels",
+    ),
+    ("images-one-4d", [X8[0], np.zeros((8, 8, 1, 1))], Y8, ValueError, r"images\[1\]"),
+    ("labels-None", X8, None, TypeError, "label_images must be an array"),
+    ("labels-str", X8, "ab", TypeError, "label_images must be an array"),
+    ("labels-too-few", X8, Y8[:1], ValueError, r"one label image per image \(2\), got 1"),
+    ("labels-too-many", X8[:1], Y8, ValueError, r"one label image per image \(1\), got 2"),
+    ("labels-shape", X8, Y8[:, :5], ValueError, r"label_images\[0\] must have the image's shape"),
+    ("labels-transposed", X8[:, :, :6], Y8[:, :6, :].copy(), ValueError, "image's shape"),
+    ("labels-float", X8, Y8 + 0.5, ValueError, r"label_images\[0\].*non-integer floats"),
+    ("labels-nan", X8, np.where(Y8 == 0, np.nan, 1.0), ValueError, r"label_images\[0\].*NaN"),
+    ("labels-complex", X8, Y8.astype(complex), TypeError, r"label_images\[0\].*dtype"),
+    (
+        "labels-objects",
+        X8,
+        np.full((2, 8, 8), None, dtype=object),
+        TypeError,
+        r"label_images\[0\] must hold integer or string",
+    ),
+    (
+        "labels-mixed-kinds",
+        X8,
+        [Y8[0], np.full((8, 8), "a")],
+        TypeError,
+        "all hold numbers or all hold strings",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "exc", "match"),
+    [pytest.param(*c[1:], id=c[0]) for c in BAD_FIT_DATA],
+)
+def test_fit_rejects_bad_data(images, labels, exc, match):
+    with pytest.raises(exc, match=match):
+        tiny().fit(images, labels)
+
+
+BAD_PARAMS = [
+    ("rho-negative", {"rho": -0.1}, ValueError, "rho must be > 0"),
+    ("rho-zero", {"rho": 0.0}, ValueError, "rho must be > 0"),
+    ("rho-nan", {"rho": float("nan")}, ValueError, "rho must be > 0"),
+    ("rho-inf", {"rho": float("inf")}, ValueError, "rho must be > 0"),
+    ("rho-str", {"rho": "0.1"}, TypeError, "rho must be a number"),
+    ("rho-bool", {"rho": True}, TypeError, "rho must be a number"),
+    ("T-negative", {"T": -1.0}, ValueError, "T must be > 0"),
+    ("T-zero", {"T": 0}, ValueError, "T must be > 0"),
+    ("T-bool", {"T": True}, TypeError, "T must be a number"),
+    ("lr-negative", {"learning_rate": -0.05}, ValueError, "learning_rate must be > 0"),
+    ("lr-zero", {"learning_rate": 0.0}, ValueError, "learning_rate must be > 0"),
+    ("lr-None", {"learning_rate": None}, TypeError, "learning_rate must be a number"),
+    ("max_iter-negative", {"max_iter": -1}, ValueError, "max_iter must be > 0"),
+    ("max_iter-zero", {"max_iter": 0}, ValueError, "max_iter must be > 0"),
+    ("max_iter-float", {"max_iter": 1.5}, TypeError, "max_iter must be an integer"),
+    ("max_iter-bool", {"max_iter": True}, TypeError, "max_iter must be an integer"),
+    ("n_prototypes-zero", {"n_prototypes": 0}, ValueError, "n_prototypes must be > 0"),
+    ("n_prototypes-bool", {"n_prototypes": True}, TypeError, "n_prototypes must be an integer"),
+    ("n_iter_no_change-zero", {"n_iter_no_change": 0}, ValueError, "n_iter_no_change"),
+    ("radius-negative", {"radius": -1}, ValueError, "radius must be >= 0"),
+    ("radius-float", {"radius": 1.5}, TypeError, "radius must be an integer"),
+    ("radius-bool", {"radius": False}, TypeError, "radius must be an integer"),
+    ("validation_fraction-1", {"validation_fraction": 1.0}, ValueError, "validation_fraction"),
+    ("validation_fraction-neg", {"validation_fraction": -0.1}, ValueError, "validation_fraction"),
+    ("validation_fraction-nan", {"validation_fraction": float("nan")}, ValueError, "validation"),
+    ("validation_fraction-str", {"validation_fraction": "a"}, TypeError, "validation_fraction"),
+    ("random_state-str", {"random_state": "seed"}, TypeError, "random_state must be"),
+    ("random_state-negative", {"random_state": -1}, ValueError, "random_state must be"),
+    ("n_jobs-str", {"n_jobs": "2"}, TypeError, "n_jobs must be None or an integer"),
+    ("verbose-str", {"verbose": "yes"}, TypeError, "verbose must be"),
+    (
+        "integrator-typo",
+        {"integrator": "exponential_krylv"},
+        ValueError,
+        "Unknown integrator 'exponential_krylv'. Did you mean 'exponential_krylov'",
+    ),
+    ("integrator-nonlinear", {"integrator": "geometric_euler"}, TypeError, "linear integrator"),
+    ("integrator-None", {"integrator": None}, TypeError, "integrator is required"),
+    (
+        "gradient_estimator-typo",
+        {"gradient_estimator": "closed_form_lowrank"},
+        ValueError,
+        "Unknown gradient_estimator 'closed_form_lowrank'. Did you mean 'closed_form_low_rank'",
+    ),
+    ("prototypes-too-few", {"prototypes": np.zeros((1, 1))}, ValueError, r"labels in 0\.\.0"),
+    (
+        "prototypes-wrong-cols",
+        {"prototypes": np.zeros((2, 3))},
+        ValueError,
+        r"prototypes.*\(2, 1\)",
+    ),
+    (
+        "prototypes-3d",
+        {"prototypes": np.zeros((2, 1, 1))},
+        ValueError,
+        "prototypes must have 1 or 2",
+    ),
+    ("prototypes-nan", {"prototypes": [[np.nan], [1.0]]}, ValueError, "prototypes must contain"),
+    ("prototypes-str", {"prototypes": "ab"}, TypeError, "prototypes must be an array"),
+    ("prototypes-empty", {"prototypes": np.zeros((0, 1))}, ValueError, "prototypes must hold"),
+]
+
+
+@pytest.mark.parametrize(
+    ("params", "exc", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_PARAMS]
+)
+def test_fit_rejects_bad_hyper_parameters(params, exc, match):
+    with pytest.raises(exc, match=match):
+        tiny(**params).fit(X8, Y8)
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        pytest.param(Y8 - 1, r"labels in 0\.\.1.*from -1 to 0", id="negative"),
+        pytest.param(Y8 * 5, r"labels in 0\.\.1.*from 0 to 5", id="beyond-prototypes"),
+        pytest.param(np.full_like(Y8, 2), r"labels in 0\.\.1.*from 2 to 2", id="all-outside"),
+    ],
+)
+def test_fit_labels_outside_prototype_range(labels, match):
+    with pytest.raises(ValueError, match=match):
+        tiny(prototypes=[[0.0], [1.0]]).fit(X8, labels)
+
+
+# ----------------------------------------------------------------- legitimate edge cases
+def test_fit_one_image_of_one_pixel():
+    lab = tiny().fit(np.array([[[0.3]]]), np.array([[[1]]]))
+    np.testing.assert_array_equal(lab.classes_, [1])
+    np.testing.assert_array_equal(lab.prototypes_, [[0.3]])
+    np.testing.assert_array_equal(lab.predict(np.array([[[0.9]]])), [[[1]]])
+    np.testing.assert_array_equal(lab.predict_proba(np.array([[[0.9]]])), np.ones((1, 1, 1, 1)))
+
+
+def test_fit_single_class():
+    lab = tiny().fit(X8, np.full_like(Y8, 7))
+    np.testing.assert_array_equal(lab.classes_, [7])
+    np.testing.assert_allclose(lab.prototypes_, [[X8.mean()]])
+    P = lab.predict_proba(X8)
+    assert P.shape == (2, 8, 8, 1) and np.array_equal(P, np.ones_like(P))
+    assert np.all(lab.predict(X8) == 7)
+    assert lab.score(X8, np.full_like(Y8, 7)) == 1.0
+
+
+def test_fit_negative_labels_without_prototypes_are_classes():
+    lab = tiny().fit(X8, 2 * Y8 - 1)  # classes -1 and 1
+    np.testing.assert_array_equal(lab.classes_, [-1, 1])
+    pred = lab.predict(X8)
+    assert set(np.unique(pred)) <= {-1, 1}
+    ref = np.stack([X8[Y8 == k].mean() for k in (0, 1)])[:, None]  # numpy reference means
+    np.testing.assert_allclose(lab.prototypes_, ref)
+
+
+def test_fit_integral_float_labels_are_integers():
+    lab = tiny().fit(X8, Y8.astype(float))
+    assert lab.classes_.dtype.kind == "i"
+    np.testing.assert_array_equal(lab.classes_, [0, 1])
+
+
+def test_fit_images_of_different_sizes():
+    imgs = [X8[0], X8[1, :6, :5]]
+    labs = [Y8[0], Y8[1, :6, :5]]
+    lab = tiny().fit(imgs, labs)
+    pred = lab.predict(imgs)
+    assert isinstance(pred, list) and pred[0].shape == (8, 8) and pred[1].shape == (6, 5)
+    proba = lab.predict_proba(imgs)
+    assert finite(proba)
+    np.testing.assert_allclose(proba[1].sum(axis=-1), 1.0)
+
+
+def test_fit_and_predict_do_not_modify_inputs(fitted):
+    imgs, labs = X8.copy(), Y8.copy()
+    protos = np.array([[0.0], [1.0]])
+    p0 = protos.copy()
+    lab_list = [imgs[0], imgs[1]]
+    tiny(prototypes=protos).fit(lab_list, [labs[0], labs[1]])
+    fitted.predict(imgs)
+    fitted.predict_proba(imgs)
+    fitted.score(imgs, labs)
+    np.testing.assert_array_equal(imgs, X8)
+    np.testing.assert_array_equal(labs, Y8)
+    np.testing.assert_array_equal(protos, p0)
+
+
+# =========================================================================== predict & co.
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "predict_weights", "score"])
+def test_predict_before_fit(method):
+    args = (X8, Y8) if method == "score" else (X8,)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        getattr(tiny(), method)(*args)
+
+
+BAD_PREDICT = [
+    ("channels-3-vs-1", RGB8, ValueError, r"must have 1 channel\(s\) like the training images"),
+    ("nan", _nan_images(), ValueError, "NaN or inf"),
+    ("empty-list", [], ValueError, "at least one image"),
+    ("zero-images", np.zeros((0, 8, 8)), ValueError, "at least one image"),
+    ("0x0", np.zeros((1, 0, 0)), ValueError, r"images\[0\]"),
+    ("1d", np.zeros(8), ValueError, "images must have shape"),
+    ("str", "img.png", TypeError, "images must be an array"),
+    ("huge", X8 * 1e300, ValueError, "magnitude"),
+]
+
+
+@pytest.mark.parametrize(
+    ("images", "exc", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_PREDICT]
+)
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_predict_rejects_bad_images(fitted, method, images, exc, match):
+    with pytest.raises(exc, match=match):
+        getattr(fitted, method)(images)
+
+
+@pytest.mark.parametrize(
+    ("labels", "weight", "exc", "match"),
+    [
+        pytest.param(Y8[:1], None, ValueError, "one label image per image", id="count"),
+        pytest.param(Y8[:, :4], None, ValueError, "image's shape", id="shape"),
+        pytest.param(Y8 + 0.5, None, ValueError, "non-integer floats", id="float-labels"),
+        pytest.param(Y8, [1.0], ValueError, "sample_weight must have one weight", id="sw-len"),
+        pytest.param(Y8, [-1.0, 1.0], ValueError, "sample_weight must be >= 0", id="sw-negative"),
+        pytest.param(Y8, [np.nan, 1.0], ValueError, "sample_weight must contain", id="sw-nan"),
+    ],
+)
+def test_score_rejects_bad_input(fitted, labels, weight, exc, match):
+    with pytest.raises(exc, match=match):
+        fitted.score(X8, labels, sample_weight=weight)
+
+
+def test_score_sample_weight_matches_numpy(fitted):
+    pred = fitted.predict(X8)
+    acc = [np.mean(pred[k] == Y8[k]) for k in range(2)]
+    assert fitted.score(X8, Y8, sample_weight=[1.0, 0.0]) == pytest.approx(acc[0])
+    assert fitted.score(X8, Y8) == pytest.approx(np.mean(pred == Y8))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (2, 1)], ids=["1x1", "1x5", "2x1"])
+def test_predict_tiny_images(fitted, shape):
+    img = np.full((1, *shape), 0.9)
+    P = fitted.predict_proba(img)
+    assert P.shape == (1, *shape, 2) and finite(P)
+    np.testing.assert_allclose(P.sum(axis=-1), 1.0)
+    # a bright pixel is closer to the bright prototype (label of the larger mean)
+    assert np.all(fitted.predict(img) == np.argmax(fitted.prototypes_[:, 0]))
+
+
+# =========================================================================== classifier
+BAD_CLF_PARAMS = [
+    ("n_neighbors-zero", {"n_neighbors": 0}, ValueError, "n_neighbors"),
+    ("n_neighbors-bool", {"n_neighbors": True}, TypeError, "n_neighbors"),
+    ("rho-negative", {"rho": -1.0}, ValueError, "'rho' parameter"),
+    ("rho-bool", {"rho": True}, TypeError, "rho must be a number, not a bool"),
+    ("T-zero", {"T": 0.0}, ValueError, "'T' parameter"),
+    ("T-bool", {"T": True}, TypeError, "T must be a number, not a bool"),
+    ("T-str", {"T": "2"}, TypeError, "'T' parameter"),
+    ("max_iter-negative", {"max_iter": -1}, ValueError, "'max_iter' parameter"),
+    ("step_size-negative", {"step_size": -0.5}, ValueError, "'step_size' parameter"),
+    ("step_size-bool", {"step_size": True}, TypeError, "step_size must be a number"),
+    (
+        "integrator-typo",
+        {"integrator": "exponential_krylv"},
+        ValueError,
+        "Did you mean 'exponential_krylov'",
+    ),
+    ("integrator-nonlinear", {"integrator": "geometric_euler"}, TypeError, "linear integrator"),
+    (
+        "gradient_estimator-typo",
+        {"gradient_estimator": "adjoint_quadratur"},
+        ValueError,
+        "Did you mean 'adjoint_quadrature'",
+    ),
+    ("learn_weights-str", {"learn_weights": "yes"}, ValueError, "'learn_weights' parameter"),
+]
+
+
+@pytest.mark.parametrize(
+    ("params", "exc", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_CLF_PARAMS]
+)
+def test_classifier_rejects_bad_hyper_parameters(params, exc, match):
+    with pytest.raises(exc, match=match):
+        af.AssignmentFlowClassifier(**params).fit(TAB_X, TAB_Y)
+
+
+def _with(a, idx, value):
+    a = np.array(a, dtype=float)
+    a[idx] = value
+    return a
+
+
+BAD_CLF_DATA = [
+    ("X-nan", _with(TAB_X, (0, 0), np.nan), TAB_Y, ValueError, "X contains NaN"),
+    ("X-inf", _with(TAB_X, (1, 1), np.inf), TAB_Y, ValueError, "X contains infinity"),
+    ("X-huge", TAB_X * 1e200, TAB_Y, ValueError, "X has values of magnitude"),
+    ("X-1d", TAB_X[:, 0], TAB_Y, ValueError, "Expected a 2-dimensional|2D array"),
+    ("X-empty", np.zeros((0, 2)), np.zeros(0), ValueError, "0 sample"),
+    ("X-no-features", np.zeros((24, 0)), TAB_Y, ValueError, "0 feature"),
+    ("y-length", TAB_X, TAB_Y[:5], ValueError, "inconsistent numbers of samples"),
+    ("y-continuous", TAB_X, TAB_Y + 0.5, ValueError, "Unknown label type"),
+    ("y-nan", TAB_X, _with(TAB_Y, 0, np.nan), ValueError, "y contains NaN|Unknown label"),
+    ("X-complex", TAB_X.astype(complex), TAB_Y, ValueError, "Complex data not supported"),
+]
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "exc", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_CLF_DATA]
+)
+def test_classifier_fit_rejects_bad_data(X, y, exc, match):
+    with pytest.raises(exc, match=match):
+        af.AssignmentFlowClassifier().fit(X, y)
+
+
+@pytest.mark.parametrize(
+    ("X", "match"),
+    [
+        pytest.param(np.zeros((2, 3)), "X has 3 features", id="more-features"),
+        pytest.param(np.zeros((2, 1)), "X has 1 features", id="fewer-features"),
+        pytest.param(np.zeros((0, 2)), "0 sample", id="empty"),
+        pytest.param(_with(TAB_X[:2], (0, 0), np.nan), "X contains NaN", id="nan"),
+        pytest.param(TAB_X[:2] * 1e200, "magnitude", id="huge"),
+    ],
+)
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_classifier_predict_rejects_bad_data(clf, method, X, match):
+    with pytest.raises(ValueError, match=match):
+        getattr(clf, method)(X)
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_classifier_not_fitted(method):
+    with pytest.raises(NotFittedError):
+        getattr(af.AssignmentFlowClassifier(), method)(TAB_X)
+
+
+@pytest.mark.parametrize("learn", [False, True], ids=["uniform", "learned"])
+def test_classifier_single_class_and_single_sample(learn):
+    one_class = af.AssignmentFlowClassifier(learn_weights=learn, max_iter=1).fit(TAB_X, ["a"] * 24)
+    assert np.array_equal(one_class.predict_proba(TAB_X[:3]), np.ones((3, 1)))
+    assert list(one_class.predict(TAB_X[:3])) == ["a"] * 3
+    one_row = af.AssignmentFlowClassifier(learn_weights=learn, max_iter=1).fit(TAB_X[:1], [3])
+    assert list(one_row.predict(TAB_X[:4])) == [3] * 4
+
+
+def test_classifier_two_rows_more_neighbours_than_rows():
+    c = af.AssignmentFlowClassifier(n_neighbors=8).fit([[0.0], [1.0]], [0, 1])
+    P = c.predict_proba([[0.05], [0.95]])
+    assert finite(P) and np.allclose(P.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(c.predict([[0.05], [0.95]]), [0, 1])
+
+
+def test_classifier_identical_rows_gets_finite_rho():
+    c = af.AssignmentFlowClassifier().fit(np.zeros((6, 2)), [0, 1] * 3)
+    assert c.rho_ == 1.0  # fallback when every distance is 0
+    assert finite(c.predict_proba(TAB_X[:3]))
+
+
+def test_classifier_does_not_modify_inputs():
+    X, y = TAB_X.copy(), TAB_Y.copy()
+    c = af.AssignmentFlowClassifier(learn_weights=True, max_iter=1).fit(X, y)
+    c.predict_proba(X)
+    np.testing.assert_array_equal(X, TAB_X)
+    np.testing.assert_array_equal(y, TAB_Y)
+
+
+# =========================================================================== label_graph
+G2 = sp.csr_matrix(np.array([[0, 1], [1, 0]]))
+F2 = np.array([0.9, 0.1])
+P2 = np.array([0.0, 1.0])
+
+BAD_LABEL_GRAPH = [
+    ("graph-list", {"graph": [[0, 1], [1, 0]]}, TypeError, "graph must be an assignflow Graph"),
+    ("graph-empty", {"graph": sp.csr_matrix((0, 0))}, ValueError, "at least one node"),
+    ("graph-nonsquare", {"graph": sp.csr_matrix((2, 3))}, ValueError, "square"),
+    ("features-rows", {"features": [0.1, 0.2, 0.3]}, ValueError, "features must have one row"),
+    ("features-nan", {"features": [np.nan, 0.1]}, ValueError, "features must contain only finite"),
+    ("features-3d", {"features": np.zeros((2, 1, 1))}, ValueError, "features must have 1 or 2"),
+    ("features-str", {"features": "ab"}, TypeError, "features must be an array"),
+    ("features-huge", {"features": [1e300, 0.0]}, ValueError, "features has values of magnitude"),
+    ("prototypes-empty", {"prototypes": np.zeros((0, 1))}, ValueError, "prototypes must hold"),
+    ("prototypes-cols", {"prototypes": np.zeros((2, 3))}, ValueError, "prototypes must have as"),
+    ("prototypes-inf", {"prototypes": [0.0, np.inf]}, ValueError, "prototypes must contain only"),
+    ("rho-negative", {"rho": -1.0}, ValueError, "rho must be > 0"),
+    ("rho-bool", {"rho": True}, TypeError, "rho must be a real number"),
+    ("T-zero", {"T": 0.0}, ValueError, "T must be > 0"),
+    ("T-nan", {"T": float("nan")}, ValueError, "T must be finite"),
+    ("weights-length", {"weights": [0.5, 0.5]}, ValueError, r"weights must have one value per"),
+    ("weights-nan", {"weights": [np.nan, 1.0, 0.5, 0.5]}, ValueError, "weights must contain"),
+    ("weights-negative", {"weights": [-1.0, 2.0, 0.5, 0.5]}, ValueError, "must be > 0"),
+    ("weights-not-stochastic", {"weights": [0.2, 0.2, 0.5, 0.5]}, ValueError, "row-stochastic"),
+    (
+        "weights-other-graph",
+        {"weights": af.Weights.uniform(af.GridGraph((1, 2)))},
+        ValueError,
+        "weights must live on the given graph",
+    ),
+    ("integrator-typo", {"integrator": "eulr"}, ValueError, "Did you mean 'euler'"),
+    ("integrator-None", {"integrator": None}, TypeError, "integrator is required"),
+    ("integrator-nonlinear", {"integrator": "geometric_euler"}, TypeError, "linear integrator"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kw", "exc", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_LABEL_GRAPH]
+)
+def test_label_graph_rejects_bad_input(kw, exc, match):
+    args = {"graph": G2, "features": F2, "prototypes": P2} | kw
+    graph, features, prototypes = args.pop("graph"), args.pop("features"), args.pop("prototypes")
+    with pytest.raises(exc, match=match):
+        af.label_graph(graph, features, prototypes, **args)
+
+
+def test_label_graph_single_node_and_single_label():
+    res = af.label_graph(sp.csr_matrix((1, 1)), [0.9], [0.0, 1.0])
+    np.testing.assert_array_equal(res.labels, [1])
+    assert finite(res.W) and np.isclose(res.W.sum(), 1.0)
+    res = af.label_graph(sp.eye(3, format="csr"), [0.9, 0.0, 1.0], [0.0])
+    np.testing.assert_array_equal(res.W, np.ones((3, 1)))
+    np.testing.assert_array_equal(res.labels, [0, 0, 0])
+
+
+def test_label_graph_does_not_modify_inputs():
+    f, p, w = F2.copy(), P2.copy(), np.array([0.5, 0.5, 0.5, 0.5])
+    af.label_graph(G2, f, p, weights=w)
+    np.testing.assert_array_equal(f, F2)
+    np.testing.assert_array_equal(p, P2)
+    np.testing.assert_array_equal(w, 0.5)
+
+
+# =========================================================================== WeightPredictor
+G3 = af.GridGraph((3, 3))
+WP = WeightPredictor(RNG.normal(size=(2, 9)), RNG.normal(size=(2, 9)), 1.0)
+
+BAD_PREDICTOR_INIT = [
+    ("prototypes-1d", (np.zeros(9), np.zeros((2, 9)), 1.0), ValueError, "prototypes must have 2"),
+    ("prototypes-empty", (np.zeros((0, 9)), np.zeros((0, 9)), 1.0), ValueError, "N, d >= 1"),
+    ("prototypes-nan", (np.full((2, 9), np.nan), np.zeros((2, 9)), 1.0), ValueError, "prototypes"),
+    ("nu-rows", (np.zeros((2, 9)), np.zeros((3, 9)), 1.0), ValueError, "nu must have one row"),
+    ("nu-no-columns", (np.zeros((2, 9)), np.zeros((2, 0)), 1.0), ValueError, "nu must have at"),
+    ("nu-str", (np.zeros((2, 9)), "nu", 1.0), (TypeError, ValueError), "nu must have|nu must be"),
+    ("sigma-negative", (np.zeros((2, 9)), np.zeros((2, 9)), -1.0), ValueError, "sigma must be > 0"),
+    ("sigma-zero", (np.zeros((2, 9)), np.zeros((2, 9)), 0.0), ValueError, "sigma must be > 0"),
+    ("sigma-nan", (np.zeros((2, 9)), np.zeros((2, 9)), np.nan), ValueError, "sigma must be finite"),
+    ("sigma-str", (np.zeros((2, 9)), np.zeros((2, 9)), "a"), TypeError, "sigma must be a real"),
+    ("sigma-bool", (np.zeros((2, 9)), np.zeros((2, 9)), True), TypeError, "sigma must be a real"),
+    ("sigma-None", (np.zeros((2, 9)), np.zeros((2, 9)), None), TypeError, "sigma must be a real"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "exc", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_PREDICTOR_INIT]
+)
+def test_weight_predictor_rejects_bad_parameters(args, exc, match):
+    with pytest.raises(exc, match=match):
+        WeightPredictor(*args)
+
+
+BAD_PREDICTOR_CALLS = [
+    ("graph-not-grid", lambda: WP.predict_weights(af.Graph.knn(np.eye(9), 2), np.zeros((9, 9))),
+     TypeError, "graph must be a GridGraph"),
+    ("graph-window", lambda: WP.predict_weights(af.GridGraph((3, 3), 2), np.zeros((9, 9))),
+     ValueError, "window has 25 offsets"),
+    ("features-shape", lambda: WP.predict_weights(G3, np.zeros((9, 4))), ValueError,
+     r"features must have shape \(9, 9\)"),
+    ("features-1d", lambda: WP.predict_weights(G3, np.zeros(81)), ValueError,
+     "features must have 2"),
+    ("features-nan", lambda: WP.predict_weights(G3, np.full((9, 9), np.nan)), ValueError,
+     "features must contain only finite"),
+    ("vjp-grad-shape", lambda: WP.vjp(G3, np.zeros((9, 9)), np.zeros(3)), ValueError,
+     "grad_weights must have shape"),
+    ("vjp-grad-nan", lambda: WP.vjp(G3, np.zeros((9, 9)), np.full(G3.nnz, np.nan)), ValueError,
+     "grad_weights must contain only finite"),
+    ("init-empty", lambda: WeightPredictor.initialize_from_images([], []), ValueError,
+     "feature_images must contain at least one image"),
+    ("init-count", lambda: WeightPredictor.initialize_from_images([np.zeros((4, 4))], []),
+     ValueError, "one label image per feature image"),
+    ("init-shape", lambda: WeightPredictor.initialize_from_images(
+        [np.zeros((4, 4))], [np.zeros((3, 3), int)]), ValueError, r"label_images\[0\] must have"),
+    ("init-n_prototypes-0", lambda: WeightPredictor.initialize_from_images(
+        [np.zeros((4, 4))], [np.zeros((4, 4), int)], n_prototypes=0), ValueError, "n_prototypes"),
+    ("init-radius-negative", lambda: WeightPredictor.initialize_from_images(
+        [np.zeros((4, 4))], [np.zeros((4, 4), int)], radius=-1), ValueError, "radius must be >= 0"),
+    ("init-strength-nan", lambda: WeightPredictor.initialize_from_images(
+        [np.zeros((4, 4))], [np.zeros((4, 4), int)], strength=np.nan), ValueError, "strength"),
+    ("init-sigma-zero", lambda: WeightPredictor.initialize_from_images(
+        [np.zeros((4, 4))], [np.zeros((4, 4), int)], sigma=0.0), ValueError, "sigma must be > 0"),
+    ("window-radius-negative", lambda: window_features(np.zeros((4, 4)), -1), ValueError,
+     "radius must be >= 0"),
+    ("window-radius-float", lambda: window_features(np.zeros((4, 4)), 1.5), TypeError,
+     "radius must be an integer"),
+    ("window-empty", lambda: window_features(np.zeros((0, 0)), 1), ValueError,
+     "image must have at least one pixel"),
+    ("window-nan", lambda: window_features(np.full((2, 2), np.nan), 1), ValueError,
+     "image must contain only finite"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_PREDICTOR_CALLS]
+)
+def test_weight_predictor_calls_reject_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_weight_predictor_one_pixel_and_no_mutation():
+    img = np.array([[0.5]])
+    F = window_features(img, 1)
+    np.testing.assert_array_equal(F, np.full((1, 9), 0.5))  # edge replication
+    wp = WeightPredictor.initialize_from_images([img], [np.array([[0]])], n_prototypes=4)
+    assert wp.n_prototypes == 1  # clipped to the number of pixels
+    om = wp.predict_weights(af.GridGraph((1, 1)), F)
+    np.testing.assert_array_equal(om.values, [1.0])
+    g = np.ones(G3.nnz)
+    feats = RNG.normal(size=(9, 9))
+    f0, g0 = feats.copy(), g.copy()
+    WP.vjp(G3, feats, g)
+    np.testing.assert_array_equal(feats, f0)
+    np.testing.assert_array_equal(g, g0)
+
+
+# =========================================================================== datasets
+BAD_VORONOI = [
+    (
+        "scenario-unknown",
+        {"scenario": "colours"},
+        ValueError,
+        "unknown scenario 'colours'.*Did you mean 'colors'",
+    ),
+    ("scenario-int", {"scenario": 2}, TypeError, "scenario must be a string"),
+    ("n_images-zero", {"n_images": 0}, ValueError, "n_images must be >= 1"),
+    ("n_images-negative", {"n_images": -2}, ValueError, "n_images must be >= 1"),
+    ("n_images-float", {"n_images": 1.5}, TypeError, "n_images must be an integer"),
+    ("n_images-bool", {"n_images": True}, TypeError, "n_images must be an integer"),
+    ("shape-1x8", {"shape": (1, 8)}, ValueError, r"shape\[0\] must be >= 2"),
+    ("shape-0x0", {"shape": (0, 0)}, ValueError, r"shape\[0\] must be >= 2"),
+    ("shape-one-entry", {"shape": (8,)}, ValueError, "exactly two entries"),
+    ("shape-three-entries", {"shape": (8, 8, 3)}, ValueError, "exactly two entries"),
+    ("shape-str", {"shape": "88"}, TypeError, "shape must be a sequence"),
+    ("shape-int", {"shape": 8}, TypeError, "shape must be a sequence"),
+    ("shape-float", {"shape": (8.0, 8)}, TypeError, r"shape\[0\] must be an integer"),
+    ("shape-2d-array", {"shape": np.ones((2, 2), int)}, ValueError, "shape must be one-dim"),
+    ("noise-negative", {"noise": -0.1}, ValueError, "noise must be >= 0"),
+    ("noise-nan", {"noise": float("nan")}, ValueError, "noise must be finite"),
+    ("noise-inf", {"noise": float("inf")}, ValueError, "noise must be finite"),
+    ("noise-str", {"noise": "0.3"}, TypeError, "noise must be a real number"),
+    ("noise-bool", {"noise": True}, TypeError, "noise must be a real number"),
+    ("n_cells-one", {"n_cells": 1}, ValueError, "n_cells must be >= 2"),
+    ("n_cells-too-many", {"n_cells": 65}, ValueError, "n_cells must be <= h"),
+    ("n_cells-float", {"n_cells": 2.5}, TypeError, "n_cells must be an integer"),
+    ("line_width-zero", {"line_width": 0}, ValueError, "line_width must be >= 1"),
+    ("clip-str", {"clip": "yes"}, TypeError, "clip must be a bool"),
+    ("return_prototypes-int", {"return_prototypes": 1}, TypeError, "return_prototypes must be"),
+    ("random_state-negative", {"random_state": -1}, ValueError, "random_state must be a non-neg"),
+    ("random_state-str", {"random_state": "seed"}, TypeError, "random_state must be None"),
+    ("random_state-float", {"random_state": 1.5}, TypeError, "random_state must be None"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kw", "exc", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_VORONOI]
+)
+def test_make_voronoi_rejects_bad_arguments(kw, exc, match):
+    args = {"scenario": "lines", "n_images": 1, "shape": (8, 8), "noise": 0.1} | kw
+    with pytest.raises(exc, match=match):
+        af.datasets.make_voronoi(**args)
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        pytest.param(lambda: af.datasets.voronoi_prototypes("stripes"), ValueError,
+                     "unknown scenario", id="prototypes-scenario"),
+        pytest.param(lambda: af.datasets.noise_for_rounding_error("lines", 0.0), ValueError,
+                     r"target must lie in the open interval \(0, 0.5\)", id="target-zero"),
+        pytest.param(lambda: af.datasets.noise_for_rounding_error("lines", 0.6), ValueError,
+                     "target must lie", id="target-unreachable"),
+        pytest.param(lambda: af.datasets.noise_for_rounding_error("colors", np.nan), ValueError,
+                     "target must be finite", id="target-nan"),
+        pytest.param(lambda: af.datasets.noise_for_rounding_error("colors", 0.5, (1, 1)),
+                     ValueError, r"shape\[0\]", id="rounding-shape"),
+    ],
+)  # fmt: skip
+def test_dataset_helpers_reject_bad_arguments(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_make_voronoi_smallest_legitimate_input():
+    X, Y, P = af.datasets.make_voronoi(
+        "colors", 1, (2, 2), noise=0.0, n_cells=2, random_state=0, return_prototypes=True
+    )
+    assert X.shape == (1, 2, 2, 3) and Y.shape == (1, 2, 2)
+    np.testing.assert_array_equal(X, P[Y])
+    assert Y.min() >= 0 and Y.max() < 8
+
+
+# =========================================================================== CLI
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("cli")
+    Image.fromarray((np.clip(X8[0], 0, 1) * 255).astype(np.uint8)).save(d / "img.png")
+    Image.fromarray(Y8[0].astype(np.uint8)).save(d / "lab.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(d / "rgb.png")
+    (d / "text.png").write_text("this is not an image")
+    png = (d / "img.png").read_bytes()
+    (d / "trunc.png").write_bytes(png[: len(png) // 2])
+    np.save(d / "img.npy", X8[0])
+    np.save(d / "lab.npy", Y8[0])
+    np.save(d / "labf.npy", Y8[0] + 0.5)
+    np.save(d / "lab5.npy", Y8[0][:5])
+    np.save(d / "nan.npy", np.full((8, 8), np.nan))
+    np.save(d / "empty.npy", np.zeros((0, 0)))
+    np.save(d / "4d.npy", np.zeros((2, 2, 2, 2)))
+    np.save(d / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (d / "trunc.npy").write_bytes((d / "img.npy").read_bytes()[:100])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        af.save(tiny().fit(X8[:1], Y8[:1]), d / "m.afm")
+    return d
+
+
+def _cli(argv, files, capsys):
+    argv = [a.replace("@", str(files) + "/") for a in argv]
+    code = main(argv)
+    err = capsys.readouterr().err
+    return code, err
+
+
+BAD_CLI = [
+    # label
+    ("label-missing", ["label", "@missing.png"], "image file .*missing.png' does not exist"),
+    ("label-text-as-png", ["label", "@text.png"], "cannot read .*text.png' as an image"),
+    ("label-truncated-png", ["label", "@trunc.png"], "cannot read .*trunc.png' as an image"),
+    ("label-pickled-npy", ["label", "@obj.npy"], "cannot read .*obj.npy' as a numpy array"),
+    ("label-truncated-npy", ["label", "@trunc.npy"], "cannot read .*trunc.npy' as a numpy"),
+    ("label-nan-npy", ["label", "@nan.npy"], "nan.npy' contains NaN or inf"),
+    ("label-empty-npy", ["label", "@empty.npy"], "empty.npy' holds an empty image"),
+    ("label-4d-npy", ["label", "@4d.npy"], r"4d.npy' must hold a numeric \(h, w\)"),
+    ("label-directory", ["label", "@"], "cannot read"),
+    ("label-prototypes-text", ["label", "@img.png", "--prototypes", "a,b"], "--prototypes must"),
+    ("label-prototypes-ragged", ["label", "@img.png", "--prototypes", "0;1,1"], "--prototypes"),
+    ("label-prototypes-channels", ["label", "@img.png", "--prototypes", "0,0;1,1"],
+     r"--prototypes need 1 value\(s\) per label"),
+    ("label-n-labels-zero", ["label", "@img.png", "--n-labels", "0"], "--n-labels must be"),
+    ("label-n-labels-too-many", ["label", "@img.png", "--n-labels", "100"], "--n-labels must be"),
+    ("label-rho-negative", ["label", "@img.png", "--rho", "-1"], "rho must be > 0"),
+    ("label-T-zero", ["label", "@img.png", "--T", "0"], "T must be > 0"),
+    ("label-radius-negative", ["label", "@img.png", "--radius", "-1"], "radius must be >= 0"),
+    ("label-output-no-dir", ["label", "@img.png", "--output", "@nodir/x"],
+     "--output: the output directory .*nodir' does not exist"),
+    ("label-model-missing", ["label", "@img.png", "--model", "@missing.afm"],
+     "No such file or directory: .*missing.afm"),
+    ("label-model-not-a-model", ["label", "@img.png", "--model", "@text.png"],
+     "not a readable assignflow model file"),
+    ("label-model-channels", ["label", "@rgb.png", "--model", "@m.afm"],
+     r"images must have 1 channel\(s\)"),
+    # fit
+    ("fit-count-mismatch", ["fit", "--images", "@img.png", "@img.png", "--labels", "@lab.png",
+                            "--output", "@m2.afm"], "--images and --labels must pair up"),
+    ("fit-label-missing", ["fit", "--images", "@img.png", "--labels", "@missing.npy", "--output",
+                           "@m2.afm"], "label image file .*missing.npy' does not exist"),
+    ("fit-label-pickled", ["fit", "--images", "@img.png", "--labels", "@obj.npy", "--output",
+                           "@m2.afm"], "cannot read .*obj.npy' as a numpy array"),
+    ("fit-label-float", ["fit", "--images", "@img.png", "--labels", "@labf.npy", "--output",
+                         "@m2.afm"], "must hold an integer"),
+    ("fit-label-shape", ["fit", "--images", "@img.png", "--labels", "@lab5.npy", "--output",
+                         "@m2.afm"], r"label_images\[0\] must have the image's shape"),
+    ("fit-label-text", ["fit", "--images", "@img.png", "--labels", "@text.png", "--output",
+                        "@m2.afm"], "cannot read label image"),
+    ("fit-output-no-dir", ["fit", "--images", "@img.png", "--labels", "@lab.npy", "--output",
+                           "@nodir/m.afm"], "--output: the output directory"),
+    ("fit-max-iter-zero", ["fit", "--images", "@img.png", "--labels", "@lab.npy", "--output",
+                           "@m2.afm", "--max-iter", "0"], "max_iter must be > 0"),
+    ("fit-rho-negative", ["fit", "--images", "@img.png", "--labels", "@lab.npy", "--output",
+                          "@m2.afm", "--rho", "-1"], "rho must be > 0"),
+    ("fit-n-prototypes-zero", ["fit", "--images", "@img.png", "--labels", "@lab.npy", "--output",
+                               "@m2.afm", "--n-prototypes", "0"], "n_prototypes must be > 0"),
+    # predict
+    ("predict-model-missing", ["predict", "--model", "@missing.afm", "@img.png"],
+     "No such file or directory"),
+    ("predict-model-corrupt", ["predict", "--model", "@trunc.png", "@img.png"],
+     "not a readable assignflow model"),
+    ("predict-image-missing", ["predict", "--model", "@m.afm", "@missing.png"],
+     "does not exist"),
+    ("predict-output-dir-under-file", ["predict", "--model", "@m.afm", "@img.png",
+                                       "--output-dir", "@text.png/sub"], "--output-dir: cannot"),
+    ("predict-channels", ["predict", "--model", "@m.afm", "@rgb.png"], "1 channel"),
+    # demo options are checked before the fit
+    ("demo-size-zero", ["demo", "--size", "0", "--no-figure"], "size must be >= 2"),
+    ("demo-n-train-zero", ["demo", "--n-train", "0", "--no-figure"], "n_train must be >= 1"),
+    ("demo-n-test-zero", ["demo", "--n-test", "0", "--no-figure"], "n_test must be >= 1"),
+    ("demo-noise-negative", ["demo", "--noise", "-1", "--no-figure"], "noise must be a finite"),
+    ("demo-noise-nan", ["demo", "--noise", "nan", "--no-figure"], "noise must be a finite"),
+    ("demo-rho-zero", ["demo", "--rho", "0", "--no-figure"], "rho must be a finite number > 0"),
+    ("demo-T-inf", ["demo", "--T", "inf", "--no-figure"], "T must be a finite number > 0"),
+    ("demo-max-iter-zero", ["demo", "--max-iter", "0", "--no-figure"], "max_iter must be >= 1"),
+    ("demo-krylov-dim-zero", ["demo", "--krylov-dim", "0", "--no-figure"], "krylov_dim must be"),
+    ("demo-step-size-negative", ["demo", "--step-size", "-0.5", "--no-figure"], "step_size"),
+    ("demo-seed-negative", ["demo", "--seed", "-1", "--no-figure"], "random_state must be >= 0"),
+    ("demo-output-no-dir", ["demo", "--output", "@nodir/demo.png"], "output: the output directory"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_CLI])
+def test_cli_bad_input_exits_with_one_line_error(files, capsys, argv, match):
+    import re
+
+    code, err = _cli(argv, files, capsys)
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"assignflow {argv[0]}: error: ")
+    assert re.search(match, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["demo", "--size", "abc"], id="demo-size-not-int"),
+        pytest.param(["demo", "--scenario", "stripes"], id="demo-scenario-unknown"),
+        pytest.param(["plugins", "extra"], id="plugins-extra-argument"),
+        pytest.param(["bogus"], id="unknown-command"),
+        pytest.param(["fit", "--images", "a.png"], id="fit-missing-required"),
+        pytest.param(["predict", "--model", "m.afm"], id="predict-no-images"),
+    ],
+)
+def test_cli_argparse_errors(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("assignflow")
+    assert "error:" in err.strip().splitlines()[-1]
+
+
+def test_cli_legitimate_edge_cases(files, capsys, tmp_path):
+    # --output-dir that does not exist yet is created
+    out = tmp_path / "new" / "dir"
+    assert main(["predict", "--model", str(files / "m.afm"), str(files / "img.npy"),
+                 "--output-dir", str(out)]) == 0  # fmt: skip
+    pred = np.load(out / "img-labels.npy")
+    assert pred.shape == (8, 8) and set(np.unique(pred)) <= {0, 1}
+    # a one-pixel image with given prototypes: the nearest prototype
+    np.save(tmp_path / "px.npy", np.array([[0.8]]))
+    assert main(["label", str(tmp_path / "px.npy"), "--prototypes", "0;1"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "px-labels.npy"), [[1]])
+    assert main(["plugins"]) == 0
+    assert "exponential_krylov" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------- I/O helpers directly
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        pytest.param(lambda d: read_image(str(d / "missing.png")), ValueError, "does not exist",
+                     id="read_image-missing"),
+        pytest.param(lambda d: read_image(str(d / "text.png")), ValueError, "cannot read",
+                     id="read_image-text"),
+        pytest.param(lambda d: read_image(str(d / "obj.npy")), ValueError, "allow_pickle",
+                     id="read_image-pickle"),
+        pytest.param(lambda d: read_label_image(str(d / "missing.npy")), ValueError,
+                     "does not exist", id="read_label_image-missing-npy"),
+        pytest.param(lambda d: read_label_image(str(d / "obj.npy")), ValueError,
+                     "cannot read .*obj.npy", id="read_label_image-pickle"),
+        pytest.param(lambda d: read_label_image(str(d / "trunc.npy")), ValueError,
+                     "cannot read .*trunc.npy", id="read_label_image-truncated"),
+        pytest.param(lambda d: read_label_image(str(d / "trunc.png")), ValueError,
+                     "cannot read label image", id="read_label_image-truncated-png"),
+        pytest.param(lambda d: write_labels(str(d / "o"), np.full((2, 2), 5), np.zeros((2, 1))),
+                     ValueError, r"labels must lie in 0\.\.1", id="write_labels-out-of-range"),
+        pytest.param(lambda d: write_labels(str(d / "o"), np.full((2, 2), -1), np.zeros((2, 1))),
+                     ValueError, "labels must lie", id="write_labels-negative"),
+        pytest.param(lambda d: write_labels(str(d / "o"), np.full((2, 2), 0.5), np.zeros((2, 1))),
+                     TypeError, "labels must be integer", id="write_labels-float"),
+        pytest.param(lambda d: write_labels(str(d / "nodir" / "o"), np.zeros((2, 2), int),
+                                            np.zeros((2, 1))),
+                     ValueError, "path_stem: the output directory", id="write_labels-no-dir"),
+    ],
+)  # fmt: skip
+def test_io_helpers_reject_bad_input(files, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(files)
+    assert not (files / "o.png").exists()
+
+
+def test_read_image_reads_png_and_npy(files):
+    a = read_image(str(files / "img.png"))
+    ref = (np.clip(X8[0], 0, 1) * 255).astype(np.uint8) / 255.0
+    np.testing.assert_array_equal(a, ref)
+    np.testing.assert_array_equal(read_label_image(str(files / "lab.png")), Y8[0])
+    np.testing.assert_array_equal(read_image(str(files / "img.npy")), X8[0])
+
+
+@pytest.mark.parametrize("reader", [read_image, read_label_image], ids=lambda f: f.__name__)
+def test_pickled_npy_is_never_unpickled(tmp_path, reader):
+    marker = tmp_path / "PWNED"
+
+    class Touch:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    np.save(tmp_path / "evil.npy", np.array([Touch()], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        reader(str(tmp_path / "evil.npy"))
+    assert not marker.exists()
+    np.load(tmp_path / "evil.npy", allow_pickle=True)  # control: the payload is live
+    assert marker.exists()
+
+
+def test_read_only_and_non_contiguous_inputs(fitted):
+    imgs = np.ascontiguousarray(X8.transpose(0, 2, 1))[:, ::1, ::1].transpose(0, 2, 1)
+    imgs.flags.writeable = False
+    labs = Y8.copy()
+    labs.flags.writeable = False
+    lab = tiny().fit(imgs, labs)
+    assert np.array_equal(lab.predict(imgs), lab.predict(np.ascontiguousarray(imgs)))
+    assert finite(fitted.predict_proba(imgs))
