@@ -23,14 +23,20 @@ Usage::
     python benchmarks/figures.py --only fig3 fig4 --out /tmp/figs
 
 Fig. 2 needs PyTorch (``benchmarks/autodiff_torch.py``).
+
+The figures are built by ``make_fig1`` … ``make_fig5``; they take the sizes as
+keyword arguments (defaults: the full sizes of this script, ``QUICK`` holds the
+``--quick`` ones) and return the figure and the one-line summary, so that the
+documentation gallery (``docs/gallery/plot_paper_fig*.py``) draws the same
+figures at smaller sizes with ``from benchmarks.figures import make_fig1``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -41,8 +47,6 @@ import numpy as np
 
 import assignflow as af
 from assignflow.plotting import label_image_to_rgb
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # per-scenario LAF parameters (as `assignflow demo`)
 PARAMS = {
@@ -109,9 +113,11 @@ def _per_pixel_cosine(graph, g1: np.ndarray, g2: np.ndarray, rel_floor: float = 
 
 
 # --------------------------------------------------------------------------- fig 1
-def fig1(out: Path, quick: bool = False) -> str:
-    """The two scenarios, uniform-weight LAF and pixelwise rounding."""
-    size = 64 if quick else 128
+def make_fig1(size: int = 128):
+    """The two scenarios, uniform-weight LAF and pixelwise rounding.
+
+    Returns the figure and a one-line summary of its numbers.
+    """
     fig, axes = plt.subplots(2, 4, figsize=(13, 6.8))
     parts = []
     for row, scen in enumerate(("lines", "colors")):
@@ -137,12 +143,44 @@ def fig1(out: Path, quick: bool = False) -> str:
         )
     fig.suptitle(f"Fig. 1 — scenarios ({size}×{size}), % wrongly labeled pixels")
     fig.tight_layout()
-    path = _save(fig, out, "fig1_scenarios")
-    print("fig1: " + "; ".join(parts))
-    return path
+    return fig, "fig1: " + "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- fig 2
+def _autodiff_torch():
+    """``benchmarks/autodiff_torch.py``, imported as a script's sibling or as a package module."""
+    if __package__:
+        from . import autodiff_torch
+    else:
+        import autodiff_torch
+    return autodiff_torch
+
+
+def torch_available() -> bool:
+    """Whether PyTorch imports (the autodiff baselines of Fig. 2 need it)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def fig2_methods(*, autodiff: bool = True, reference: bool = False, ref_nodes: int = 16) -> dict:
+    """The gradient estimators compared in Fig. 2, by legend label.
+
+    The rank-1 closed form always; with ``autodiff`` the two PyTorch baselines of
+    the paper's Sect. 3.4; with ``reference`` the exact gradient of the LAF
+    (``AdjointQuadrature`` with ``ref_nodes`` Gauss–Legendre nodes, no PyTorch needed).
+    """
+    methods = {"closed form, rank 1": af.ClosedFormLowRank(krylov_dim=10, rank=1)}
+    if reference:
+        methods["exact (AdjointQuadrature)"] = af.AdjointQuadrature(n_nodes=ref_nodes)
+    if autodiff:
+        methods["autodiff, explicit Euler (h = 0.1)"] = TorchAutodiff("euler", step_size=0.1)
+        methods["autodiff, Krylov (m = 10)"] = TorchAutodiff("krylov", krylov_dim=10)
+    return methods
+
+
 class TorchAutodiff(af.GradientEstimator):
     """Adapter: PyTorch autodiff through explicit Euler or the Krylov integrator.
 
@@ -153,7 +191,7 @@ class TorchAutodiff(af.GradientEstimator):
         self.solver, self.step_size, self.krylov_dim = solver, step_size, krylov_dim
 
     def _estimate(self, flow, loss):
-        import autodiff_torch as at
+        at = _autodiff_torch()
 
         torch = at._require_torch()
         if not isinstance(loss, af.KLLoss):
@@ -194,18 +232,20 @@ class TorchAutodiff(af.GradientEstimator):
         )
 
 
-def fig2(out: Path, quick: bool = False) -> str:
-    """Training curves of the three gradients, noisy and noise-free data."""
-    size, n_iter = (32, 8) if quick else (64, 15)
+def make_fig2(
+    size: int = 64, n_iter: int = 15, methods: Mapping[str, af.GradientEstimator] | None = None
+):
+    """Training curves of the gradients in ``methods``, noisy and noise-free data.
+
+    ``methods`` maps legend labels to estimators, the first one is the baseline of
+    the relative loss deviation; default ``fig2_methods()``, the paper's three.
+    Returns the figure and a one-line summary of its numbers.
+    """
     scen = "colors"
     p = PARAMS[scen]
     noise = _noise(scen)
-    methods = {
-        "closed form, rank 1": af.ClosedFormLowRank(krylov_dim=10, rank=1),
-        "autodiff, explicit Euler (h = 0.1)": TorchAutodiff("euler", step_size=0.1),
-        "autodiff, Krylov (m = 10)": TorchAutodiff("krylov", krylov_dim=10),
-    }
-    styles = ["-", "--", ":"]
+    methods = fig2_methods() if methods is None else dict(methods)
+    styles = ["-", "--", ":", "-."]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
     parts = []
     for col, (title, nz) in enumerate((("noisy", noise), ("noise-free", 0.0))):
@@ -213,7 +253,8 @@ def fig2(out: Path, quick: bool = False) -> str:
         flow = _flow(x, P, p["rho"], p["T"])
         loss = af.KLLoss(labels=y.ravel())
         finals, curves = [], []
-        for (name, est), ls in zip(methods.items(), styles, strict=True):
+        for k, (name, est) in enumerate(methods.items()):
+            ls = styles[k % len(styles)]
             t0 = time.perf_counter()
             res = af.riemannian_gradient_descent(flow, loss, est, max_iter=n_iter)
             dt = time.perf_counter() - t0
@@ -237,21 +278,26 @@ def fig2(out: Path, quick: bool = False) -> str:
         for ax in axes[:, col]:
             ax.grid(alpha=0.3)
         parts.append(f"{title}: " + ", ".join(finals) + f"; max rel. loss deviation {dev:.1e}")
-    fig.suptitle("Fig. 2 — Riemannian gradient descent on Ω of one image, three gradients")
+    n_words = {2: "two", 3: "three", 4: "four"}
+    fig.suptitle(
+        "Fig. 2 — Riemannian gradient descent on Ω of one image, "
+        f"{n_words.get(len(methods), len(methods))} gradients"
+    )
     fig.tight_layout()
-    path = _save(fig, out, "fig2_training_curves")
-    print("fig2: " + "; ".join(parts))
-    return path
+    return fig, "fig2: " + "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- fig 3
-def fig3(out: Path, quick: bool = False) -> str:
-    """Per-pixel cosine similarity (rank 1 vs reference) and gradient norm maps."""
-    size = 64 if quick else 128
+def make_fig3(size: int = 128, ref_nodes: int = 16):
+    """Per-pixel cosine similarity (rank 1 vs reference) and gradient norm maps.
+
+    The reference is ``AdjointQuadrature`` with ``ref_nodes`` nodes. Returns the
+    figure and a one-line summary of its numbers.
+    """
     scen = "colors"
     p = PARAMS[scen]
     noise = _noise(scen)
-    ref_est = af.AdjointQuadrature(n_nodes=16)
+    ref_est = af.AdjointQuadrature(n_nodes=ref_nodes)
     lr_est = af.ClosedFormLowRank(krylov_dim=10, rank=1, return_factors=True)
     fig, axes = plt.subplots(2, 3, figsize=(14, 8.6))
     parts = []
@@ -309,18 +355,25 @@ def fig3(out: Path, quick: bool = False) -> str:
         f"Fig. 3 — rank-1 low-rank gradient vs reference ({scen}, {size}×{size}, uniform weights)"
     )
     fig.tight_layout()
-    path = _save(fig, out, "fig3_cosine_and_norms")
-    print("fig3: " + "; ".join(parts))
-    return path
+    return fig, "fig3: " + "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- fig 4
-def fig4(out: Path, quick: bool = False) -> str:
-    """Relative error vs Krylov dimension and rank; training speed vs T."""
-    size, n_iter = (32, 8) if quick else (64, 25)
-    dims = [2, 4, 6, 8, 10, 12] if quick else list(range(2, 13))
-    ranks = [1, 2, 3, 4, 5]
-    Ts = [0.5, 1.0, 3.0, 10.0] if quick else [0.5, 1.0, 2.0, 3.0, 5.0, 10.0]
+def make_fig4(
+    size: int = 64,
+    n_iter: int = 25,
+    dims: Sequence[int] = tuple(range(2, 13)),
+    ranks: Sequence[int] = (1, 2, 3, 4, 5),
+    Ts: Sequence[float] = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0),
+    ref_nodes: int = 24,
+):
+    """Relative error vs Krylov dimension and rank; training speed vs T.
+
+    ``dims`` must contain 6 and 10 (named in the summary); the reference is
+    ``AdjointQuadrature`` with ``ref_nodes`` nodes. Returns the figure and
+    a one-line summary of its numbers.
+    """
+    dims, ranks, Ts = list(dims), list(ranks), list(Ts)
     scen = "colors"
     p = PARAMS[scen]
     noise = _noise(scen)
@@ -331,7 +384,7 @@ def fig4(out: Path, quick: bool = False) -> str:
     # (a), (b): rel. error of the gradient vs AdjointQuadrature, for two T
     for T, mk in ((p["T"], "o-"), (10.0, "s--")):
         flow = _flow(x, P, p["rho"], T)
-        ref = af.AdjointQuadrature(n_nodes=24).gradient(flow, loss)
+        ref = af.AdjointQuadrature(n_nodes=ref_nodes).gradient(flow, loss)
         nref = np.linalg.norm(ref)
         e_m = [
             np.linalg.norm(af.ClosedFormLowRank(krylov_dim=m, rank=1).gradient(flow, loss) - ref)
@@ -377,15 +430,20 @@ def fig4(out: Path, quick: bool = False) -> str:
     axes[2].legend(fontsize=8)
     fig.suptitle(f"Fig. 4 — Krylov dimension, rank and T ({scen}, {size}×{size}, σ = {noise:.3g})")
     fig.tight_layout()
-    path = _save(fig, out, "fig4_krylov_rank_T")
-    print("fig4: " + "; ".join(summary) + "; training " + ", ".join(fin))
-    return path
+    return fig, "fig4: " + "; ".join(summary) + "; training " + ", ".join(fin)
 
 
 # --------------------------------------------------------------------------- fig 5
-def fig5(out: Path, quick: bool = False) -> str:
-    """Predictor: training curves, estimated vs predicted patches, unseen labelings."""
-    size, n_train, n_test, max_iter, n_desc = (32, 4, 2, 6, 15) if quick else (64, 10, 3, 40, 30)
+def make_fig5(
+    size: int = 64, n_train: int = 10, n_test: int = 3, max_iter: int = 40, n_desc: int = 30
+):
+    """Predictor: training curves, estimated vs predicted patches, unseen labelings.
+
+    ``n_train`` scenes (half of them for validation) train the ``ImageLabeler`` for
+    at most ``max_iter`` iterations; ``n_desc`` descent steps estimate the weights
+    of the first of ``n_test`` unseen scenes. Returns the figure and a one-line
+    summary of its numbers.
+    """
     scen = "lines"
     p = PARAMS[scen]
     noise = _noise(scen)
@@ -516,23 +574,51 @@ def fig5(out: Path, quick: bool = False) -> str:
         f"ρ = {p['rho']:g}, T = {p['T']:g})"
     )
     fig.tight_layout()
-    path = _save(fig, out, "fig5_predictor")
-    print(
+    return fig, (
         f"fig5: fit {model.n_iter_} it in {t_fit:.1f} s (best it {model.best_iter_}, train "
         f"{100 * hist['error'][0]:.2f}→{100 * hist['error'][model.best_iter_ - 1]:.2f} %, val "
         f"{100 * hist['val_error'][0]:.2f}→{100 * hist['val_error'][model.best_iter_ - 1]:.2f} %); "
         f"unseen ({n_test} scenes): rounding {100 * e_rnd:.2f} %, LAF uniform {100 * e_uni:.2f} %, "
         f"LAF predicted {100 * e_lrn:.2f} %; estimated weights on scene 1: {100 * e_est:.2f} %"
     )
+
+
+# --------------------------------------------------------------------------- CLI
+MAKERS = {
+    "fig1": make_fig1,
+    "fig2": make_fig2,
+    "fig3": make_fig3,
+    "fig4": make_fig4,
+    "fig5": make_fig5,
+}
+FILES = {
+    "fig1": "fig1_scenarios",
+    "fig2": "fig2_training_curves",
+    "fig3": "fig3_cosine_and_norms",
+    "fig4": "fig4_krylov_rank_T",
+    "fig5": "fig5_predictor",
+}
+# the --quick sizes (the full ones are the defaults of the make_fig* functions)
+QUICK = {
+    "fig1": {"size": 64},
+    "fig2": {"size": 32, "n_iter": 8},
+    "fig3": {"size": 64},
+    "fig4": {"size": 32, "n_iter": 8, "dims": (2, 4, 6, 8, 10, 12), "Ts": (0.5, 1.0, 3.0, 10.0)},
+    "fig5": {"size": 32, "n_train": 4, "n_test": 2, "max_iter": 6, "n_desc": 15},
+}
+
+
+def make_and_save(name: str, out: Path, quick: bool = False) -> str:
+    """Make one figure, write it to ``out/<file>.png``, print its summary, return the path."""
+    fig, summary = MAKERS[name](**(QUICK[name] if quick else {}))
+    path = _save(fig, out, FILES[name])
+    print(summary)
     return path
-
-
-FIGURES = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "fig5": fig5}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", nargs="+", choices=sorted(FIGURES), help="figures to make")
+    ap.add_argument("--only", nargs="+", choices=sorted(MAKERS), help="figures to make")
     ap.add_argument(
         "--out",
         default=str(Path(__file__).resolve().parent / "figures"),
@@ -542,9 +628,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     t_all = time.perf_counter()
-    for name in args.only or list(FIGURES):
+    for name in args.only or list(MAKERS):
         t0 = time.perf_counter()
-        path = FIGURES[name](out, quick=args.quick)
+        path = make_and_save(name, out, quick=args.quick)
         print(f"  -> {path} ({time.perf_counter() - t0:.1f} s)", flush=True)
     print(f"total {time.perf_counter() - t_all:.1f} s")
     return 0

@@ -44,7 +44,8 @@ fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharex=True, sharey=True)
 for ax, lab, title in zip(
     axes,
     (truth, nearest, res.labels),
-    ("ground truth", "nearest prototype", "linearized assignment flow"), strict=False,
+    ("ground truth", "nearest prototype", "linearized assignment flow"),
+    strict=False,
 ):
     ax.scatter(X[:, 0], X[:, 1], c=lab, cmap="viridis", s=8, vmin=0, vmax=2)
     ax.set_title(f"{title}\nerror {np.mean(lab != truth):.1%}")
