@@ -30,7 +30,13 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._validation import as_float_array, check_positive_int
+from ._validation import (
+    as_float_array,
+    check_finite_float,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+)
 
 __all__ = ["AssignmentManifold"]
 
@@ -97,6 +103,17 @@ def _entropy(w: np.ndarray) -> np.ndarray:
     return -t.sum(axis=-1)
 
 
+def _rng(rng: Any) -> np.random.Generator:
+    """``np.random.default_rng(rng)`` with an error that names the argument."""
+    try:
+        return np.random.default_rng(rng)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"rng must be None, an int seed, a SeedSequence or a numpy Generator, got {rng!r} "
+            f"({exc})"
+        ) from None
+
+
 # --------------------------------------------------------------------------- class
 @attrs.frozen
 class AssignmentManifold:
@@ -150,10 +167,26 @@ class AssignmentManifold:
             raise ValueError(f"{name} must be a point of the assignment manifold (entries > 0)")
         return arr
 
+    def _maybe_array(self, x: Any) -> np.ndarray | None:
+        """``x`` as a float array, or ``None`` if it is no array of real numbers."""
+        try:
+            return as_float_array(x, "x", finite=False)
+        except TypeError:
+            return None
+
     def belongs(self, W: Any, atol: float = 1e-10) -> bool:
-        """Whether ``W`` is a point: finite, entries ``> 0``, rows summing to 1."""
-        arr = np.asarray(W, dtype=float)
-        if arr.ndim < 2 or arr.shape[-2:] != self.shape or not np.all(np.isfinite(arr)):
+        """Whether ``W`` is a point: finite, entries ``> 0``, rows summing to 1.
+
+        Anything that is not an array of real numbers is no point (``False``).
+        """
+        atol = check_nonnegative_float(atol, "atol")
+        arr = self._maybe_array(W)
+        if (
+            arr is None
+            or arr.ndim < 2
+            or arr.shape[-2:] != self.shape
+            or not np.all(np.isfinite(arr))
+        ):
             return False
         return bool(np.all(arr > 0) and np.allclose(arr.sum(axis=-1), 1.0, rtol=0, atol=atol))
 
@@ -162,8 +195,14 @@ class AssignmentManifold:
 
         The tolerance is relative to the largest row magnitude.
         """
-        arr = np.asarray(V, dtype=float)
-        if arr.ndim < 2 or arr.shape[-2:] != self.shape or not np.all(np.isfinite(arr)):
+        atol = check_nonnegative_float(atol, "atol")
+        arr = self._maybe_array(V)
+        if (
+            arr is None
+            or arr.ndim < 2
+            or arr.shape[-2:] != self.shape
+            or not np.all(np.isfinite(arr))
+        ):
             return False
         scale = max(1.0, float(np.abs(arr).max(initial=0.0)))
         return bool(np.all(np.abs(arr.sum(axis=-1)) <= atol * scale * self.n_labels))
@@ -179,14 +218,16 @@ class AssignmentManifold:
         Entries are floored at ``1e-12`` (and rows renormalised) so the point lies
         strictly inside the simplex.
         """
-        rng = np.random.default_rng(rng)
-        w = rng.dirichlet(np.full(self.n_labels, float(concentration)), size=self.n_nodes)
+        concentration = check_positive_float(concentration, "concentration")
+        rng = _rng(rng)
+        w = rng.dirichlet(np.full(self.n_labels, concentration), size=self.n_nodes)
         w = np.maximum(w, 1e-12)
         return w / w.sum(axis=-1, keepdims=True)
 
     def random_tangent(self, rng: Any = None, scale: float = 1.0) -> np.ndarray:
         """A random tangent vector in :math:`T_0` (projected Gaussian)."""
-        rng = np.random.default_rng(rng)
+        scale = check_finite_float(scale, "scale")
+        rng = _rng(rng)
         return _project_tangent(scale * rng.standard_normal(self.shape))
 
     # ------------------------------------------------------------------ maps
@@ -231,7 +272,8 @@ class AssignmentManifold:
 
     def norm(self, W: Any, V: Any) -> float:
         """Fisher–Rao norm of the tangent vector ``V`` at ``W``."""
-        return float(np.sqrt(self.inner(W, V, V)))
+        v = self._arr(V, "V")
+        return float(np.sqrt(self.inner(W, v, v)))
 
     def entropy(self, W: Any) -> float:
         """Mean row entropy of ``W`` (0 for integral assignments, ``log J`` at the barycenter)."""

@@ -38,7 +38,9 @@ def _index_array(x: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
-    return arr.astype(np.int64, copy=False)
+    # a view: the graph marks its arrays read-only, which must not freeze the caller's
+    # (no copy, so that huge grids do not need their index arrays twice)
+    return arr.astype(np.int64, copy=False).view()
 
 
 def _array_eq(a: np.ndarray, b: np.ndarray) -> bool:
@@ -181,8 +183,18 @@ class Graph:
         """
         if sp.issparse(adjacency):
             a = sp.csr_matrix(adjacency)
+            if a.dtype.kind not in "biuf":
+                raise TypeError(
+                    f"adjacency must hold real numbers or booleans, got dtype {a.dtype}"
+                )
         else:
-            arr = np.asarray(adjacency)
+            try:
+                arr = np.asarray(adjacency)
+            except ValueError:  # ragged nested lists; reported below
+                arr = None
+            if arr is None or arr.dtype != np.bool_:
+                # booleans are a natural adjacency; anything else must be real numbers
+                arr = as_float_array(adjacency, "adjacency", finite=False)
             if arr.ndim != 2:
                 raise ValueError(f"adjacency must be a square matrix, got shape {arr.shape}")
             a = sp.csr_matrix(arr)
@@ -219,6 +231,8 @@ class Graph:
             raise TypeError(f"graph must be a networkx graph, got {type(graph).__name__}")
         if graph.number_of_nodes() == 0:
             raise ValueError("graph must have at least one node")
+        if nodelist is not None:
+            nodelist = _check_nodelist(graph, nodelist)
         adj = nx.to_scipy_sparse_array(graph, nodelist=nodelist, weight=None, format="csr")
         return cls.from_adjacency(adj)
 
@@ -237,12 +251,35 @@ class Graph:
         if x.shape[0] < 1:
             raise ValueError("X must hold at least one point, got 0 rows")
         k = check_positive_int(n_neighbors, "n_neighbors")
+        if not (isinstance(metric, str) or callable(metric)):
+            raise TypeError(f"metric must be a string or a callable, got {type(metric).__name__}")
         k = min(k, x.shape[0] - 1)
         if k == 0:
             return cls.from_adjacency(sp.csr_matrix((x.shape[0], x.shape[0])))
-        nn = NearestNeighbors(n_neighbors=k + 1, metric=metric).fit(x)
+        try:
+            nn = NearestNeighbors(n_neighbors=k + 1, metric=metric).fit(x)
+        except ValueError as exc:  # sklearn's message for an unknown metric
+            raise ValueError(f"metric {metric!r} is not supported by kNN search: {exc}") from None
         a = nn.kneighbors_graph(x, mode="connectivity")
         return cls.from_adjacency(a)
+
+
+def _check_nodelist(graph: Any, nodelist: Any) -> list:
+    if isinstance(nodelist, (str, bytes)) or not hasattr(nodelist, "__iter__"):
+        raise TypeError(f"nodelist must be a sequence of nodes, got {type(nodelist).__name__}")
+    nodes = list(nodelist)
+    if not nodes:
+        raise ValueError("nodelist must not be empty")
+    try:
+        missing = [v for v in nodes if v not in graph]
+        distinct = len(set(nodes))
+    except TypeError as exc:  # unhashable entries
+        raise TypeError(f"nodelist must hold nodes of the graph ({exc})") from None
+    if missing:
+        raise ValueError(f"nodelist contains {missing[0]!r}, which is not a node of the graph")
+    if distinct != len(nodes):
+        raise ValueError("nodelist must not contain duplicates")
+    return nodes
 
 
 def _validate_csr(indptr: np.ndarray, indices: np.ndarray) -> None:
@@ -315,7 +352,11 @@ class GridGraph(Graph):
     radius: int = attrs.field(default=1)
 
     def __init__(self, shape: Any, radius: int = 1) -> None:
-        if isinstance(shape, (int, np.integer)) or len(shape) != 2:
+        if isinstance(shape, (int, np.integer)):
+            raise ValueError(f"shape must be a pair (height, width), got {shape!r}")
+        if not hasattr(shape, "__len__"):
+            raise TypeError(f"shape must be a pair (height, width), got {shape!r}")
+        if len(shape) != 2:
             raise ValueError(f"shape must be a pair (height, width), got {shape!r}")
         h = check_positive_int(shape[0], "shape[0]")
         w = check_positive_int(shape[1], "shape[1]")

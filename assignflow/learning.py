@@ -23,7 +23,12 @@ import attrs
 import numpy as np
 
 from . import registry
-from ._validation import check_nonnegative_float, check_positive_float, check_positive_int
+from ._validation import (
+    as_float_array,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+)
 from .losses import CompositeLoss, KLLoss, Loss
 from .weights import Weights
 
@@ -48,10 +53,15 @@ def multiplicative_update(
         oscillation that the :math:`1/\omega` factor of the e-exponential map
         causes when a weight gets close to 0.
     """
+    if not isinstance(weights, Weights):
+        raise TypeError(f"weights must be an assignflow Weights, got {type(weights).__name__}")
     g = weights.graph
-    grad = np.asarray(gradient, dtype=float)
+    grad = as_float_array(gradient, "gradient", finite=False)
     if grad.shape != (g.nnz,) or not np.all(np.isfinite(grad)):
         raise ValueError(f"gradient must be finite with shape ({g.nnz},), got {grad.shape}")
+    step_size = check_nonnegative_float(step_size, "step_size")
+    if max_log_step is not None:
+        max_log_step = check_positive_float(max_log_step, "max_log_step")
     step = step_size * grad
     if max_log_step is not None:
         centred = step - np.repeat(np.add.reduceat(step, g.indptr[:-1]) / g.degrees, g.degrees)
@@ -164,6 +174,10 @@ def riemannian_gradient_descent(
     h = check_positive_float(step_size, "step_size")
     max_iter = check_positive_int(max_iter, "max_iter")
     tol = check_nonnegative_float(tol, "tol")
+    if max_log_step is not None:
+        max_log_step = check_positive_float(max_log_step, "max_log_step")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     loss.check(flow)
     if scale_by_nodes:
         h *= flow.n_nodes

@@ -21,8 +21,9 @@ import attrs
 import numpy as np
 
 from . import registry
-from ._validation import check_nonnegative_float
+from ._validation import as_float_array, nonnegative_float_converter
 from .geometry import _log_softmax, _softmax
+from .weights import Weights
 
 __all__ = [
     "CompositeLoss",
@@ -129,7 +130,8 @@ class KLLoss(Loss):
 
     def __attrs_post_init__(self) -> None:
         if self.sample_weight is not None:
-            w = np.array(self.sample_weight, dtype=float).ravel()
+            w = as_float_array(self.sample_weight, "sample_weight", finite=False, copy=True)
+            w = w.ravel()
             if w.shape != self.labels.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
                 raise ValueError(
                     f"sample_weight must be finite, >= 0, with one entry per label "
@@ -157,12 +159,28 @@ class KLLoss(Loss):
             return np.full(self.labels.size, 1.0 / self.labels.size)
         return self.sample_weight / self.sample_weight.sum()
 
+    def _check_V(self, V: Any) -> np.ndarray:
+        v = as_float_array(V, "V", ndim=2)
+        if v.shape[0] != self.labels.size:
+            raise ValueError(
+                f"V must have shape ({self.labels.size}, n_labels) (one row per label), "
+                f"got {v.shape}"
+            )
+        if self.labels.max() >= v.shape[1]:
+            raise ValueError(
+                f"labels must lie in [0, {v.shape[1]}) for V with {v.shape[1]} labels, "
+                f"got {self.labels.max()}"
+            )
+        return v
+
     def data_value(self, V: np.ndarray) -> float:
+        V = self._check_V(V)
         J = V.shape[1]
         logp = _log_softmax(J * V)[np.arange(V.shape[0]), self.labels]
         return float(-(self._weights() * logp).sum())
 
     def data_gradient(self, V: np.ndarray) -> np.ndarray:
+        V = self._check_V(V)
         J = V.shape[1]
         grad = _softmax(J * V)
         grad[np.arange(V.shape[0]), self.labels] -= 1.0
@@ -192,13 +210,11 @@ class TangentSpaceRegularizer(Loss):
         :math:`1/\omega`, and a large :math:`\tau` makes the descent stiff.
     """
 
-    tau: float = attrs.field(default=0.1, converter=float)
-
-    @tau.validator
-    def _check_tau(self, attribute: Any, value: float) -> None:
-        check_nonnegative_float(value, "tau")
+    tau: float = attrs.field(default=0.1, converter=nonnegative_float_converter)
 
     def _centered_log(self, weights: Any) -> np.ndarray:
+        if not isinstance(weights, Weights):
+            raise TypeError(f"weights must be an assignflow Weights, got {type(weights).__name__}")
         g = weights.graph
         lw = np.log(weights.values)
         mean = np.add.reduceat(lw, g.indptr[:-1]) / g.degrees
@@ -212,11 +228,19 @@ class TangentSpaceRegularizer(Loss):
         return self.tau * self._centered_log(weights) / weights.values
 
 
+def _as_terms(terms: Any) -> tuple:
+    if isinstance(terms, Loss):
+        return (terms,)
+    if isinstance(terms, (str, bytes)) or not hasattr(terms, "__iter__"):
+        raise TypeError(f"terms must be a sequence of Loss objects, got {type(terms).__name__}")
+    return tuple(terms)
+
+
 @attrs.frozen
 class CompositeLoss(Loss):
     """A sum of losses (built with ``+``)."""
 
-    terms: tuple[Loss, ...] = attrs.field(converter=tuple)
+    terms: tuple[Loss, ...] = attrs.field(converter=lambda t: _as_terms(t))
 
     @terms.validator
     def _check_terms(self, attribute: Any, value: tuple) -> None:

@@ -119,6 +119,8 @@ class Weights:
         z = as_float_array(logits, "logits", shape=(graph.nnz,))
         zmax = np.maximum.reduceat(z, graph.indptr[:-1])
         e = np.exp(z - np.repeat(zmax, graph.degrees))
+        # a spread of more than ~745 underflows to 0: keep the weights strictly positive
+        e = np.maximum(e, np.finfo(float).tiny)
         return cls(graph, e / np.repeat(_row_sums(graph, e), graph.degrees))
 
     @classmethod
@@ -141,7 +143,14 @@ class Weights:
         Raises ``ValueError`` if ``matrix`` has a nonzero outside the pattern.
         """
         graph = _check_graph(graph)
-        m = sp.csr_matrix(matrix) if sp.issparse(matrix) else sp.csr_matrix(np.asarray(matrix))
+        if sp.issparse(matrix):
+            m = sp.csr_matrix(matrix)
+            if m.dtype.kind not in "iuf":
+                raise TypeError(f"matrix must hold real numbers, got dtype {m.dtype}")
+            if not np.all(np.isfinite(m.data)):
+                raise ValueError("matrix must contain only finite values (no NaN or inf)")
+        else:
+            m = sp.csr_matrix(as_float_array(matrix, "matrix", ndim=(1, 2)))
         n = graph.n_nodes
         if m.shape != (n, n):
             raise ValueError(f"matrix must have shape ({n}, {n}), got {m.shape}")
@@ -155,7 +164,7 @@ class Weights:
                 f"matrix has a nonzero at ({i}, {k}), which is not an edge of the graph "
                 "(weights must lie on the graph's sparsity pattern)"
             )
-        vals = np.asarray(sp.csr_matrix(matrix)[graph.rows, graph.indices]).ravel()
+        vals = np.asarray(m.tocsr()[graph.rows, graph.indices], dtype=float).ravel()
         return cls(graph, vals)
 
     # ------------------------------------------------------------------ views
