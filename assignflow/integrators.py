@@ -30,8 +30,9 @@ from . import registry
 from ._krylov import solve_linear_ode
 from ._parallel import blas_single_thread
 from ._validation import (
+    as_float_array,
     check_positive_float,
-    positive_float_validator,
+    positive_float_converter,
     positive_int_validator,
 )
 from .geometry import _entropy, _log_softmax, _project_tangent, _replicator_inplace
@@ -144,11 +145,15 @@ class FlowIntegrator(Integrator):
         """Integrate ``flow`` and return a :class:`FlowResult`."""
 
 
-def _check_b(b: np.ndarray, x0: np.ndarray | None) -> None:
-    if b.ndim != 1 or not np.all(np.isfinite(b)):
-        raise ValueError(f"b must be a finite one-dimensional vector, got shape {b.shape}")
-    if x0 is not None and (x0.shape != b.shape or not np.all(np.isfinite(x0))):
-        raise ValueError(f"x0 must be finite with the shape of b {b.shape}, got {x0.shape}")
+def _check_inputs(matvec: Any, b: Any, x0: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validated ``b`` and ``x0``: real, finite, flat; float32 is kept, the rest is float64."""
+    if not callable(matvec):
+        raise TypeError(f"matvec must be callable (x -> A @ x), got {type(matvec).__name__}")
+    dtype = np.float32 if getattr(b, "dtype", None) == np.float32 else np.float64
+    b = as_float_array(b, "b", ndim=1, dtype=dtype)
+    if x0 is not None:
+        x0 = as_float_array(x0, "x0", shape=b.shape, dtype=dtype)
+    return b, x0
 
 
 # --------------------------------------------------------------------------- linear
@@ -164,7 +169,7 @@ class Euler(LinearIntegrator):
         are taken. First-order accurate; stable for :math:`h\|A\| \lesssim 2`.
     """
 
-    step_size: float = attrs.field(default=0.1, converter=float, validator=positive_float_validator)
+    step_size: float = attrs.field(default=0.1, converter=positive_float_converter)
 
     def n_steps(self, T: float) -> int:
         """Number of steps used for horizon ``T``."""
@@ -172,7 +177,7 @@ class Euler(LinearIntegrator):
 
     def integrate(self, matvec, b, T, x0=None):
         T = check_positive_float(T, "T")
-        _check_b(b, x0)
+        b, x0 = _check_inputs(matvec, b, x0)
         n = self.n_steps(T)
         h = T / n
         x = np.zeros_like(b) if x0 is None else np.array(x0, dtype=b.dtype)
@@ -219,7 +224,7 @@ class ExponentialKrylov(LinearIntegrator):
     """
 
     krylov_dim: int = attrs.field(default=10, validator=positive_int_validator)
-    tol: float = attrs.field(default=1e-8, converter=float, validator=positive_float_validator)
+    tol: float = attrs.field(default=1e-8, converter=positive_float_converter)
     max_substeps: int = attrs.field(default=1000, validator=positive_int_validator)
     reorthogonalize: str = attrs.field(
         default="always", validator=attrs.validators.in_(("always", "auto", "never"))
@@ -227,7 +232,7 @@ class ExponentialKrylov(LinearIntegrator):
 
     def integrate(self, matvec, b, T, x0=None):
         T = check_positive_float(T, "T")
-        _check_b(b, x0)
+        b, x0 = _check_inputs(matvec, b, x0)
         with blas_single_thread():
             x, info = solve_linear_ode(
                 matvec,
@@ -262,8 +267,8 @@ def _nonlinear_result(
 class _FlowStepper(FlowIntegrator):
     """Shared loop: fixed steps up to ``T``, or until the mean entropy is below ``tol``."""
 
-    step_size: float = attrs.field(default=0.1, converter=float, validator=positive_float_validator)
-    tol: float = attrs.field(default=1e-3, converter=float, validator=positive_float_validator)
+    step_size: float = attrs.field(default=0.1, converter=positive_float_converter)
+    tol: float = attrs.field(default=1e-3, converter=positive_float_converter)
     max_steps: int = attrs.field(default=1000, validator=positive_int_validator)
 
     name = "flow"

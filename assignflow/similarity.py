@@ -67,7 +67,12 @@ def distance_matrix(features: Any, prototypes: Any, metric: str = "euclidean") -
             f"features must have {c} channel(s) in the last axis to match prototypes "
             f"of shape {protos.shape}, got {f.shape}"
         )
-    return cdist(f.reshape(-1, c), protos, metric=metric)
+    if not (isinstance(metric, str) or callable(metric)):
+        raise TypeError(f"metric must be a string or a callable, got {type(metric).__name__}")
+    try:
+        return cdist(f.reshape(-1, c), protos, metric=metric)
+    except ValueError as exc:  # scipy: "Unknown Distance Metric: ..."
+        raise ValueError(f"metric {metric!r} is not supported by cdist: {exc}") from None
 
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
