@@ -47,7 +47,7 @@ import scipy.linalg as sla
 from . import registry
 from ._krylov import arnoldi, expm_krylov, solve_linear_ode
 from ._parallel import blas_single_thread
-from ._validation import positive_float_validator, positive_int_validator
+from ._validation import as_float_array, positive_float_converter, positive_int_validator
 from .geometry import _project_tangent, _replicator, _row_dot
 from .losses import Loss
 from .weights import Weights
@@ -111,6 +111,59 @@ class GradientResult:
         """The gradient as per-pixel patches ``(h, w, (2r+1)²)`` (grid graphs)."""
         return graph.values_to_patches(self.gradient)
 
+    @classmethod
+    def from_gradient(
+        cls,
+        flow: Any,
+        loss: Any,
+        V: np.ndarray | None,
+        gradient: np.ndarray,
+        *,
+        add_regularizer: bool = True,
+        **diagnostics: Any,
+    ) -> GradientResult:
+        r"""Assemble a result from the data term's gradient (for estimator plugins).
+
+        Evaluates :math:`f_L(V_T)` and the regulariser of ``loss`` at the flow's
+        weights, adds the regulariser's gradient unless ``add_regularizer=False``
+        (when ``gradient`` already is the gradient of the whole loss), checks that
+        the gradient is finite and computes the per-node norms.
+
+        Parameters
+        ----------
+        flow : LinearizedAssignmentFlow
+        loss : Loss
+        V : ndarray (I, J) or None
+            The final tangent vector :math:`V_T` (``None``: data value 0).
+        gradient : ndarray (nnz,)
+            :math:`\partial f_L/\partial\omega`, aligned with ``flow.weights.values``.
+        add_regularizer : bool, default=True
+        **diagnostics
+            ``singular_values``, ``factors``, ``n_matvecs``, ``error_estimate``.
+
+        Raises
+        ------
+        FloatingPointError
+            If the gradient is not finite.
+        """
+        g = np.asarray(gradient, dtype=np.float64)
+        nnz = flow.weights.graph.nnz
+        if g.shape != (nnz,):
+            raise ValueError(f"gradient must have shape ({nnz},) like the weights, got {g.shape}")
+        return _assemble(flow, loss, V, g, add_regularizer, diagnostics)
+
+
+def _bool_validator(instance: Any, attribute: Any, value: Any) -> None:
+    # a converter=bool would turn "no" into True
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{attribute.name} must be True or False, got {value!r}")
+
+
+def _factor_list(x: Any, name: str, shape: tuple[int, int]) -> list[np.ndarray]:
+    if isinstance(x, (str, bytes, np.ndarray)) or not hasattr(x, "__iter__"):
+        raise TypeError(f"{name} must be a list of ({shape[0]}, {shape[1]}) arrays")
+    return [as_float_array(a, f"{name}[{r}]", shape=shape) for r, a in enumerate(x)]
+
 
 def _node_norms(graph: Any, grad: np.ndarray) -> np.ndarray:
     scale = float(np.abs(grad).max(initial=0.0)) or 1.0  # no overflow for huge entries
@@ -133,6 +186,15 @@ def weight_gradient(
     ``Us``, ``Ws`` and ``G12`` are ``(I, J)`` arrays. Costs ``O(nnz·J)`` per term;
     on grids the products are shifted multiply–adds.
     """
+    from .flows import LinearizedAssignmentFlow
+
+    if not isinstance(flow, LinearizedAssignmentFlow):
+        raise TypeError(f"flow must be a LinearizedAssignmentFlow, got {type(flow).__name__}")
+    Us, Ws = _factor_list(Us, "Us", flow.shape), _factor_list(Ws, "Ws", flow.shape)
+    if len(Us) != len(Ws):
+        raise ValueError(f"Us and Ws must have the same length, got {len(Us)} and {len(Ws)}")
+    if G12 is not None:
+        G12 = as_float_array(G12, "G12", shape=flow.shape)
     sim = flow.similarity
     graph, op = sim.graph, sim.weights.operator
     S0, T, J = flow.S0, flow.T, flow.n_labels
@@ -191,8 +253,13 @@ class GradientEstimator(ABC):
         """Compute the result for a validated flow and loss."""
 
     def estimate(self, flow: Any, loss: Loss) -> GradientResult:
-        """Value, gradient and diagnostics (:class:`GradientResult`)."""
+        """Value, gradient and diagnostics (:class:`GradientResult`).
+
+        A float32 flow is converted to float64 first: single precision is for
+        labeling large images, while gradients need the accuracy of double.
+        """
         _check_problem(flow, loss)
+        flow = flow.astype(np.float64)
         with blas_single_thread():
             return self._estimate(flow, loss)
 
@@ -222,6 +289,10 @@ def _check_problem(flow: Any, loss: Any) -> None:
 
 def _result(flow, loss, V, grad, *, add_reg: bool = True, **kw) -> GradientResult:
     """Assemble a :class:`GradientResult`; ``add_reg`` adds the regulariser's gradient."""
+    return GradientResult.from_gradient(flow, loss, V, grad, add_regularizer=add_reg, **kw)
+
+
+def _assemble(flow, loss, V, grad, add_reg: bool, kw: dict) -> GradientResult:
     weights = flow.weights
     data_value = float(loss.data_value(V)) if V is not None else 0.0
     reg_value = float(loss.reg_value(weights))
@@ -276,8 +347,8 @@ class ClosedFormLowRank(GradientEstimator):
 
     krylov_dim: int = attrs.field(default=10, validator=positive_int_validator)
     rank: int = attrs.field(default=1, validator=positive_int_validator)
-    return_factors: bool = attrs.field(default=False, converter=bool)
-    low_memory: bool = attrs.field(default=False, converter=bool)
+    return_factors: bool = attrs.field(default=False, validator=_bool_validator)
+    low_memory: bool = attrs.field(default=False, validator=_bool_validator)
     reorthogonalize: str = attrs.field(
         default="always", validator=attrs.validators.in_(("always", "auto", "never"))
     )
@@ -366,9 +437,9 @@ class AdjointQuadrature(GradientEstimator):
     """
 
     n_nodes: int = attrs.field(default=16, validator=positive_int_validator)
-    tol: float = attrs.field(default=1e-10, converter=float, validator=positive_float_validator)
+    tol: float = attrs.field(default=1e-10, converter=positive_float_converter)
     krylov_dim: int = attrs.field(default=20, validator=positive_int_validator)
-    return_factors: bool = attrs.field(default=False, converter=bool)
+    return_factors: bool = attrs.field(default=False, validator=_bool_validator)
 
     def _estimate(self, flow, loss):
         T, m, tol = flow.T, self.krylov_dim, self.tol
@@ -469,8 +540,8 @@ class FiniteDiff(GradientEstimator):
         Refuse larger graphs (the cost is ``2·nnz`` solves).
     """
 
-    eps: float = attrs.field(default=1e-6, converter=float, validator=positive_float_validator)
-    tol: float = attrs.field(default=1e-13, converter=float, validator=positive_float_validator)
+    eps: float = attrs.field(default=1e-6, converter=positive_float_converter)
+    tol: float = attrs.field(default=1e-13, converter=positive_float_converter)
     max_edges: int = attrs.field(default=5000, validator=positive_int_validator)
 
     def _value(self, flow, loss, values: np.ndarray) -> tuple[float, np.ndarray]:

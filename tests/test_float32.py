@@ -289,3 +289,19 @@ def test_cli_label_float32(tmp_path, capsys):
         assert code == 0
         outs[dt] = np.load(f"{stem}.npy")
     np.testing.assert_array_equal(outs["float32"], outs["float64"])
+
+
+def test_gradients_of_a_float32_flow_are_computed_in_float64():
+    _, om, D = _problem(shape=(6, 6), J=3)
+    y = np.random.default_rng(4).integers(0, 3, om.n_nodes)
+    flow64 = af.LinearizedAssignmentFlow(af.SimilarityOperator(om, D, rho=0.3), T=2.0)
+    flow32 = flow64.astype("float32")
+    loss = af.KLLoss(y)
+    for est in (af.ClosedFormLowRank(rank=2), af.AdjointQuadrature()):
+        r32 = est.estimate(flow32, loss)
+        r64 = est.estimate(flow64, loss)
+        assert r32.gradient.dtype == np.float64
+        # the same up to the float32 rounding of D (relative 6e-8)
+        scale = np.abs(r64.gradient).max()
+        np.testing.assert_allclose(r32.gradient, r64.gradient, rtol=0, atol=1e-6 * scale)
+        assert r32.value == pytest.approx(r64.value, rel=1e-6)

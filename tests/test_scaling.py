@@ -37,8 +37,12 @@ def test_dask_backend_gives_the_same_weights():
     from joblib import parallel_config
 
     serial = _fit(n_jobs=1)
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as cluster, distributed.Client(cluster), parallel_config(backend="dask"):
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+        parallel_config(backend="dask"),
+    ):
         on_dask = _fit(n_jobs=-1)
     _same_model(serial, on_dask)

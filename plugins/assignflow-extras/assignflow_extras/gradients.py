@@ -8,7 +8,6 @@ import attrs
 import numpy as np
 
 import assignflow as af
-from assignflow.gradients import _result
 
 __all__ = ["SPSA"]
 
@@ -87,4 +86,6 @@ class SPSA(af.GradientEstimator):
             grad += ((fp - fm) / (2.0 * self.eps)) * delta
         grad /= self.n_samples
         # the differences already contain the regulariser
-        return _result(flow, loss, V, grad, add_reg=False, n_matvecs=2 * self.n_samples + 1)
+        return af.GradientResult.from_gradient(
+            flow, loss, V, grad, add_regularizer=False, n_matvecs=2 * self.n_samples + 1
+        )
