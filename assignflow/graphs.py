@@ -38,9 +38,10 @@ def _index_array(x: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
-    # a view: the graph marks its arrays read-only, which must not freeze the caller's
-    # (no copy, so that huge grids do not need their index arrays twice)
-    return arr.astype(np.int64, copy=False).view()
+    # a private copy: the graph is an immutable value (its arrays are made read-only
+    # and its operators cached), so later changes to the caller's arrays must not
+    # reach it, and marking them read-only must not freeze the caller's arrays
+    return np.array(arr, dtype=np.int64, copy=True)
 
 
 def _array_eq(a: np.ndarray, b: np.ndarray) -> bool:

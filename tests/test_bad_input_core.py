@@ -355,6 +355,9 @@ def test_graph_constructor_does_not_touch_caller_arrays():
     assert not g.indptr.flags.writeable and not g.indices.flags.writeable
     assert indptr.flags.writeable and indices.flags.writeable
     assert indptr.tolist() == [0, 2, 4] and indices.tolist() == [0, 1, 0, 1]
+    # and the graph is a value: changing the caller's arrays later does not reach it
+    indices[:] = [1, 0, 1, 0]
+    assert g.indices.tolist() == [0, 1, 0, 1]
 
 
 def _pattern(g):
