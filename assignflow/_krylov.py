@@ -215,7 +215,13 @@ def _norm(x: np.ndarray) -> float:
         if x.dtype == np.float32:
             # accumulate in double: squares of float32 entries beyond ~1e19 overflow
             return math.sqrt(float(np.einsum("i,i->", x, x, dtype=np.float64)))
-        return float(np.linalg.norm(x))
+        nrm = float(np.linalg.norm(x))
+        if math.isinf(nrm) and np.isfinite(x).all():
+            # the sum of squares overflowed although x is finite (|x| > 1e154):
+            # rescale, on this failure path only
+            s = float(np.abs(x).max())
+            nrm = s * float(np.linalg.norm(x / s))
+        return nrm
 
 
 def _raise_nonfinite(w: np.ndarray, what: str) -> None:

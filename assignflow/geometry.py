@@ -84,7 +84,8 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
 def _lift(p: np.ndarray, v: np.ndarray) -> np.ndarray:
     # exp_p(v) = softmax(log p + v); shifting v by its row max first keeps huge
     # row constants (exp_p(v + c1) = exp_p(v)) from swallowing log p
-    with np.errstate(divide="ignore"):
+    # a row spread beyond the float range overflows to -inf, i.e. to the correct weight 0
+    with np.errstate(divide="ignore", over="ignore"):
         return _softmax(np.log(p) + (v - v.max(axis=-1, keepdims=True)))
 
 
@@ -93,7 +94,12 @@ def _lift_inverse(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def _exp(p: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return _lift(p, v / p)
+    # v / p overflows for huge v or tiny p: clip to the float range so that the
+    # limit point (a vertex) comes out instead of inf - inf = NaN
+    with np.errstate(over="ignore"):
+        z = v / p
+    big = np.finfo(z.dtype).max
+    return _lift(p, np.clip(z, -big, big, out=z))
 
 
 def _entropy(w: np.ndarray) -> np.ndarray:

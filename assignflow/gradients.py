@@ -333,7 +333,7 @@ class ClosedFormLowRank(GradientEstimator):
     Parameters
     ----------
     krylov_dim : int, default=10
-        Krylov dimension :math:`m` of both Arnoldi runs.
+        Krylov dimension :math:`m \ge 2` of both Arnoldi runs.
     rank : int, default=1
         Number of singular triplets kept; rank 1 suffices in practice.
     return_factors : bool, default=False
@@ -353,6 +353,12 @@ class ClosedFormLowRank(GradientEstimator):
         default="always", validator=attrs.validators.in_(("always", "auto", "never"))
     )
 
+    @krylov_dim.validator
+    def _check_krylov_dim(self, attribute: Any, value: int) -> None:
+        # the forward basis starts at e_k, which has no part in v_T: m = 1 gives V = 0
+        if value < 2:
+            raise ValueError(f"krylov_dim must be >= 2 for ClosedFormLowRank, got {value}")
+
     def _estimate(self, flow, loss):
         n, m = flow.size, self.krylov_dim
         mv, rmv = _augmented_matvecs(flow)
@@ -361,8 +367,14 @@ class ClosedFormLowRank(GradientEstimator):
         fw = arnoldi(mv, e_k, m, reorthogonalize=self.reorthogonalize)
         k2 = fw.k
         T2 = fw.H[:k2, :k2]
-        y = sla.expm(T2)[:, 0]
-        V = (fw.Q[:k2, :n].T @ y).reshape(flow.shape)
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = sla.expm(T2)[:, 0]
+            V = (fw.Q[:k2, :n].T @ y).reshape(flow.shape)
+        if not np.all(np.isfinite(V)):
+            raise FloatingPointError(
+                f"the forward solution V(T) overflows float64 at T={flow.T:g}; "
+                "use a shorter horizon T"
+            )
         err = 0.0 if fw.breakdown else float(fw.H[k2, k2 - 1] * abs(y[-1]))
         n_mv = fw.n_matvecs
         g = loss.data_gradient(V) if loss.has_data_term else np.zeros(flow.shape)
@@ -424,7 +436,10 @@ class AdjointQuadrature(GradientEstimator):
     and the forward state :math:`v(t)`. Both are computed with adaptive Krylov
     integration (tolerance ``tol``) at the ``n_nodes`` Gauss–Legendre nodes; the
     integrand is an entire function of ``s``, so the quadrature converges
-    exponentially. Memory: ``n_nodes + O(1)`` vectors of size ``I·J``.
+    exponentially — once ``n_nodes`` exceeds about :math:`T\|A\|`: with the
+    default 16 nodes the relative error is ~1e-15 for the horizons of the paper
+    (:math:`T \le 10`) but ~2e-3 at :math:`T = 10^3` (32 nodes: 3e-6, 64 nodes:
+    2e-11). Memory: ``n_nodes + O(1)`` vectors of size ``I·J``.
 
     Parameters
     ----------

@@ -24,11 +24,15 @@ __all__ = [
     "graphs",
     "graphs_and_weights",
     "grid_graphs",
+    "label_arrays",
+    "log_floats",
     "manifold_shapes",
     "points",
     "positive_arrays",
     "random_graphs",
     "ref_softmax",
+    "similarity_operators",
+    "small_graphs",
     "tangent_vectors",
     "weights_on",
 ]
@@ -175,3 +179,43 @@ def graphs_and_weights(draw):
     """A pair ``(graph, weights)``."""
     g = draw(graphs())
     return g, draw(weights_on(g))
+
+
+# --------------------------------------------------------------------------- problems
+def log_floats(lo: float, hi: float) -> st.SearchStrategy[float]:
+    """Floats log-uniform in ``[lo, hi]`` (``0 < lo < hi``), e.g. scales ``ρ`` or horizons ``T``."""
+    return _floats(float(np.log10(lo)), float(np.log10(hi))).map(lambda e: float(10.0**e))
+
+
+def small_graphs(max_nodes: int = 8, max_side: int = 4) -> st.SearchStrategy:
+    """Small general graphs, or grids of radius 0 or 1 with sides up to ``max_side``."""
+    return st.one_of(random_graphs(max_nodes), grid_graphs(max_side, max_radius=1))
+
+
+@st.composite
+def similarity_operators(
+    draw,
+    max_labels: int = 4,
+    rho: tuple[float, float] = (1e-2, 1e2),
+    max_distance: float = 10.0,
+    graphs_strategy: st.SearchStrategy | None = None,
+):
+    """A ``SimilarityOperator`` on a small graph with random weights and distances.
+
+    Distances lie in ``[0, max_distance]`` (including constant rows and exact zeros),
+    ``ρ`` is log-uniform in ``rho``.
+    """
+    from assignflow import SimilarityOperator
+
+    g = draw(graphs_strategy if graphs_strategy is not None else small_graphs())
+    om = draw(weights_on(g))
+    J = draw(st.integers(1, max_labels))
+    D = draw(positive_arrays((g.n_nodes, J), lo=0.0, hi=max_distance))
+    return SimilarityOperator(om, D, rho=draw(log_floats(*rho)))
+
+
+@st.composite
+def label_arrays(draw, n_nodes: int, n_labels: int):
+    """Integer labels of shape ``(n_nodes,)`` in ``[0, n_labels)``."""
+    rng = np.random.default_rng(draw(_SEEDS))
+    return rng.integers(0, n_labels, n_nodes)
