@@ -35,7 +35,7 @@ from .integrators import (
 from .learning import DescentResult, multiplicative_update, riemannian_gradient_descent
 from .losses import CompositeLoss, KLLoss, Loss, TangentSpaceRegularizer
 from .persistence import load, save
-from .predictor import WeightPredictor, window_features
+from .predictor import WeightPredictor, affinity_features, window_features
 from .similarity import SimilarityOperator, distance_matrix
 from .weights import Weights
 
@@ -71,6 +71,7 @@ __all__ = [
     "WeightPredictor",
     "Weights",
     "__version__",
+    "affinity_features",
     "datasets",
     "distance_matrix",
     "get_num_threads",

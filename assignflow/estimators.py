@@ -7,10 +7,18 @@ itself (MATH.md §6).
 
 Algorithm of ``fit``
     1. Label prototypes: the mean pixel value of every class (or given ones).
-    2. Distances ``D`` of every pixel to the prototypes; ``(2r+1)²`` window features.
-    3. Predictor initialisation: k-means prototypes on the noise-free training
-       images (the prototypes' colours painted with the ground truth), tangent
-       vectors pointing to same-label neighbours.
+    2. Distances ``D`` of every pixel to the prototypes; per-pixel features, once per
+       image: ``features="window"``: raw ``(2r+1)²`` windows of the image;
+       ``features="assignment"``: :func:`~assignflow.affinity_features` of the
+       (floored, centred) log-assignment ``log W(T_f)`` of the uniform-weight LAF
+       (``feature_rho``, ``feature_T``) -- a denoised, label-agnostic edge
+       descriptor. Only the predictor's input changes; the LAF's data term still
+       uses ``D``, and the features are constants of the training (the gradient
+       chain is unchanged).
+    3. Predictor initialisation: k-means prototypes on the features of the
+       noise-free training images (the prototypes' colours painted with the ground
+       truth) for ``"window"``, of the training images themselves for
+       ``"assignment"``; tangent vectors pointing to same-label neighbours.
     4. Adam steps on the mean loss over the training images; each step computes,
        per image, the weight gradient of the LAF with a gradient estimator
        (the paper's closed-form low-rank gradient by default) and pulls it back
@@ -41,7 +49,7 @@ from .gradients import GradientEstimator
 from .graphs import GridGraph
 from .integrators import LinearIntegrator
 from .losses import KLLoss
-from .predictor import WeightPredictor, window_features
+from .predictor import WeightPredictor, affinity_features, window_features
 from .similarity import SimilarityOperator, distance_matrix
 from .weights import Weights
 
@@ -163,19 +171,40 @@ class _Adam:
         return out
 
 
-def _predicted_flow(predictor, image, prototypes, rho, T, radius, dtype="float64"):
-    """The LAF of ``image`` with the predictor's weights; also its grid and window features."""
+FEATURES = ("window", "assignment")
+_LOG_FLOOR = 1e-12
+
+
+def _image_features(image, prototypes, radius, features, feature_rho, feature_T):
+    """The predictor's input ``(h·w, d)`` for one image (a constant of the training)."""
+    if features == "window":
+        return window_features(image, radius)
+    # "assignment": a denoised representation computed without learning
     g = GridGraph(image.shape[:2], radius)
-    F = window_features(image, radius)
+    D = distance_matrix(image, prototypes)
+    sim = SimilarityOperator(Weights.uniform(g), D, rho=feature_rho)
+    W = LinearizedAssignmentFlow(sim, T=feature_T).solve("exponential_krylov").W
+    # centred log-assignment, floored and scaled to [-1, 1]: unlike W itself (saturated
+    # at T_f = 30) it keeps the uniform LAF's confidence, while the floor bounds the
+    # contribution of negligible labels
+    L = np.log(np.maximum(W, _LOG_FLOOR))
+    L -= L.mean(axis=1, keepdims=True)
+    L /= -np.log(_LOG_FLOOR)
+    return affinity_features(L.reshape(*image.shape[:2], -1), radius)
+
+
+def _predicted_flow(predictor, image, F, prototypes, rho, T, radius, dtype="float64"):
+    """The LAF of ``image`` with the weights the predictor estimates from features ``F``."""
+    g = GridGraph(image.shape[:2], radius)
     D = distance_matrix(image, prototypes)
     om = predictor.predict_weights(g, F)
     sim = SimilarityOperator(om, D, rho=rho, dtype=dtype)
-    return LinearizedAssignmentFlow(sim, T=T), g, F
+    return LinearizedAssignmentFlow(sim, T=T), g
 
 
-def _image_gradient(predictor, image, y, prototypes, rho, T, radius, estimator):
+def _image_gradient(predictor, image, F, y, prototypes, rho, T, radius, estimator):
     """Loss, error and predictor gradient of one training image (runs in a joblib worker)."""
-    flow, g, F = _predicted_flow(predictor, image, prototypes, rho, T, radius)
+    flow, g = _predicted_flow(predictor, image, F, prototypes, rho, T, radius)
     r = estimator.estimate(flow, KLLoss(y))
     err = float(np.mean(np.argmax(r.V, axis=1) != y))
     return r.value, err, predictor.vjp(g, F, r.gradient)
@@ -196,6 +225,17 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         Time horizon of the LAF.
     radius : int, default=1
         Window radius ``r`` of the neighbourhoods and of the features.
+    features : {"window", "assignment"}, default="window"
+        Input of the weight predictor: raw ``(2r+1)²`` windows of the image (the
+        paper's Sect. 4.4), or the :func:`~assignflow.affinity_features` of the
+        uniform-weight LAF's log-assignment ``log W(T_f)`` (floored at 1e-12,
+        centred). ``"assignment"`` suits very noisy images, whose raw windows carry
+        little edge information (then a smaller ``rho`` than the uniform LAF's,
+        e.g. 0.3, works better).
+    feature_rho : float, default=1.0
+        :math:`\rho` of the uniform-weight LAF of ``features="assignment"``.
+    feature_T : float, default=30.0
+        Time horizon :math:`T_f` of that LAF.
     n_prototypes : int, default=50
         Number :math:`N` of predictor prototypes.
     integrator : str or LinearIntegrator, default="exponential_krylov"
@@ -245,6 +285,9 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         rho: float = 0.1,
         T: float = 3.0,
         radius: int = 1,
+        features: str = "window",
+        feature_rho: float = 1.0,
+        feature_T: float = 30.0,
         n_prototypes: int = 50,
         integrator: Any = "exponential_krylov",
         gradient_estimator: Any = "closed_form_low_rank",
@@ -261,6 +304,9 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         self.rho = rho
         self.T = T
         self.radius = radius
+        self.features = features
+        self.feature_rho = feature_rho
+        self.feature_T = feature_T
         self.n_prototypes = n_prototypes
         self.integrator = integrator
         self.gradient_estimator = gradient_estimator
@@ -285,7 +331,9 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
                 raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
 
-        for name in ("rho", "T", "learning_rate"):
+        if not isinstance(self.features, str) or self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
+        for name in ("rho", "T", "learning_rate", "feature_rho", "feature_T"):
             pos(name)
         for name in ("n_prototypes", "max_iter", "n_iter_no_change"):
             pos(name, integer=True)
@@ -391,10 +439,22 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             int(np.ceil(self.validation_fraction * n)) if n >= 2 and self.validation_fraction else 0
         )
         val_idx, train_idx = order[:n_val], order[n_val:]
-        clean = [protos[y].reshape((*lab.shape, c)) for y, lab in zip(ys, labs, strict=True)]
+        feats = [self._features(im, protos) for im in imgs]
+        if self.features == "window":
+            init_feats = [
+                window_features(protos[ys[i]].reshape((*labs[i].shape, c)), self.radius)
+                for i in train_idx
+            ]
+        else:
+            # the denoised features are reliable enough to cluster directly
+            init_feats = [feats[i] for i in train_idx]
         pred = WeightPredictor.initialize_from_images(
-            [clean[i] for i in train_idx],
+            [imgs[i] for i in train_idx],
             [ys[i].reshape(labs[i].shape) for i in train_idx],
+            features=init_feats,
+            # affinity features lie in [0, ~1.2]: sigma = 5 makes the prototype softmax
+            # selective from the start (with sigma = 1 the weights barely move)
+            sigma=1.0 if self.features == "window" else 5.0,
             radius=self.radius,
             n_prototypes=self.n_prototypes,
             random_state=int(rng.integers(2**31 - 1)),
@@ -411,7 +471,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         for it in range(1, self.max_iter + 1):
             res = parallel(
                 delayed(_image_gradient)(
-                    pred, imgs[i], ys[i], protos, self.rho, self.T, self.radius, est
+                    pred, imgs[i], feats[i], ys[i], protos, self.rho, self.T, self.radius, est
                 )
                 for i in train_idx
             )
@@ -419,7 +479,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             err = float(np.mean([r[1] for r in res]))
             grads = {k: sum(r[2][k] for r in res) / len(res) for k in ("prototypes", "nu", "sigma")}
             val_err = (
-                float(np.mean([self._error(pred, imgs[i], ys[i]) for i in val_idx]))
+                float(np.mean([self._error(pred, imgs[i], ys[i], feats[i]) for i in val_idx]))
                 if n_val
                 else err
             )
@@ -471,13 +531,25 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         return self
 
     # ------------------------------------------------------------------ predict
-    def _flow(self, predictor, image):
+    def _features(self, image, prototypes=None):
+        protos = self.prototypes_ if prototypes is None else prototypes
+        return _image_features(
+            image, protos, self.radius, self.features, self.feature_rho, self.feature_T
+        )
+
+    def _feature_dim(self, n_channels: int) -> int:
+        """Columns of the predictor's features (checked when a model file is loaded)."""
+        K = (2 * self.radius + 1) ** 2
+        return K * n_channels if self.features == "window" else K
+
+    def _flow(self, predictor, image, F=None):
+        F = self._features(image) if F is None else F
         return _predicted_flow(
-            predictor, image, self.prototypes_, self.rho, self.T, self.radius, self.dtype
+            predictor, image, F, self.prototypes_, self.rho, self.T, self.radius, self.dtype
         )[0]
 
-    def _error(self, predictor, image, y) -> float:
-        res = self._flow(predictor, image).solve(self.integrator)
+    def _error(self, predictor, image, y, F=None) -> float:
+        res = self._flow(predictor, image, F).solve(self.integrator)
         return float(np.mean(res.labels != y))
 
     def _check_predict(self, images):

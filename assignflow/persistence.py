@@ -255,7 +255,7 @@ def _check_state(est: Any, fitted: dict) -> None:
         K = (2 * est.radius + 1) ** 2
         if not isinstance(pred, WeightPredictor):
             raise ValueError("predictor_ must be a WeightPredictor")
-        if pred.window_size != K or pred.prototypes.shape[1] != K * c:
+        if pred.window_size != K or pred.prototypes.shape[1] != est._feature_dim(c):
             raise ValueError("predictor_ does not match the radius and channel count")
         if not isinstance(fitted["history_"], dict):
             raise ValueError("history_ must be a dict")

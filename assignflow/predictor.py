@@ -34,7 +34,7 @@ from .geometry import _softmax
 from .graphs import GridGraph
 from .weights import Weights
 
-__all__ = ["WeightPredictor", "window_features"]
+__all__ = ["WeightPredictor", "affinity_features", "window_features"]
 
 
 def window_features(image: Any, radius: int = 1) -> np.ndarray:
@@ -56,6 +56,31 @@ def window_features(image: Any, radius: int = 1) -> np.ndarray:
         for dx in range(-r, r + 1)
     ]
     return np.concatenate(cols, axis=-1).reshape(h * w, -1)
+
+
+def affinity_features(representation: Any, radius: int = 1) -> np.ndarray:
+    r"""Distances of every pixel to its ``(2r+1)²`` window neighbours: ``(h·w, (2r+1)²)``.
+
+    ``f_ik = ||u_i - u_{i+k}||`` for a per-pixel representation ``u`` (``(h, w)`` or
+    ``(h, w, c)``), e.g. the log-assignment of a uniform-weight LAF. The feature is
+    label-agnostic -- it says *which* neighbours look alike, not what they look
+    like -- so a few predictor prototypes cover all edge configurations (straight
+    edges, corners) whatever the labels on either side. The representation is
+    extended by edge replication at the border (the entries outside the image are
+    masked by the grid anyway).
+    """
+    u = as_float_array(representation, "representation", ndim=(2, 3))
+    if u.ndim == 2:
+        u = u[:, :, None]
+    h, w = u.shape[:2]
+    r = check_positive_int(radius, "radius", minimum=0)
+    pad = np.pad(u, ((r, r), (r, r), (0, 0)), mode="edge")
+    cols = [
+        np.linalg.norm(pad[r + dy : r + dy + h, r + dx : r + dx + w] - u, axis=-1)
+        for dy in range(-r, r + 1)
+        for dx in range(-r, r + 1)
+    ]
+    return np.stack(cols, axis=-1).reshape(h * w, -1)
 
 
 def _matrix(name: str):
@@ -193,6 +218,7 @@ class WeightPredictor:
         sigma: float = 1.0,
         random_state: Any = None,
         max_samples: int = 20000,
+        features: Any = None,
     ) -> WeightPredictor:
         r"""Initialise from training images, following the paper's Sect. 4.4.
 
@@ -201,6 +227,10 @@ class WeightPredictor:
         towards the neighbours that share the label of the centre pixel, averaged
         over the pixels of cluster ``j``, scaled by ``strength``; :math:`\sigma`
         starts at ``sigma``.
+
+        ``features``, if given, holds one ``(h·w, d)`` array per image that replaces
+        its window features (e.g. :func:`affinity_features`; ``feature_images`` then
+        only provide the shapes).
         """
         from sklearn.cluster import KMeans
 
@@ -227,7 +257,15 @@ class WeightPredictor:
                     f"{np.shape(img)}, got {lab.shape}"
                 )
             h, w = lab.shape
-            feats.append(window_features(img, radius))
+            if features is None:
+                feats.append(window_features(img, radius))
+            else:
+                f = as_float_array(features[k], f"features[{k}]", ndim=2)
+                if f.shape[0] != h * w:
+                    raise ValueError(
+                        f"features[{k}] must have one row per pixel ({h * w}), got {f.shape}"
+                    )
+                feats.append(f)
             g = GridGraph((h, w), radius)
             y = lab.ravel()
             same = np.zeros((g.n_nodes, g.window_size))
