@@ -18,8 +18,18 @@ Scenarios and targets
             <= 0.8 x Potts.
     lines   noise 0.3: boundary recall (fraction of ground-truth label-0 pixels
             labeled 0) >= 0.9 for the learned model, and its overall error
-            below both baselines (the issue also expects uniform weights'
-            recall < 0.5, which is reported, not required).
+            below both baselines. The issue's premise, uniform weights' recall
+            < 0.5, does not hold for the *tuned* uniform LAF (it picks a tiny
+            horizon that barely denoises), so it is checked at one (rho, T) =
+            (0.3, 10) for both weights: uniform loses the lines there and the
+            learned weights must keep recall >= 0.9.
+
+Learned models (``--features both``, the default): the paper's window features
+at the tuned uniform rho, and ``features="assignment"`` (affinity features of
+the tuned uniform LAF's log-assignment) at rho 0.3 and at the tuned rho. Each
+kind is represented by its fit with the lowest validation error, and the
+targets use the model with the lowest validation error overall: no choice is
+made on the test scenes.
 
 Seeds (fixed, documented): training scenes ``make_voronoi(..., random_state=
 SEED_TRAIN[scenario])``, test scenes ``random_state=SEED_TEST[scenario]``,
@@ -135,6 +145,33 @@ def tune_potts(X, Y, protos, quick):
     return best, table, n_iter
 
 
+def same_horizon_check(X, Y, Xt, Yt, protos, base, args):
+    """Lines: uniform and learned weights at one (rho, T) long enough to wash out lines.
+
+    The tuned uniform LAF keeps thin lines by choosing a tiny horizon (and so
+    denoises little); at ``--premise-rho``/``--premise-T`` uniform weights lose
+    them, and the learned weights must keep them at the same rho and T.
+    """
+    rho, T = args.premise_rho, args.premise_T
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = af.ImageLabeler(**dict(base, rho=rho, T=T, features="window", verbose=0)).fit(X, Y)
+    out = {"rho": rho, "T": T}
+    for name, fn in (
+        ("uniform", lambda x: laf_uniform(x, protos, rho, T)),
+        ("learned", lambda x: model.predict([x])[0]),
+    ):
+        pairs = [(fn(x), y) for x, y in zip(Xt, Yt, strict=True)]
+        out[f"{name}_error"] = float(np.mean([error(lab, y) for lab, y in pairs]))
+        out[f"{name}_recall"] = float(np.mean([recall0(lab, y) for lab, y in pairs]))
+    log(
+        f"\n  same horizon (rho {rho:g}, T {T:g}): uniform {100 * out['uniform_error']:.2f} % "
+        f"(recall0 {out['uniform_recall']:.3f}), learned {100 * out['learned_error']:.2f} % "
+        f"(recall0 {out['learned_recall']:.3f})"
+    )
+    return out
+
+
 def run_scenario(scenario, args):
     size = 64 if args.quick else args.size
     shape = (size, size)
@@ -160,11 +197,9 @@ def run_scenario(scenario, args):
     (rho_u, T_u), utable = tune_uniform(X, Y, protos)
     (metric, lam), ptable, p_iter = tune_potts(X, Y, protos, args.quick)
 
-    rho_l = rho_u if args.rho is None else args.rho
     T_l = T_u if args.T is None else args.T
-    settings = dict(
+    base = dict(
         prototypes=protos,
-        rho=rho_l,
         T=T_l,
         radius=args.radius,
         n_prototypes=20 if args.quick else args.n_prototypes,
@@ -176,25 +211,52 @@ def run_scenario(scenario, args):
         verbose=1,
         n_jobs=args.n_jobs,
     )
-    shown = {k: v for k, v in settings.items() if k not in ("prototypes", "verbose")}
-    log(f"  fitting ImageLabeler({', '.join(f'{k}={v}' for k, v in shown.items())}) ...")
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = af.ImageLabeler(**settings).fit(X, Y)
-    t_fit = time.perf_counter() - t0
-    log(
-        f"  fitted: {model.n_iter_} iterations in {t_fit:.0f} s, best validation error "
-        f"{100 * model.history_['val_error'][model.best_iter_ - 1]:.2f} % at iteration "
-        f"{model.best_iter_}"
-    )
+    # Candidate models: the paper's window features at the tuned uniform rho, and the
+    # assignment (affinity) features of the uniform LAF at rho in {0.3, tuned}; every
+    # choice below is made by the fits' own validation error, never by test error.
+    candidates = []
+    kinds = ("window", "assignment") if args.features == "both" else (args.features,)
+    for kind in kinds:
+        if args.rho is not None:
+            rhos = (args.rho,)
+        else:
+            rhos = (rho_u,) if kind == "window" else tuple(dict.fromkeys((0.3, rho_u)))
+        for rho_l in rhos:
+            settings = dict(base, rho=rho_l, features=kind)
+            if kind == "assignment":
+                settings.update(feature_rho=rho_u, feature_T=T_u)
+            shown = {k: v for k, v in settings.items() if k not in ("prototypes", "verbose")}
+            log(f"  fitting ImageLabeler({', '.join(f'{k}={v}' for k, v in shown.items())}) ...")
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = af.ImageLabeler(**settings).fit(X, Y)
+            t_fit = time.perf_counter() - t0
+            val = float(model.history_["val_error"][model.best_iter_ - 1])
+            log(
+                f"  fitted: {model.n_iter_} iterations in {t_fit:.0f} s, best validation error "
+                f"{100 * val:.2f} % at iteration {model.best_iter_}"
+            )
+            candidates.append(
+                dict(kind=kind, rho=rho_l, model=model, val=val, t_fit=t_fit, settings=shown)
+            )
+    best_of = {}
+    for c in candidates:
+        if c["kind"] not in best_of or c["val"] < best_of[c["kind"]]["val"]:
+            best_of[c["kind"]] = c
+    chosen = min(best_of.values(), key=lambda c: c["val"])
+    t_fit = sum(c["t_fit"] for c in candidates)
 
     methods = {
         "pixelwise rounding": lambda x: np.argmin(af.distance_matrix(x, protos), axis=1),
         f"LAF uniform (rho {rho_u:g}, T {T_u:g})": lambda x: laf_uniform(x, protos, rho_u, T_u),
         f"Potts a-exp ({metric}, lam {lam:g})": lambda x: potts(x, protos, lam, metric, p_iter),
-        f"LAF learned (rho {rho_l:g}, T {T_l:g})": lambda x: model.predict([x])[0],
     }
+    for kind, c in best_of.items():
+        mark = " *" if c is chosen else ""
+        methods[f"LAF learned, {kind} (rho {c['rho']:g}){mark}"] = lambda x, m=c["model"]: (
+            m.predict([x])[0]
+        )
     rows = []
     for name, fn in methods.items():
         errs, recs, secs = [], [], []
@@ -213,7 +275,8 @@ def run_scenario(scenario, args):
                 "per_scene_error": errs,
             }
         )
-    _rnd, uni, pot, lrn = rows
+    _rnd, uni, pot = rows[:3]
+    lrn = rows[3 + list(best_of.values()).index(chosen)]
 
     log(
         f"\n  {'method (unseen test scenes)':<40} {'error':>8} "
@@ -227,7 +290,8 @@ def run_scenario(scenario, args):
             + f"{r['seconds_per_scene']:9.3f} s"
         )
     log(
-        f"  (fit {t_fit:.0f} s; uniform grid {len(utable)} settings, Potts grid {len(ptable)} "
+        f"  (* = the learned model with the lowest validation error, used for the targets; "
+        f"fits {t_fit:.0f} s; uniform grid {len(utable)} settings, Potts grid {len(ptable)} "
         "settings, both on the training scenes)"
     )
 
@@ -244,12 +308,18 @@ def run_scenario(scenario, args):
             "met": lrn["error"] <= 0.8 * pot["error"],
         }
     else:
+        premise = same_horizon_check(X, Y, Xt, Yt, protos, base, args)
+        targets["learned recall >= 0.9 where uniform < 0.5 (same rho, T)"] = {
+            "value": premise["learned_recall"],
+            "bound": 0.9,
+            "met": premise["learned_recall"] >= 0.9 and premise["uniform_recall"] < 0.5,
+        }
         targets["learned boundary recall >= 0.9"] = {
             "value": lrn["boundary_recall"],
             "bound": 0.9,
             "met": lrn["boundary_recall"] >= 0.9,
         }
-        targets["uniform boundary recall < 0.5 (premise)"] = {
+        targets["tuned uniform recall < 0.5 (premise, tuned)"] = {
             "value": uni["boundary_recall"],
             "bound": 0.5,
             "met": uni["boundary_recall"] < 0.5,
@@ -271,12 +341,7 @@ def run_scenario(scenario, args):
             f"{'MET' if v['met'] else 'NOT MET'}"
         )
     if not all(v["met"] for k, v in targets.items() if "premise" not in k):
-        log(
-            "  NOTE: target(s) not met. Tried (128x128, colors, see the module docstring): "
-            "learned rho/T = tuned uniform (1, 30) with learning_rate 0.1; rho 0.3, T 10 with "
-            "learning_rate 0.05; radius 2 windows. The learned weights improve on uniform "
-            "weights by only a few percent here, and the Potts baseline is stronger than both."
-        )
+        log("  NOTE: target(s) not met; see benchmarks/README.md for what was tried.")
     return {
         "scenario": scenario,
         "size": size,
@@ -286,13 +351,21 @@ def run_scenario(scenario, args):
         "uniform_best": {"rho": rho_u, "T": T_u},
         "potts_grid": {f"{m},lambda={lm:g}": e for (m, lm), e in ptable.items()},
         "potts_best": {"unary": metric, "lambda": lam, "n_iter": p_iter},
-        "learned_settings": shown,
-        "fit_seconds": t_fit,
-        "n_iter": int(model.n_iter_),
-        "best_iter": int(model.best_iter_),
-        "history": {k: v.tolist() for k, v in model.history_.items()},
+        "learned": [
+            {
+                "settings": c["settings"],
+                "validation_error": c["val"],
+                "fit_seconds": c["t_fit"],
+                "n_iter": int(c["model"].n_iter_),
+                "best_iter": int(c["model"].best_iter_),
+                "chosen": c is chosen,
+                "history": {k: v.tolist() for k, v in c["model"].history_.items()},
+            }
+            for c in candidates
+        ],
         "results": rows,
         "targets": targets,
+        "same_horizon": premise if scenario == "lines" else None,
     }
 
 
@@ -308,16 +381,24 @@ def main(argv=None):
         help="default noise_for_rounding_error('colors') ~ 0.61",
     )
     p.add_argument("--noise-lines", type=float, default=0.3)
+    p.add_argument("--premise-rho", type=float, default=0.3, help="lines: same-horizon rho")
+    p.add_argument("--premise-T", type=float, default=10.0, help="lines: same-horizon T")
     p.add_argument(
         "--rho",
         type=float,
         default=None,
-        help="learned model's rho (default: the tuned uniform rho)",
+        help="learned models' rho (default: tuned uniform rho; assignment features also 0.3)",
     )
     p.add_argument("--T", type=float, default=None, help="learned model's T (default: tuned)")
     p.add_argument("--max-iter", type=int, default=None, help="default 60 (quick: 30)")
     p.add_argument("--n-prototypes", type=int, default=50)
     p.add_argument("--radius", type=int, default=1, help="window radius of the learned weights")
+    p.add_argument(
+        "--features",
+        choices=("window", "assignment", "both"),
+        default="both",
+        help="predictor features of the learned models (default: both, chosen by validation)",
+    )
     p.add_argument("--learning-rate", type=float, default=0.1)
     p.add_argument("--n-iter-no-change", type=int, default=15)
     p.add_argument("--n-jobs", type=int, default=2)
