@@ -180,19 +180,21 @@ class AssignmentManifold:
         except TypeError:
             return None
 
+    def _finite_of_shape(self, x: Any) -> np.ndarray | None:
+        """``x`` as a finite real array with trailing shape ``(I, J)``, else ``None``."""
+        arr = self._maybe_array(x)
+        if arr is None or arr.ndim < 2 or arr.shape[-2:] != self.shape:
+            return None
+        return arr if np.all(np.isfinite(arr)) else None
+
     def belongs(self, W: Any, atol: float = 1e-10) -> bool:
         """Whether ``W`` is a point: finite, entries ``> 0``, rows summing to 1.
 
         Anything that is not an array of real numbers is no point (``False``).
         """
         atol = check_nonnegative_float(atol, "atol")
-        arr = self._maybe_array(W)
-        if (
-            arr is None
-            or arr.ndim < 2
-            or arr.shape[-2:] != self.shape
-            or not np.all(np.isfinite(arr))
-        ):
+        arr = self._finite_of_shape(W)
+        if arr is None:
             return False
         return bool(np.all(arr > 0) and np.allclose(arr.sum(axis=-1), 1.0, rtol=0, atol=atol))
 
@@ -202,13 +204,8 @@ class AssignmentManifold:
         The tolerance is relative to the largest row magnitude.
         """
         atol = check_nonnegative_float(atol, "atol")
-        arr = self._maybe_array(V)
-        if (
-            arr is None
-            or arr.ndim < 2
-            or arr.shape[-2:] != self.shape
-            or not np.all(np.isfinite(arr))
-        ):
+        arr = self._finite_of_shape(V)
+        if arr is None:
             return False
         scale = max(1.0, float(np.abs(arr).max(initial=0.0)))
         return bool(np.all(np.abs(arr.sum(axis=-1)) <= atol * scale * self.n_labels))
