@@ -233,7 +233,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         little edge information (then a smaller ``rho`` than the uniform LAF's,
         e.g. 0.3, works better).
     feature_rho : float, default=1.0
-        :math:`\rho` of the uniform-weight LAF of ``features="assignment"``.
+        :math:`\\rho` of the uniform-weight LAF of ``features="assignment"``.
     feature_T : float, default=30.0
         Time horizon :math:`T_f` of that LAF.
     n_prototypes : int, default=50
