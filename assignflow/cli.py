@@ -219,17 +219,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- image I/O
-def read_image(path: str) -> np.ndarray:
-    """An image as floats: PNG/JPEG (scaled to [0, 1]) or ``.npy``; grey images are (h, w)."""
+def _existing(path: str, what: str) -> bool:
+    """Check that ``path`` exists; whether it is a ``.npy`` file."""
     import os
 
     if not os.path.exists(path):
-        raise ValueError(f"image file {path!r} does not exist")
-    if path.lower().endswith(".npy"):
-        try:
-            a = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"cannot read {path!r} as a numpy array ({exc})") from None
+        raise ValueError(f"{what} file {path!r} does not exist")
+    return path.lower().endswith(".npy")
+
+
+def _load_npy(path: str) -> np.ndarray:
+    """``np.load`` without pickles (a file can never run code), with a clear error."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"cannot read {path!r} as a numpy array ({exc})") from None
+
+
+def read_image(path: str) -> np.ndarray:
+    """An image as floats: PNG/JPEG (scaled to [0, 1]) or ``.npy``; grey images are (h, w)."""
+    if _existing(path, "image"):
+        a = _load_npy(path)
         if a.dtype.kind not in "biuf" or a.ndim not in (2, 3):
             raise ValueError(f"{path!r} must hold a numeric (h, w) or (h, w, c) array")
         if a.size == 0:
@@ -253,15 +263,8 @@ def read_image(path: str) -> np.ndarray:
 def read_label_image(path: str) -> np.ndarray:
     """Integer labels (h, w): a ``.npy`` of ints, a grey PNG of label ids, or a colour PNG
     whose distinct colours are the classes (numbered in sorted colour order)."""
-    import os
-
-    if not os.path.exists(path):
-        raise ValueError(f"label image file {path!r} does not exist")
-    if path.lower().endswith(".npy"):
-        try:
-            a = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"cannot read {path!r} as a numpy array ({exc})") from None
+    if _existing(path, "label image"):
+        a = _load_npy(path)
         if a.ndim != 2 or a.dtype.kind not in "biu":
             raise ValueError(f"{path!r} must hold an integer (h, w) label array")
         return a.astype(np.int64)
