@@ -175,14 +175,14 @@ FEATURES = ("window", "assignment")
 _LOG_FLOOR = 1e-12
 
 
-def _image_features(image, prototypes, radius, features, feature_rho, feature_T):
+def _image_features(image, prototypes, radius, features, feature_rho, feature_T, dtype="float64"):
     """The predictor's input ``(h·w, d)`` for one image (a constant of the training)."""
     if features == "window":
         return window_features(image, radius)
     # "assignment": a denoised representation computed without learning
     g = GridGraph(image.shape[:2], radius)
     D = distance_matrix(image, prototypes)
-    sim = SimilarityOperator(Weights.uniform(g), D, rho=feature_rho)
+    sim = SimilarityOperator(Weights.uniform(g), D, rho=feature_rho, dtype=dtype)
     W = LinearizedAssignmentFlow(sim, T=feature_T).solve("exponential_krylov").W
     # centred log-assignment, floored and scaled to [-1, 1]: unlike W itself (saturated
     # at T_f = 30) it keeps the uniform LAF's confidence, while the floor bounds the
@@ -531,10 +531,10 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         return self
 
     # ------------------------------------------------------------------ predict
-    def _features(self, image, prototypes=None):
+    def _features(self, image, prototypes=None, dtype="float64"):
         protos = self.prototypes_ if prototypes is None else prototypes
         return _image_features(
-            image, protos, self.radius, self.features, self.feature_rho, self.feature_T
+            image, protos, self.radius, self.features, self.feature_rho, self.feature_T, dtype
         )
 
     def _feature_dim(self, n_channels: int) -> int:
@@ -543,7 +543,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         return K * n_channels if self.features == "window" else K
 
     def _flow(self, predictor, image, F=None):
-        F = self._features(image) if F is None else F
+        F = self._features(image, dtype=self.dtype) if F is None else F
         return _predicted_flow(
             predictor, image, F, self.prototypes_, self.rho, self.T, self.radius, self.dtype
         )[0]
