@@ -36,7 +36,7 @@ from .learning import DescentResult, multiplicative_update, riemannian_gradient_
 from .losses import CompositeLoss, KLLoss, Loss, TangentSpaceRegularizer
 from .persistence import load, save
 from .predictor import WeightPredictor, affinity_features, window_features
-from .similarity import SimilarityOperator, distance_matrix
+from .similarity import SimilarityOperator, distance_matrix, estimate_rho
 from .weights import Weights
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "affinity_features",
     "datasets",
     "distance_matrix",
+    "estimate_rho",
     "get_num_threads",
     "label_graph",
     "load",

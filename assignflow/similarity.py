@@ -26,7 +26,7 @@ from ._validation import as_float_array, check_positive_float
 from .geometry import AssignmentManifold, _lift, _replicator, _softmax
 from .weights import Weights
 
-__all__ = ["SimilarityOperator", "distance_matrix"]
+__all__ = ["SimilarityOperator", "distance_matrix", "estimate_rho"]
 
 
 def distance_matrix(features: Any, prototypes: Any, metric: str = "euclidean") -> np.ndarray:
@@ -73,6 +73,51 @@ def distance_matrix(features: Any, prototypes: Any, metric: str = "euclidean") -
         return cdist(f.reshape(-1, c), protos, metric=metric)
     except ValueError as exc:  # scipy: "Unknown Distance Metric: ..."
         raise ValueError(f"metric {metric!r} is not supported by cdist: {exc}") from None
+
+
+def estimate_rho(distances: Any) -> float:
+    r"""The default scale :math:`\rho` of the distances: the typical gap between the best labels.
+
+    :math:`\rho = \operatorname{median}_i\,(d_{i,(2)} - d_{i,(1)})`, the median over the
+    nodes of the gap between the smallest and the second smallest distance
+    :math:`D_{ij}` (over the nodes with a positive gap). With this scale the
+    likelihood :math:`\exp_{\mathbb{1}}(-D_i/\rho)` of a typical node prefers its
+    nearest label by a factor :math:`e` over the runner-up: informative, but not yet
+    saturated, so the weights :math:`\Omega` still shape the result. The rule is
+    invariant to adding a constant to a row of :math:`D` and scales with :math:`D`.
+
+    This is the one rule behind ``rho="auto"`` (or ``None``) in
+    :func:`~assignflow.label_graph`, :class:`~assignflow.AssignmentFlowClassifier` and
+    :class:`~assignflow.ImageLabeler`; the estimators that learn :math:`\rho` start
+    from it.
+
+    Parameters
+    ----------
+    distances : array of shape (n_nodes, n_labels)
+        Finite distances :math:`D_{ij} \ge 0`.
+
+    Returns
+    -------
+    float
+        :math:`\rho > 0`. With a single label, or when no node has a positive gap,
+        the median of the positive distances; ``1.0`` when all distances are 0.
+
+    Examples
+    --------
+    >>> round(estimate_rho([[0.1, 0.5, 2.0], [0.2, 0.4, 1.0]]), 12)
+    0.3
+    """
+    D = as_float_array(distances, "distances", ndim=2)
+    if D.shape[0] < 1 or D.shape[1] < 1:
+        raise ValueError(f"distances must have at least one node and one label, got {D.shape}")
+    if D.shape[1] >= 2:
+        two = np.partition(D, 1, axis=1)[:, :2]
+        gaps = two[:, 1] - two[:, 0]
+        gaps = gaps[gaps > 0]
+        if gaps.size:
+            return float(np.median(gaps))
+    pos = D[D > 0]
+    return float(np.median(pos)) if pos.size else 1.0
 
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

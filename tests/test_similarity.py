@@ -19,6 +19,7 @@ from strategies import (
     tangent_vectors,
 )
 
+import assignflow as af
 from assignflow import AssignmentManifold, Graph, GridGraph, SimilarityOperator, Weights
 from assignflow import distance_matrix as dm
 
@@ -368,3 +369,20 @@ def test_distance_matrix_bad_input(features, prototypes, exc, match):
 def test_distance_matrix_rgb_image_with_grey_prototypes_rejected():
     with pytest.raises(ValueError, match="features"):
         dm(np.ones((2, 4, 3)), np.array([0.0, 0.5, 1.0]))
+
+
+# --------------------------------------------------------------------------- estimate_rho
+def test_estimate_rho_is_the_median_gap_between_the_two_nearest_labels():
+    D = np.array([[0.1, 0.5, 2.0], [0.2, 0.4, 1.0], [3.0, 1.0, 1.5]])
+    assert af.estimate_rho(D) == pytest.approx(np.median([0.4, 0.2, 0.5]))
+    # invariant to row constants, scales with D
+    assert af.estimate_rho(D + np.array([[1.0], [2.0], [0.5]])) == pytest.approx(af.estimate_rho(D))
+    assert af.estimate_rho(3.0 * D) == pytest.approx(3.0 * af.estimate_rho(D))
+
+
+def test_estimate_rho_degenerate_cases():
+    assert af.estimate_rho([[2.0], [4.0], [0.0]]) == pytest.approx(3.0)  # one label
+    assert af.estimate_rho([[1.0, 1.0], [2.0, 2.0]]) == pytest.approx(1.5)  # no gap
+    assert af.estimate_rho(np.zeros((3, 2))) == 1.0
+    with pytest.raises(ValueError, match="distances"):
+        af.estimate_rho(np.zeros((0, 2)))
