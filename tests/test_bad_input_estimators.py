@@ -1,10 +1,11 @@
-"""Bad input for the estimators, the weight predictor, the data sets and the CLI (issue 6).
+"""Bad input for the estimators, the weight predictor and the CLI (issue 6).
 
 Every case either raises a clear ``ValueError``/``TypeError`` (or sklearn's
 ``NotFittedError``) whose message names the argument, or -- where the input is
 legitimate (one pixel, one class, images of different sizes) -- returns a checked,
 NaN-free result. CLI cases exit with code 2 and one ``error:`` line on stderr,
-without a traceback. Inputs are tiny so the whole file runs in a few seconds.
+without a traceback. Inputs are tiny so the whole file runs in a few seconds. The
+data-set cases live in ``tests/test_datasets.py``.
 """
 
 from __future__ import annotations
@@ -607,82 +608,6 @@ def test_weight_predictor_one_pixel_and_no_mutation():
     WP.vjp(G3, feats, g)
     np.testing.assert_array_equal(feats, f0)
     np.testing.assert_array_equal(g, g0)
-
-
-# =========================================================================== datasets
-BAD_VORONOI = [
-    (
-        "scenario-unknown",
-        {"scenario": "colours"},
-        ValueError,
-        "unknown scenario 'colours'.*Did you mean 'colors'",
-    ),
-    ("scenario-int", {"scenario": 2}, TypeError, "scenario must be a string"),
-    ("n_images-zero", {"n_images": 0}, ValueError, "n_images must be >= 1"),
-    ("n_images-negative", {"n_images": -2}, ValueError, "n_images must be >= 1"),
-    ("n_images-float", {"n_images": 1.5}, TypeError, "n_images must be an integer"),
-    ("n_images-bool", {"n_images": True}, TypeError, "n_images must be an integer"),
-    ("shape-1x8", {"shape": (1, 8)}, ValueError, r"shape\[0\] must be >= 2"),
-    ("shape-0x0", {"shape": (0, 0)}, ValueError, r"shape\[0\] must be >= 2"),
-    ("shape-one-entry", {"shape": (8,)}, ValueError, "exactly two entries"),
-    ("shape-three-entries", {"shape": (8, 8, 3)}, ValueError, "exactly two entries"),
-    ("shape-str", {"shape": "88"}, TypeError, "shape must be a sequence"),
-    ("shape-int", {"shape": 8}, TypeError, "shape must be a sequence"),
-    ("shape-float", {"shape": (8.0, 8)}, TypeError, r"shape\[0\] must be an integer"),
-    ("shape-2d-array", {"shape": np.ones((2, 2), int)}, ValueError, "shape must be one-dim"),
-    ("noise-negative", {"noise": -0.1}, ValueError, "noise must be >= 0"),
-    ("noise-nan", {"noise": float("nan")}, ValueError, "noise must be finite"),
-    ("noise-inf", {"noise": float("inf")}, ValueError, "noise must be finite"),
-    ("noise-str", {"noise": "0.3"}, TypeError, "noise must be a real number"),
-    ("noise-bool", {"noise": True}, TypeError, "noise must be a real number"),
-    ("n_cells-one", {"n_cells": 1}, ValueError, "n_cells must be >= 2"),
-    ("n_cells-too-many", {"n_cells": 65}, ValueError, "n_cells must be <= h"),
-    ("n_cells-float", {"n_cells": 2.5}, TypeError, "n_cells must be an integer"),
-    ("line_width-zero", {"line_width": 0}, ValueError, "line_width must be >= 1"),
-    ("clip-str", {"clip": "yes"}, TypeError, "clip must be a bool"),
-    ("return_prototypes-int", {"return_prototypes": 1}, TypeError, "return_prototypes must be"),
-    ("random_state-negative", {"random_state": -1}, ValueError, "random_state must be a non-neg"),
-    ("random_state-str", {"random_state": "seed"}, TypeError, "random_state must be None"),
-    ("random_state-float", {"random_state": 1.5}, TypeError, "random_state must be None"),
-]
-
-
-@pytest.mark.parametrize(
-    ("kw", "exc", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_VORONOI]
-)
-def test_make_voronoi_rejects_bad_arguments(kw, exc, match):
-    args = {"scenario": "lines", "n_images": 1, "shape": (8, 8), "noise": 0.1} | kw
-    with pytest.raises(exc, match=match):
-        af.datasets.make_voronoi(**args)
-
-
-@pytest.mark.parametrize(
-    ("call", "exc", "match"),
-    [
-        pytest.param(lambda: af.datasets.voronoi_prototypes("stripes"), ValueError,
-                     "unknown scenario", id="prototypes-scenario"),
-        pytest.param(lambda: af.datasets.noise_for_rounding_error("lines", 0.0), ValueError,
-                     r"target must lie in the open interval \(0, 0.5\)", id="target-zero"),
-        pytest.param(lambda: af.datasets.noise_for_rounding_error("lines", 0.6), ValueError,
-                     "target must lie", id="target-unreachable"),
-        pytest.param(lambda: af.datasets.noise_for_rounding_error("colors", np.nan), ValueError,
-                     "target must be finite", id="target-nan"),
-        pytest.param(lambda: af.datasets.noise_for_rounding_error("colors", 0.5, (1, 1)),
-                     ValueError, r"shape\[0\]", id="rounding-shape"),
-    ],
-)  # fmt: skip
-def test_dataset_helpers_reject_bad_arguments(call, exc, match):
-    with pytest.raises(exc, match=match):
-        call()
-
-
-def test_make_voronoi_smallest_legitimate_input():
-    X, Y, P = af.datasets.make_voronoi(
-        "colors", 1, (2, 2), noise=0.0, n_cells=2, random_state=0, return_prototypes=True
-    )
-    assert X.shape == (1, 2, 2, 3) and Y.shape == (1, 2, 2)
-    np.testing.assert_array_equal(X, P[Y])
-    assert Y.min() >= 0 and Y.max() < 8
 
 
 # =========================================================================== CLI
