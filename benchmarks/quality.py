@@ -1,417 +1,463 @@
-"""Quality benchmark of the learned weights (the estimator issue's targets).
+"""Quality benchmark: the learned ImageLabeler against tuned baselines on unseen images.
 
-On unseen noisy random Voronoi scenes (5 training, 5 test images) the fitted
-``af.ImageLabeler`` is compared with
+For every task (``benchmarks/tasks.py``: Voronoi ``colors`` with 8 random
+colours, the paper's ``colors-cube``, ``lines``, smooth ``blobs``, and ten
+tasks from scikit-image's real images) the learned model and the baselines
+(``benchmarks/baselines.py``: pixelwise rounding, Potts alpha-expansion, TV
+denoising + rounding, the uniform LAF and the bilateral LAF) are compared on 5
+unseen test images.
 
-* pixelwise rounding (nearest prototype),
-* the best uniform-weight LAF: rho and T chosen by a grid search on the
-  training images (lowest mean training error),
-* a Potts model solved by alpha-expansion (``benchmarks/potts.py``, PyMaxflow
-  graph cuts, 4-connected grid); the data term (squared Euclidean distance =
-  Gaussian negative log-likelihood up to scale, or Euclidean distance = the
-  LAF's ``D``) and the smoothness weight lambda are chosen on the training
-  images.
+* Baselines: every setting is chosen by grid search on the 5 training images
+  only (lowest mean training error); nothing is tuned on test images.
+* Learned model: ``af.ImageLabeler(prototypes=P, random_state=0)`` -- default
+  settings, given the task's label prototypes ``P`` and a fixed seed -- is
+  fitted on the training images (it takes its own validation split from
+  them) and predicts the test images; fit and predict are timed.
+* "uniform LAF @ learned": the uniform LAF at the learned model's own rho and
+  T (its fitted ``rho_``/``T_`` if it has them, else its parameters), the
+  reference for "learning never hurts".
 
-Scenarios and targets
-    colors  noise ``noise_for_rounding_error("colors")`` (~0.61, pixelwise
-            rounding ~50 % wrong): learned error <= 0.5 x best uniform and
-            <= 0.8 x Potts.
-    lines   noise 0.3: boundary recall (fraction of ground-truth label-0 pixels
-            labeled 0) >= 0.9 for the learned model, and its overall error
-            below both baselines. The issue's premise, uniform weights' recall
-            < 0.5, does not hold for the *tuned* uniform LAF (it picks a tiny
-            horizon that barely denoises), so it is checked at one (rho, T) =
-            (0.3, 10) for both weights: uniform loses the lines there and the
-            learned weights must keep recall >= 0.9.
+Targets (issue 10; checked by the summary)
+    colors, lines, blobs: learned error <= 0.8 x the best baseline;
+    lines: learned boundary recall >= 0.95;
+    real tasks: learned better than every baseline on >= 8 of 10;
+    every task: learned never worse than the uniform LAF at the same rho, T;
+    fit + predict <= 5 min per task (2 cores).
+``colors-cube`` is an extra row (the paper's scenario 2), reported with its
+ratio but without a target.
 
-Learned models (``--features both``, the default): the paper's window features
-at the tuned uniform rho, and ``features="assignment"`` (affinity features of
-the tuned uniform LAF's log-assignment) at rho 0.3 and at the tuned rho. Each
-kind is represented by its fit with the lowest validation error, and the
-targets use the model with the lowest validation error overall: no choice is
-made on the test scenes.
-
-Seeds (fixed, documented): training scenes ``make_voronoi(..., random_state=
-SEED_TRAIN[scenario])``, test scenes ``random_state=SEED_TEST[scenario]``,
-``ImageLabeler(random_state=0)``.
+Caching: the baselines' tuned settings, grids and test results are written to
+``<cache-dir>/<task>-<key>.json`` (the key hashes the task definition, the
+grids, ``--quick`` and ``--test-seed-offset``). ``--only-learned`` reads them
+and re-runs only the learned model, so a new model is compared in minutes.
 
 Usage::
 
-    python benchmarks/quality.py            # 128x128, full settings (~3-4 min on 2 cores)
-    python benchmarks/quality.py --quick    # 64x64, fewer iterations (~1.5-2 min)
-    python benchmarks/quality.py --scenario colors --json out.json
+    python benchmarks/quality.py                        # all 14 tasks (~1.5 h on 2 cores)
+    python benchmarks/quality.py --quick                # 64x64, small grids (smoke run)
+    python benchmarks/quality.py --tasks colors lines blobs --json out.json
+    python benchmarks/quality.py --only-learned --json after.json   # baselines from cache
+    python benchmarks/quality.py --test-seed-offset 1000            # another fresh test set
 
-Requires ``pip install PyMaxflow``.
+Run it with the working tree's package first on the path (e.g.
+``PYTHONPATH=. python benchmarks/quality.py``). Requires PyMaxflow and
+scikit-image (``pip install "assignflow[bench]"``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import platform
+import subprocess
 import sys
 import time
 import warnings
+from numbers import Real
+from typing import Any
 
 import numpy as np
 
 import assignflow as af
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from potts import potts_alpha_expansion, self_check
+import baselines as bl
+from potts import self_check
+from tasks import REAL_IMAGES, SYNTHETIC, TASK_NAMES, make_task
 
-SEED_TRAIN = {"colors": 7001, "lines": 7101}
-SEED_TEST = {"colors": 8001, "lines": 8101}
-N_TRAIN, N_TEST = 5, 5
+SEED_MODEL = 0
+CACHE_VERSION = 1
+TIME_LIMIT = 300.0  # seconds, fit + predict of the learned model per task
+METHODS = ("rounding", *bl.BASELINES)  # every baseline of the targets
+LABELS = {
+    "rounding": "rounding",
+    "potts": "Potts",
+    "tv": "TV+round",
+    "uniform": "uniform LAF",
+    "bilateral": "bilateral LAF",
+    "learned": "learned",
+    "uniform_at_learned": "uniform @ learned rho,T",
+}
+GROUPS = {"synthetic": SYNTHETIC, "real": tuple(n for n in TASK_NAMES if n not in SYNTHETIC)}
 
-RHO_GRID = (0.03, 0.1, 0.3, 1.0)
-T_GRID = (1.0, 3.0, 10.0, 30.0)
-LAMBDA_GRID = (0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
-UNARY_METRICS = ("sqeuclidean", "euclidean")
 
-
-def log(*a):
+def log(*a: Any) -> None:
     print(*a, flush=True)
 
 
-def error(labels, truth):
-    return float(np.mean(np.asarray(labels).ravel() != np.asarray(truth).ravel()))
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "assignflow-quality")
 
 
-def recall0(labels, truth):
-    t = np.asarray(truth).ravel() == 0
-    return float(np.mean(np.asarray(labels).ravel()[t] == 0)) if t.any() else float("nan")
+def cache_path(args: argparse.Namespace, task: Any) -> str:
+    grids = bl.QUICK_GRIDS if args.quick else bl.GRIDS
+    key = {
+        "version": CACHE_VERSION,
+        "task": task.name,
+        "quick": args.quick,
+        "test_seed_offset": args.test_seed_offset,
+        "noise": task.noise,
+        "shape": list(task.X_train.shape),
+        "seeds": task.info.get("seeds"),
+        "grids": grids,
+        "potts_sweeps": bl.POTTS_SWEEPS,
+    }
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return os.path.join(args.cache_dir, f"{task.name}-{digest}.json")
 
 
-def laf_uniform(image, protos, rho, T, krylov_dim=10):
-    h, w = image.shape[:2]
-    D = af.distance_matrix(image, protos)
-    sim = af.SimilarityOperator(af.Weights.uniform(af.GridGraph((h, w))), D, rho=rho)
-    res = af.LinearizedAssignmentFlow(sim, T=T).solve(af.ExponentialKrylov(krylov_dim=krylov_dim))
-    return res.labels.reshape(h, w)
+def run_baselines(task: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Tune every baseline on the training images, evaluate it on the test images."""
+    grids = bl.QUICK_GRIDS if args.quick else bl.GRIDS
+    P = task.prototypes
 
+    def rounding(x: np.ndarray) -> np.ndarray:
+        return bl.rounding(x, P)
 
-def potts(image, protos, lam, metric, n_iter=5):
-    h, w = image.shape[:2]
-    U = af.distance_matrix(image, protos, metric=metric).reshape(h, w, -1)
-    return potts_alpha_expansion(U, lam, n_iter=n_iter)
-
-
-def tune_uniform(X, Y, protos):
-    t0 = time.perf_counter()
-    table = {}
-    for rho in RHO_GRID:
-        for T in T_GRID:
-            table[(rho, T)] = float(
-                np.mean(
-                    [error(laf_uniform(x, protos, rho, T), y) for x, y in zip(X, Y, strict=False)]
-                )
-            )
-    best = min(table, key=table.get)
-    log(
-        "  uniform LAF grid (train error %): "
-        + ", ".join(f"rho {r:g} T {t:g}: {100 * e:.2f}" for (r, t), e in table.items())
-    )
-    log(
-        f"  -> best rho {best[0]:g}, T {best[1]:g} ({100 * table[best]:.2f} % on training) "
-        f"[{time.perf_counter() - t0:.0f} s]"
-    )
-    return best, table
-
-
-def tune_potts(X, Y, protos, quick):
-    t0 = time.perf_counter()
-    table = {}
-    n_iter = 3 if quick else 5
-    for metric in UNARY_METRICS:
-        for lam in LAMBDA_GRID:
-            table[(metric, lam)] = float(
-                np.mean(
-                    [
-                        error(potts(x, protos, lam, metric, n_iter), y)
-                        for x, y in zip(X, Y, strict=False)
-                    ]
-                )
-            )
-    best = min(table, key=table.get)
-    log(
-        "  Potts grid (train error %): "
-        + ", ".join(f"{m[:4]} {lam:g}: {100 * e:.2f}" for (m, lam), e in table.items())
-    )
-    log(
-        f"  -> best unary {best[0]}, lambda {best[1]:g} ({100 * table[best]:.2f} % on training) "
-        f"[{time.perf_counter() - t0:.0f} s]"
-    )
-    return best, table, n_iter
-
-
-def same_horizon_check(X, Y, Xt, Yt, protos, base, args):
-    """Lines: uniform and learned weights at one (rho, T) long enough to wash out lines.
-
-    The tuned uniform LAF keeps thin lines by choosing a tiny horizon (and so
-    denoises little); at ``--premise-rho``/``--premise-T`` uniform weights lose
-    them, and the learned weights must keep them at the same rho and T.
-    """
-    rho, T = args.premise_rho, args.premise_T
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = af.ImageLabeler(**dict(base, rho=rho, T=T, features="window", verbose=0)).fit(X, Y)
-    out = {"rho": rho, "T": T}
-    for name, fn in (
-        ("uniform", lambda x: laf_uniform(x, protos, rho, T)),
-        ("learned", lambda x: model.predict([x])[0]),
-    ):
-        pairs = [(fn(x), y) for x, y in zip(Xt, Yt, strict=True)]
-        out[f"{name}_error"] = float(np.mean([error(lab, y) for lab, y in pairs]))
-        out[f"{name}_recall"] = float(np.mean([recall0(lab, y) for lab, y in pairs]))
-    log(
-        f"\n  same horizon (rho {rho:g}, T {T:g}): uniform {100 * out['uniform_error']:.2f} % "
-        f"(recall0 {out['uniform_recall']:.3f}), learned {100 * out['learned_error']:.2f} % "
-        f"(recall0 {out['learned_recall']:.3f})"
-    )
+    out: dict[str, Any] = {
+        "rounding": {
+            "setting": {},
+            "train_error": bl.evaluate(rounding, task.X_train, task.y_train, False)["error"],
+            "test": bl.evaluate(rounding, task.X_test, task.y_test, task.recall),
+        }
+    }
+    for name in bl.BASELINES:
+        tuned = bl.tune(name, task.X_train, task.y_train, P, grids[name], log=log)
+        tuned["test"] = bl.evaluate(
+            bl.apply(name, P, tuned["setting"]), task.X_test, task.y_test, task.recall
+        )
+        out[name] = tuned
     return out
 
 
-def run_scenario(scenario, args):
-    size = 64 if args.quick else args.size
-    shape = (size, size)
-    if scenario == "colors":
-        noise = (
-            af.datasets.noise_for_rounding_error("colors")
-            if args.noise_colors is None
-            else args.noise_colors
+def _real_or_none(v: Any) -> float | None:
+    return float(v) if isinstance(v, Real) and not isinstance(v, bool) else None
+
+
+def learned_rho_T(model: Any) -> dict[str, Any]:
+    """The fitted model's rho and T (``rho_``/``T_`` if it exposes them, else its parameters)."""
+    out: dict[str, Any] = {}
+    params = model.get_params()
+    for name in ("rho", "T"):
+        fitted = getattr(model, name + "_", None)
+        value, source = (fitted, "fitted") if fitted is not None else (params.get(name), "param")
+        out[name], out[name + "_source"] = _real_or_none(value), source
+    return out
+
+
+def run_learned(task: Any, args: argparse.Namespace) -> dict[str, Any]:
+    P = task.prototypes
+    model = af.ImageLabeler(prototypes=P, random_state=SEED_MODEL)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        model.fit(task.X_train, task.y_train)
+        t_fit = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pred = model.predict(task.X_test)
+        t_pred = time.perf_counter() - t0
+    pred = [np.asarray(p) for p in pred]
+    errs = [bl.error(p, y) for p, y in zip(pred, task.y_test, strict=True)]
+    recs = [bl.recall0(p, y) for p, y in zip(pred, task.y_test, strict=True)]
+    rt = learned_rho_T(model)
+    res: dict[str, Any] = {
+        "params": {
+            k: (v if isinstance(v, (str, int, float, bool, type(None))) else type(v).__name__)
+            for k, v in model.get_params().items()
+            if k != "prototypes"
+        },
+        "rho_T": rt,
+        "fit_seconds": t_fit,
+        "predict_seconds": t_pred,
+        "n_iter": int(getattr(model, "n_iter_", -1)),
+        "best_iter": int(getattr(model, "best_iter_", -1)),
+        "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
+        "test": {
+            "error": float(np.mean(errs)),
+            "per_image_error": errs,
+            "boundary_recall": float(np.mean(recs)) if task.recall else None,
+            "seconds_per_image": t_pred / len(task.X_test),
+        },
+    }
+    hist = getattr(model, "history_", None)
+    if isinstance(hist, dict):
+        res["history"] = {k: np.asarray(v).tolist() for k, v in hist.items()}
+    if rt["rho"] is not None and rt["T"] is not None:
+        res["uniform_at_learned"] = bl.evaluate(
+            lambda x: bl.uniform_laf(x, P, rt["rho"], rt["T"]),
+            task.X_test,
+            task.y_test,
+            task.recall,
         )
+    return res
+
+
+def run_task(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    task = make_task(name, quick=args.quick, test_seed_offset=args.test_seed_offset)
+    log(f"\n== {task.describe()}")
+    path = cache_path(args, task)
+    if args.only_learned:
+        if not os.path.exists(path):
+            raise SystemExit(
+                f"error: no cached baselines for task {name!r} at {path}; run without "
+                "--only-learned first (same --quick/--test-seed-offset)"
+            )
+        with open(path) as f:
+            base = json.load(f)["baselines"]
+        log(f"  baselines from cache {path}")
     else:
-        noise = args.noise_lines
-    X, Y, protos = af.datasets.make_voronoi(
-        scenario, N_TRAIN, shape, noise, random_state=SEED_TRAIN[scenario], return_prototypes=True
-    )
-    Xt, Yt = af.datasets.make_voronoi(
-        scenario, N_TEST, shape, noise, random_state=SEED_TEST[scenario]
-    )
-    log(
-        f"\n=== scenario {scenario!r}: {size}x{size}, noise {noise:.4f}, {N_TRAIN} training "
-        f"scenes (seed {SEED_TRAIN[scenario]}), {N_TEST} test scenes (seed {SEED_TEST[scenario]})"
+        base = run_baselines(task, args)
+        os.makedirs(args.cache_dir, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump({"task": name, "baselines": base}, f, indent=1)
+    out: dict[str, Any] = {
+        "task": name,
+        "description": task.describe(),
+        "n_labels": task.n_labels,
+        "noise": task.noise,
+        "image_shape": list(task.X_train.shape[1:]),
+        "info": task.info,
+        "baselines": base,
+    }
+    if not args.skip_learned:
+        log("  fitting ImageLabeler() ...")
+        out["learned"] = run_learned(task, args)
+        lr = out["learned"]
+        log(
+            f"  learned: fit {lr['fit_seconds']:.0f} s ({lr['n_iter']} iterations, best "
+            f"{lr['best_iter']}), predict {lr['predict_seconds']:.1f} s, rho {lr['rho_T']['rho']}"
+            f" ({lr['rho_T']['rho_source']}), T {lr['rho_T']['T']} ({lr['rho_T']['T_source']})"
+        )
+    print_task(out)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _errors(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """method -> test result of one task row."""
+    res = {m: row["baselines"][m]["test"] for m in METHODS if m in row["baselines"]}
+    if "learned" in row:
+        res["learned"] = row["learned"]["test"]
+        if "uniform_at_learned" in row["learned"]:
+            res["uniform_at_learned"] = row["learned"]["uniform_at_learned"]
+    return res
+
+
+def _setting_str(setting: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in setting.items()
     )
 
-    (rho_u, T_u), utable = tune_uniform(X, Y, protos)
-    (metric, lam), ptable, p_iter = tune_potts(X, Y, protos, args.quick)
 
-    T_l = T_u if args.T is None else args.T
-    base = dict(
-        prototypes=protos,
-        T=T_l,
-        radius=args.radius,
-        n_prototypes=20 if args.quick else args.n_prototypes,
-        max_iter=args.max_iter if args.max_iter else (30 if args.quick else 60),
-        learning_rate=args.learning_rate,
-        validation_fraction=0.2,
-        n_iter_no_change=args.n_iter_no_change,
-        random_state=0,
-        verbose=1,
-        n_jobs=args.n_jobs,
-    )
-    # Candidate models: the paper's window features at the tuned uniform rho, and the
-    # assignment (affinity) features of the uniform LAF at rho in {0.3, tuned}; every
-    # choice below is made by the fits' own validation error, never by test error.
-    candidates = []
-    kinds = ("window", "assignment") if args.features == "both" else (args.features,)
-    for kind in kinds:
-        if args.rho is not None:
-            rhos = (args.rho,)
+def print_task(row: dict[str, Any]) -> None:
+    res = _errors(row)
+    recall = row["task"] == "lines"
+    log(f"  {'method (test images)':<26} {'setting':<46} {'error':>8}" + ("  recall" * recall))
+    for m, r in res.items():
+        if m in row["baselines"]:
+            s = _setting_str(row["baselines"][m]["setting"])
+        elif m == "learned":
+            s = "defaults"
         else:
-            rhos = (rho_u,) if kind == "window" else tuple(dict.fromkeys((0.3, rho_u)))
-        for rho_l in rhos:
-            settings = dict(base, rho=rho_l, features=kind)
-            if kind == "assignment":
-                settings.update(feature_rho=rho_u, feature_T=T_u)
-            shown = {k: v for k, v in settings.items() if k not in ("prototypes", "verbose")}
-            log(f"  fitting ImageLabeler({', '.join(f'{k}={v}' for k, v in shown.items())}) ...")
-            t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = af.ImageLabeler(**settings).fit(X, Y)
-            t_fit = time.perf_counter() - t0
-            val = float(model.history_["val_error"][model.best_iter_ - 1])
-            log(
-                f"  fitted: {model.n_iter_} iterations in {t_fit:.0f} s, best validation error "
-                f"{100 * val:.2f} % at iteration {model.best_iter_}"
-            )
-            candidates.append(
-                dict(kind=kind, rho=rho_l, model=model, val=val, t_fit=t_fit, settings=shown)
-            )
-    best_of = {}
-    for c in candidates:
-        if c["kind"] not in best_of or c["val"] < best_of[c["kind"]]["val"]:
-            best_of[c["kind"]] = c
-    chosen = min(best_of.values(), key=lambda c: c["val"])
-    t_fit = sum(c["t_fit"] for c in candidates)
-
-    methods = {
-        "pixelwise rounding": lambda x: np.argmin(af.distance_matrix(x, protos), axis=1),
-        f"LAF uniform (rho {rho_u:g}, T {T_u:g})": lambda x: laf_uniform(x, protos, rho_u, T_u),
-        f"Potts a-exp ({metric}, lam {lam:g})": lambda x: potts(x, protos, lam, metric, p_iter),
-    }
-    for kind, c in best_of.items():
-        mark = " *" if c is chosen else ""
-        methods[f"LAF learned, {kind} (rho {c['rho']:g}){mark}"] = lambda x, m=c["model"]: (
-            m.predict([x])[0]
+            rt = row["learned"]["rho_T"]
+            s = f"rho {rt['rho']:g}, T {rt['T']:g}"
+        log(
+            f"  {LABELS[m]:<26} {s:<46} {100 * r['error']:6.2f} %"
+            + (f"  {r['boundary_recall']:.3f}" if recall else "")
         )
-    rows = []
-    for name, fn in methods.items():
-        errs, recs, secs = [], [], []
-        for x, y in zip(Xt, Yt, strict=False):
-            t0 = time.perf_counter()
-            lab = fn(x)
-            secs.append(time.perf_counter() - t0)
-            errs.append(error(lab, y))
-            recs.append(recall0(lab, y))
-        rows.append(
-            {
-                "method": name,
-                "error": float(np.mean(errs)),
-                "boundary_recall": float(np.mean(recs)) if scenario == "lines" else None,
-                "seconds_per_scene": float(np.mean(secs)),
-                "per_scene_error": errs,
-            }
-        )
-    _rnd, uni, pot = rows[:3]
-    lrn = rows[3 + list(best_of.values()).index(chosen)]
 
-    log(
-        f"\n  {'method (unseen test scenes)':<40} {'error':>8} "
-        + (f"{'recall0':>8} " if scenario == "lines" else "")
-        + f"{'time/scene':>11}"
-    )
+
+def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets on the tasks that were run (learned model required)."""
+    rows = [r for r in rows if "learned" in r]
+    out: dict[str, Any] = {}
+    real = []
     for r in rows:
-        log(
-            f"  {r['method']:<40} {100 * r['error']:6.2f} % "
-            + (f"{r['boundary_recall']:8.3f} " if scenario == "lines" else "")
-            + f"{r['seconds_per_scene']:9.3f} s"
-        )
-    log(
-        f"  (* = the learned model with the lowest validation error, used for the targets; "
-        f"fits {t_fit:.0f} s; uniform grid {len(utable)} settings, Potts grid {len(ptable)} "
-        "settings, both on the training scenes)"
-    )
-
-    targets = {}
-    if scenario == "colors":
-        targets["learned <= 0.5 x best uniform"] = {
-            "value": lrn["error"] / uni["error"],
-            "bound": 0.5,
-            "met": lrn["error"] <= 0.5 * uni["error"],
-        }
-        targets["learned <= 0.8 x Potts"] = {
-            "value": lrn["error"] / pot["error"],
-            "bound": 0.8,
-            "met": lrn["error"] <= 0.8 * pot["error"],
-        }
-    else:
-        premise = same_horizon_check(X, Y, Xt, Yt, protos, base, args)
-        targets["learned recall >= 0.9 where uniform < 0.5 (same rho, T)"] = {
-            "value": premise["learned_recall"],
-            "bound": 0.9,
-            "met": premise["learned_recall"] >= 0.9 and premise["uniform_recall"] < 0.5,
-        }
-        targets["learned boundary recall >= 0.9"] = {
-            "value": lrn["boundary_recall"],
-            "bound": 0.9,
-            "met": lrn["boundary_recall"] >= 0.9,
-        }
-        targets["tuned uniform recall < 0.5 (premise, tuned)"] = {
-            "value": uni["boundary_recall"],
-            "bound": 0.5,
-            "met": uni["boundary_recall"] < 0.5,
-        }
-        targets["learned error < best uniform"] = {
-            "value": lrn["error"] / uni["error"],
-            "bound": 1.0,
-            "met": lrn["error"] < uni["error"],
-        }
-        targets["learned error < Potts"] = {
-            "value": lrn["error"] / pot["error"],
-            "bound": 1.0,
-            "met": lrn["error"] < pot["error"],
-        }
-    log("  targets:")
-    for k, v in targets.items():
-        log(
-            f"    {k:<42} {v['value']:.3f} (bound {v['bound']:g})  "
-            f"{'MET' if v['met'] else 'NOT MET'}"
-        )
-    if not all(v["met"] for k, v in targets.items() if "premise" not in k):
-        log("  NOTE: target(s) not met; see benchmarks/README.md for what was tried.")
-    return {
-        "scenario": scenario,
-        "size": size,
-        "noise": noise,
-        "seeds": {"train": SEED_TRAIN[scenario], "test": SEED_TEST[scenario], "model": 0},
-        "uniform_grid": {f"rho={r:g},T={t:g}": e for (r, t), e in utable.items()},
-        "uniform_best": {"rho": rho_u, "T": T_u},
-        "potts_grid": {f"{m},lambda={lm:g}": e for (m, lm), e in ptable.items()},
-        "potts_best": {"unary": metric, "lambda": lam, "n_iter": p_iter},
-        "learned": [
-            {
-                "settings": c["settings"],
-                "validation_error": c["val"],
-                "fit_seconds": c["t_fit"],
-                "n_iter": int(c["model"].n_iter_),
-                "best_iter": int(c["model"].best_iter_),
-                "chosen": c is chosen,
-                "history": {k: v.tolist() for k, v in c["model"].history_.items()},
+        res = _errors(r)
+        lrn = res["learned"]["error"]
+        best_m = min(METHODS, key=lambda m: res[m]["error"])
+        best = res[best_m]["error"]
+        ratio = lrn / best if best > 0 else (0.0 if lrn == 0 else float("inf"))
+        name = r["task"]
+        if name in ("colors", "lines", "blobs"):
+            out[f"{name}: learned <= 0.8 x best baseline ({LABELS[best_m]})"] = {
+                "value": ratio,
+                "bound": 0.8,
+                "met": ratio <= 0.8,
             }
-            for c in candidates
-        ],
-        "results": rows,
-        "targets": targets,
-        "same_horizon": premise if scenario == "lines" else None,
+        elif name == "colors-cube":
+            out[f"{name}: learned / best baseline ({LABELS[best_m]}) [no target]"] = {
+                "value": ratio,
+                "bound": None,
+                "met": None,
+            }
+        else:
+            real.append((name, all(lrn < res[m]["error"] for m in METHODS)))
+        if name == "lines":
+            rec = res["learned"]["boundary_recall"]
+            out["lines: learned boundary recall >= 0.95"] = {
+                "value": rec,
+                "bound": 0.95,
+                "met": rec >= 0.95,
+            }
+        if "uniform_at_learned" in res:
+            u = res["uniform_at_learned"]["error"]
+            out[f"{name}: learned <= uniform LAF at the same rho, T"] = {
+                "value": lrn / u if u > 0 else (0.0 if lrn == 0 else float("inf")),
+                "bound": 1.0,
+                "met": lrn <= u,
+            }
+        t = r["learned"]["fit_seconds"] + r["learned"]["predict_seconds"]
+        out[f"{name}: fit + predict <= {TIME_LIMIT:g} s"] = {
+            "value": t,
+            "bound": TIME_LIMIT,
+            "met": t <= TIME_LIMIT,
+        }
+    if real:
+        wins = sum(w for _, w in real)
+        need = 8 if len(real) == 10 else int(np.ceil(0.8 * len(real)))
+        out[f"real: learned better than every baseline on >= {need} of {len(real)}"] = {
+            "value": wins,
+            "bound": need,
+            "met": wins >= need,
+            "won": [n for n, w in real if w],
+        }
+    return out
+
+
+def print_summary(rows: list[dict[str, Any]], tg: dict[str, Any]) -> None:
+    cols = [*METHODS, "learned", "uniform_at_learned"]
+    head = "".join(f"{LABELS[c][:13]:>14}" for c in cols)
+    log("\n=== test error (% wrong), 5 unseen test images per task")
+    log(f"{'task':<26}{head}{'ratio':>8}{'fit s':>8}{'pred s':>8}")
+    for r in rows:
+        res = _errors(r)
+        lowest = min(res, key=lambda m: res[m]["error"])
+        cells = "".join(
+            f"{100 * res[c]['error']:13.2f}{'*' if c == lowest else ' '}"
+            if c in res
+            else f"{'-':>14}"
+            for c in cols
+        )
+        if "learned" in r:
+            best = min(res[m]["error"] for m in METHODS)
+            ratio = res["learned"]["error"] / best if best > 0 else float("inf")
+            extra = (
+                f"{ratio:8.2f}{r['learned']['fit_seconds']:8.0f}"
+                f"{r['learned']['predict_seconds']:8.1f}"
+            )
+        else:
+            extra = ""
+        log(f"{r['task']:<26}{cells}{extra}")
+    log("(* = lowest error of the row; ratio = learned / best baseline)")
+    for r in rows:
+        if r["task"] == "lines":
+            res = _errors(r)
+            log(
+                "lines boundary recall:    "
+                + "".join(
+                    f"{res[c]['boundary_recall']:14.3f}" if c in res else f"{'-':>14}" for c in cols
+                )
+            )
+    if tg:
+        log("\n=== targets")
+        for k, v in tg.items():
+            status = "-" if v["met"] is None else ("MET" if v["met"] else "NOT MET")
+            bound = "" if v["bound"] is None else f" (bound {v['bound']:g})"
+            log(f"  {k:<70} {v['value']:.3f}{bound}  {status}")
+
+
+def environment() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:  # pragma: no cover
+        commit = ""
+    return {
+        "assignflow": af.__version__,
+        "assignflow_path": os.path.dirname(af.__file__),
+        "commit": commit,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "threads": af.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
     }
 
 
-def main(argv=None):
+def parse_tasks(names: list[str]) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        for m in GROUPS.get(n, (n,)) if n != "all" else TASK_NAMES:
+            if m not in TASK_NAMES:
+                known = ", ".join(("all", *GROUPS, *TASK_NAMES))
+                raise SystemExit(f"error: unknown task {m!r}; known: {known}")
+            if m not in out:
+                out.append(m)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="64x64, 30 iterations, 20 prototypes")
-    p.add_argument("--scenario", choices=("colors", "lines", "both"), default="both")
-    p.add_argument("--size", type=int, default=128)
     p.add_argument(
-        "--noise-colors",
-        type=float,
-        default=None,
-        help="default noise_for_rounding_error('colors') ~ 0.61",
+        "--tasks",
+        nargs="+",
+        default=["all"],
+        metavar="TASK",
+        help=f"tasks or groups (all, synthetic, real, {', '.join(TASK_NAMES)})",
     )
-    p.add_argument("--noise-lines", type=float, default=0.3)
-    p.add_argument("--premise-rho", type=float, default=0.3, help="lines: same-horizon rho")
-    p.add_argument("--premise-T", type=float, default=10.0, help="lines: same-horizon T")
+    p.add_argument("--quick", action="store_true", help="64x64 images, small grids (smoke run)")
+    p.add_argument("--only-learned", action="store_true", help="baselines from the cache")
+    p.add_argument("--skip-learned", action="store_true", help="baselines only (fills the cache)")
+    p.add_argument("--cache-dir", default=default_cache_dir(), help="default %(default)s")
     p.add_argument(
-        "--rho",
-        type=float,
-        default=None,
-        help="learned models' rho (default: tuned uniform rho; assignment features also 0.3)",
+        "--test-seed-offset",
+        type=int,
+        default=0,
+        help="added to every test seed: another fresh test set (default 0)",
     )
-    p.add_argument("--T", type=float, default=None, help="learned model's T (default: tuned)")
-    p.add_argument("--max-iter", type=int, default=None, help="default 60 (quick: 30)")
-    p.add_argument("--n-prototypes", type=int, default=50)
-    p.add_argument("--radius", type=int, default=1, help="window radius of the learned weights")
-    p.add_argument(
-        "--features",
-        choices=("window", "assignment", "both"),
-        default="both",
-        help="predictor features of the learned models (default: both, chosen by validation)",
-    )
-    p.add_argument("--learning-rate", type=float, default=0.1)
-    p.add_argument("--n-iter-no-change", type=int, default=15)
-    p.add_argument("--n-jobs", type=int, default=2)
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    p.add_argument("--json", metavar="PATH", help="write all results as JSON")
     args = p.parse_args(argv)
+    if args.only_learned and args.skip_learned:
+        p.error("--only-learned and --skip-learned exclude each other")
+    if args.test_seed_offset < 0:
+        p.error("--test-seed-offset must be >= 0")
+    names = parse_tasks(args.tasks)
 
     self_check(verbose=True)
-    scen = ("colors", "lines") if args.scenario == "both" else (args.scenario,)
+    env = environment()
+    log(f"assignflow {env['assignflow']} from {env['assignflow_path']}, {env['threads']} threads")
     t0 = time.perf_counter()
-    out = {"quick": args.quick, "scenarios": [run_scenario(s, args) for s in scen]}
-    out["seconds"] = time.perf_counter() - t0
-    log(f"\ntotal {out['seconds']:.0f} s")
+    rows = [run_task(n, args) for n in names]
+    tg = targets(rows)
+    print_summary(rows, tg)
+    total = time.perf_counter() - t0
+    log(f"\ntotal {total:.0f} s")
     if args.json:
+        out = {
+            "config": {
+                "tasks": names,
+                "quick": args.quick,
+                "test_seed_offset": args.test_seed_offset,
+                "only_learned": args.only_learned,
+                "seed_model": SEED_MODEL,
+                "grids": bl.QUICK_GRIDS if args.quick else bl.GRIDS,
+                "real_images": REAL_IMAGES,
+            },
+            "environment": env,
+            "tasks": rows,
+            "targets": tg,
+            "seconds": total,
+        }
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
         log(f"wrote {args.json}")

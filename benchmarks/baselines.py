@@ -1,0 +1,217 @@
+"""Non-learned baselines of the quality benchmark, and their grid search.
+
+Every baseline labels one image ``x`` (``(h, w)`` grey or ``(h, w, c)``) with
+the task's prototypes ``P`` (``(J, c)``); its few settings are chosen by a grid
+search on the *training* images only (lowest mean training error; ties go to
+the first setting in grid order). Grids are listed in :data:`GRIDS`; the
+``--quick`` grids are subsets.
+
+``rounding``
+    Nearest prototype per pixel (Euclidean distance); no settings.
+``potts``
+    Potts model on the 4-connected grid by alpha-expansion (``potts.py``,
+    PyMaxflow): data term ``U[p, j] = d(x_p, P_j)`` with ``d`` the squared
+    Euclidean distance (Gaussian negative log-likelihood up to scale) or the
+    Euclidean distance (the LAF's ``D``), smoothness weight ``lambda``.
+``tv``
+    ``skimage.restoration.denoise_tv_chambolle(x, weight)`` (channels jointly
+    for colour images), then nearest-prototype rounding.
+``uniform``
+    The linearized assignment flow with uniform weights on the 3 x 3
+    neighbourhood (``af.Weights.uniform(af.GridGraph((h, w)))``), distances
+    ``D = af.distance_matrix(x, P)``, scale ``rho``, horizon ``T``,
+    ``af.ExponentialKrylov()`` (its defaults, as in ``ImageLabeler``).
+``bilateral``
+    The same flow with weights ``omega_ik ∝ exp(-beta ||g_i - g_k||^2)`` on the
+    3 x 3 neighbourhood (``af.Weights.normalized``), ``g`` = the image smoothed
+    by a Gaussian of ``sigma`` pixels (per channel). ``beta = b / m`` with ``m``
+    the median of ``||g_i - g_k||^2`` over the image's neighbour pairs (a
+    label-free per-image scale, so one grid of ``b`` fits all noise levels);
+    the grid runs over ``b``, ``sigma``, ``rho``, ``T``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+import assignflow as af
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from potts import potts_alpha_expansion
+
+__all__ = ["BASELINES", "GRIDS", "QUICK_GRIDS", "evaluate", "grid_settings", "sweep", "tune"]
+
+BASELINES = ("potts", "tv", "uniform", "bilateral")
+
+RHO = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+T = (1.0, 3.0, 10.0, 30.0, 100.0)
+GRIDS: dict[str, dict[str, tuple]] = {
+    "potts": {
+        "unary": ("sqeuclidean", "euclidean"),
+        "lam": (0.003, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.35, 0.5, 0.75, 1.0,
+                1.5, 2.0, 3.0, 5.0),
+    },
+    "tv": {"weight": (0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5)},
+    "uniform": {"rho": RHO, "T": T},
+    "bilateral": {"b": (0.3, 1.0, 3.0, 10.0), "sigma": (0.5, 1.0, 2.0), "rho": RHO, "T": T},
+}  # fmt: skip
+QUICK_GRIDS: dict[str, dict[str, tuple]] = {
+    "potts": {"unary": ("sqeuclidean",), "lam": (0.01, 0.05, 0.2, 0.75, 3.0)},
+    "tv": {"weight": (0.03, 0.1, 0.3, 1.0)},
+    "uniform": {"rho": (0.03, 0.3, 3.0), "T": (3.0, 30.0)},
+    "bilateral": {"b": (1.0, 10.0), "sigma": (1.0,), "rho": (0.03, 0.3, 3.0), "T": (3.0, 30.0)},
+}
+POTTS_SWEEPS = 5  # maximum alpha-expansion sweeps (stops earlier when a sweep changes nothing)
+
+
+def error(labels: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of wrongly labeled pixels."""
+    return float(np.mean(np.asarray(labels).ravel() != np.asarray(truth).ravel()))
+
+
+def recall0(labels: np.ndarray, truth: np.ndarray) -> float:
+    """Boundary recall of the lines task: fraction of label-0 pixels labeled 0."""
+    t = np.asarray(truth).ravel() == 0
+    return float(np.mean(np.asarray(labels).ravel()[t] == 0)) if t.any() else float("nan")
+
+
+def rounding(x: np.ndarray, P: np.ndarray) -> np.ndarray:
+    return np.argmin(af.distance_matrix(x, P), axis=1).reshape(x.shape[:2])
+
+
+def _laf(weights: af.Weights, D: np.ndarray, rho: float, T_: float) -> np.ndarray:
+    sim = af.SimilarityOperator(weights, D, rho=rho)
+    return af.LinearizedAssignmentFlow(sim, T=T_).solve(af.ExponentialKrylov()).labels
+
+
+def uniform_laf(x: np.ndarray, P: np.ndarray, rho: float, T: float) -> np.ndarray:
+    """The uniform-weight LAF at one ``(rho, T)`` (also used at the learned model's)."""
+    w = af.Weights.uniform(af.GridGraph(x.shape[:2]))
+    return _laf(w, af.distance_matrix(x, P), rho, T).reshape(x.shape[:2])
+
+
+def bilateral_weights(x: np.ndarray, b: float, sigma: float) -> af.Weights:
+    graph = af.GridGraph(x.shape[:2])
+    sig = (sigma, sigma) + (0,) * (x.ndim - 2)
+    g = ndimage.gaussian_filter(x, sig, mode="nearest").reshape(graph.n_nodes, -1)
+    d2 = ((g[graph.rows] - g[graph.indices]) ** 2).sum(axis=1)
+    m = float(np.median(d2[graph.rows != graph.indices]))
+    scale = b / m if m > 0 else b
+    return af.Weights.normalized(graph, np.exp(-np.minimum(scale * d2, 700.0)))
+
+
+def grid_settings(grid: dict[str, tuple]) -> list[tuple]:
+    """All settings of a grid, as tuples in the order of its keys (cartesian product)."""
+    return list(itertools.product(*grid.values()))
+
+
+def sweep(
+    name: str, x: np.ndarray, P: np.ndarray, settings: Iterable[tuple]
+) -> dict[tuple, np.ndarray]:
+    """Labels of one image for every setting (sharing the work common to several)."""
+    settings = list(settings)
+    shape = x.shape[:2]
+    out: dict[tuple, np.ndarray] = {}
+    if name == "potts":
+        unaries = {}
+        for unary, lam in settings:
+            if unary not in unaries:
+                unaries[unary] = af.distance_matrix(x, P, metric=unary).reshape(*shape, -1)
+            out[unary, lam] = potts_alpha_expansion(unaries[unary], lam, n_iter=POTTS_SWEEPS)
+    elif name == "tv":
+        from skimage.restoration import denoise_tv_chambolle
+
+        axis = -1 if x.ndim == 3 else None
+        for (weight,) in settings:
+            out[(weight,)] = rounding(denoise_tv_chambolle(x, weight=weight, channel_axis=axis), P)
+    elif name in ("uniform", "bilateral"):
+        D = af.distance_matrix(x, P)
+        weights: dict[tuple, af.Weights] = {}
+        for s in settings:
+            wkey = s[:-2]
+            if wkey not in weights:
+                weights[wkey] = (
+                    af.Weights.uniform(af.GridGraph(shape))
+                    if name == "uniform"
+                    else bilateral_weights(x, *wkey)
+                )
+            out[s] = _laf(weights[wkey], D, *s[-2:]).reshape(shape)
+    else:  # pragma: no cover
+        raise ValueError(name)
+    return out
+
+
+def tune(
+    name: str,
+    X: np.ndarray,
+    Y: np.ndarray,
+    P: np.ndarray,
+    grid: dict[str, tuple],
+    log: Callable[..., Any] = print,
+) -> dict[str, Any]:
+    """Grid search on the training images: mean training error of every setting."""
+    t0 = time.perf_counter()
+    settings = grid_settings(grid)
+    errs = np.zeros(len(settings))
+    for x, y in zip(X, Y, strict=True):
+        labs = sweep(name, x, P, settings)
+        errs += [error(labs[s], y) for s in settings]
+    errs /= len(X)
+    best = int(np.argmin(errs))
+    keys = list(grid)
+    best_setting = dict(zip(keys, settings[best], strict=True))
+    # a best value at the end of a grid axis with more than one value: the grid may be too small
+    at_edge = [
+        k
+        for k, v in best_setting.items()
+        if len(grid[k]) > 1 and not isinstance(v, str) and v in (min(grid[k]), max(grid[k]))
+    ]
+    seconds = time.perf_counter() - t0
+    log(
+        f"    {name:<9} best {best_setting} train {100 * errs[best]:.2f} % "
+        f"({len(settings)} settings, {seconds:.0f} s)"
+        + (f"  [at grid edge: {', '.join(at_edge)}]" if at_edge else "")
+    )
+    return {
+        "setting": best_setting,
+        "train_error": float(errs[best]),
+        "grid": {
+            ", ".join(f"{k}={v}" for k, v in zip(keys, s, strict=True)): float(e)
+            for s, e in zip(settings, errs, strict=True)
+        },
+        "at_grid_edge": at_edge,
+        "tune_seconds": seconds,
+    }
+
+
+def evaluate(
+    fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, Y: np.ndarray, recall: bool
+) -> dict[str, Any]:
+    """Error (and boundary recall) of ``fn`` on each image; seconds per image."""
+    errs, recs, secs = [], [], []
+    for x, y in zip(X, Y, strict=True):
+        t0 = time.perf_counter()
+        lab = fn(x)
+        secs.append(time.perf_counter() - t0)
+        errs.append(error(lab, y))
+        recs.append(recall0(lab, y))
+    return {
+        "error": float(np.mean(errs)),
+        "per_image_error": errs,
+        "boundary_recall": float(np.mean(recs)) if recall else None,
+        "seconds_per_image": float(np.mean(secs)),
+    }
+
+
+def apply(name: str, P: np.ndarray, setting: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
+    """The baseline at one tuned setting, as a function of the image."""
+    s = tuple(setting.values())
+    return lambda x: sweep(name, x, P, [s])[s]
