@@ -51,7 +51,7 @@ __all__ = ["BASELINES", "GRIDS", "QUICK_GRIDS", "evaluate", "grid_settings", "sw
 
 BASELINES = ("potts", "tv", "uniform", "bilateral")
 
-RHO = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+RHO = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 T = (1.0, 3.0, 10.0, 30.0, 100.0)
 GRIDS: dict[str, dict[str, tuple]] = {
     "potts": {
@@ -61,7 +61,8 @@ GRIDS: dict[str, dict[str, tuple]] = {
     },
     "tv": {"weight": (0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5)},
     "uniform": {"rho": RHO, "T": T},
-    "bilateral": {"b": (0.3, 1.0, 3.0, 10.0), "sigma": (0.5, 1.0, 2.0), "rho": RHO, "T": T},
+    "bilateral": {"b": (0.1, 0.3, 1.0, 3.0, 10.0), "sigma": (0.5, 1.0, 2.0, 4.0), "rho": RHO,
+                  "T": T},
 }  # fmt: skip
 QUICK_GRIDS: dict[str, dict[str, tuple]] = {
     "potts": {"unary": ("sqeuclidean",), "lam": (0.01, 0.05, 0.2, 0.75, 3.0)},
@@ -85,6 +86,30 @@ def recall0(labels: np.ndarray, truth: np.ndarray) -> float:
 
 def rounding(x: np.ndarray, P: np.ndarray) -> np.ndarray:
     return np.argmin(af.distance_matrix(x, P), axis=1).reshape(x.shape[:2])
+
+
+def _laf_horizons(
+    weights: af.Weights, D: np.ndarray, rho: float, horizons: Iterable[float]
+) -> dict[float, np.ndarray]:
+    """Labels of the LAF at every horizon, by one integration continued from each ``T``.
+
+    The LAF ``dV/dt = A V + b``, ``V(0) = 0`` is autonomous, so ``V(T2)`` is the
+    solution over ``T2 - T1`` started at ``V(T1)``: the whole grid of horizons
+    costs one integration to the largest. ``W(T) = Exp_{W0}(V(T))`` at the
+    barycenter ``W0`` is the row-wise softmax of ``V``, so the labels are the
+    row-wise argmax of ``V``.
+    """
+    sim = af.SimilarityOperator(weights, D, rho=rho)
+    integrator = af.ExponentialKrylov()
+    out: dict[float, np.ndarray] = {}
+    V, t = None, 0.0
+    for T_ in sorted(set(horizons)):
+        flow = af.LinearizedAssignmentFlow(sim, T=T_)
+        if T_ > t:
+            V, _ = integrator.integrate(flow.aslinearoperator(), flow.B.ravel(), T_ - t, x0=V)
+            t = T_
+        out[T_] = np.argmax(V.reshape(flow.shape), axis=1)
+    return out
 
 
 def _laf(weights: af.Weights, D: np.ndarray, rho: float, T_: float) -> np.ndarray:
@@ -134,19 +159,37 @@ def sweep(
             out[(weight,)] = rounding(denoise_tv_chambolle(x, weight=weight, channel_axis=axis), P)
     elif name in ("uniform", "bilateral"):
         D = af.distance_matrix(x, P)
-        weights: dict[tuple, af.Weights] = {}
+        groups: dict[tuple, list[float]] = {}  # (weight settings..., rho) -> horizons
         for s in settings:
-            wkey = s[:-2]
+            groups.setdefault(s[:-1], []).append(s[-1])
+        weights: dict[tuple, af.Weights] = {}
+        for key, horizons in groups.items():
+            wkey, rho = key[:-1], key[-1]
             if wkey not in weights:
                 weights[wkey] = (
                     af.Weights.uniform(af.GridGraph(shape))
                     if name == "uniform"
                     else bilateral_weights(x, *wkey)
                 )
-            out[s] = _laf(weights[wkey], D, *s[-2:]).reshape(shape)
+            for T_, lab in _laf_horizons(weights[wkey], D, rho, horizons).items():
+                out[(*key, T_)] = lab.reshape(shape)
     else:  # pragma: no cover
         raise ValueError(name)
     return out
+
+
+def _train_errors(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    P: np.ndarray,
+    settings: list[tuple],
+    threads: int | None = None,
+) -> list[float]:
+    if threads is not None:
+        af.set_num_threads(threads)  # in a worker process: one process per core
+    labs = sweep(name, x, P, settings)
+    return [error(labs[s], y) for s in settings]
 
 
 def tune(
@@ -156,15 +199,24 @@ def tune(
     P: np.ndarray,
     grid: dict[str, tuple],
     log: Callable[..., Any] = print,
+    n_jobs: int = 1,
 ) -> dict[str, Any]:
-    """Grid search on the training images: mean training error of every setting."""
+    """Grid search on the training images: mean training error of every setting.
+
+    With ``n_jobs > 1`` the images are processed in that many worker processes
+    (joblib), each running assignflow single-threaded.
+    """
     t0 = time.perf_counter()
     settings = grid_settings(grid)
-    errs = np.zeros(len(settings))
-    for x, y in zip(X, Y, strict=True):
-        labs = sweep(name, x, P, settings)
-        errs += [error(labs[s], y) for s in settings]
-    errs /= len(X)
+    if n_jobs > 1 and len(X) > 1:
+        from joblib import Parallel, delayed
+
+        per_image = Parallel(n_jobs=min(n_jobs, len(X)))(
+            delayed(_train_errors)(name, x, y, P, settings, 1) for x, y in zip(X, Y, strict=True)
+        )
+    else:
+        per_image = [_train_errors(name, x, y, P, settings) for x, y in zip(X, Y, strict=True)]
+    errs = np.mean(per_image, axis=0)
     best = int(np.argmin(errs))
     keys = list(grid)
     best_setting = dict(zip(keys, settings[best], strict=True))
