@@ -2,8 +2,9 @@
 
 Every baseline labels one image ``x`` (``(h, w)`` grey or ``(h, w, c)``) with
 the task's prototypes ``P`` (``(J, c)``); its few settings are chosen by a grid
-search on the *training* images only (lowest mean training error; ties go to
-the first setting in grid order). Grids are listed in :data:`GRIDS`; the
+search on the *training* images only (lowest mean training error), starting
+from the grids in :data:`GRIDS` and extending an axis beyond its end while the
+best value lies there (at most twice per end, see :func:`tune`). The
 ``--quick`` grids are subsets.
 
 ``rounding``
@@ -70,6 +71,7 @@ QUICK_GRIDS: dict[str, dict[str, tuple]] = {
     "uniform": {"rho": (0.03, 0.3, 3.0), "T": (3.0, 30.0)},
     "bilateral": {"b": (1.0, 10.0), "sigma": (1.0,), "rho": (0.03, 0.3, 3.0), "T": (3.0, 30.0)},
 }
+MAX_EXTENSIONS = 2  # per numeric grid axis and end, see tune()
 POTTS_SWEEPS = 5  # maximum alpha-expansion sweeps (stops earlier when a sweep changes nothing)
 
 
@@ -192,6 +194,17 @@ def _train_errors(
     return [error(labs[s], y) for s in settings]
 
 
+def _setting_key(keys: list[str], s: tuple) -> str:
+    return ", ".join(
+        f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in zip(keys, s, strict=True)
+    )
+
+
+def _extended(values: list[float], low: bool) -> float:
+    """One more grid value beyond an end, at the ratio of the two end values."""
+    return values[0] ** 2 / values[1] if low else values[-1] ** 2 / values[-2]
+
+
 def tune(
     name: str,
     X: np.ndarray,
@@ -200,45 +213,70 @@ def tune(
     grid: dict[str, tuple],
     log: Callable[..., Any] = print,
     n_jobs: int = 1,
+    max_extensions: int = MAX_EXTENSIONS,
 ) -> dict[str, Any]:
-    """Grid search on the training images: mean training error of every setting.
+    """Grid search on the training images: lowest mean training error.
 
+    Every setting of the grid (the cartesian product of its axes) is run on
+    every training image. If the best setting lies at the end of a numeric
+    axis, the axis is extended beyond that end by one value at the ratio of
+    its two end values (the grids are geometric), and the new settings are
+    run; at most ``max_extensions`` times per axis and end, so the search stays
+    bounded. Ties go to the smallest values (lexicographic in the axis order).
     With ``n_jobs > 1`` the images are processed in that many worker processes
     (joblib), each running assignflow single-threaded.
     """
     t0 = time.perf_counter()
-    settings = grid_settings(grid)
-    if n_jobs > 1 and len(X) > 1:
-        from joblib import Parallel, delayed
-
-        per_image = Parallel(n_jobs=min(n_jobs, len(X)))(
-            delayed(_train_errors)(name, x, y, P, settings, 1) for x, y in zip(X, Y, strict=True)
-        )
-    else:
-        per_image = [_train_errors(name, x, y, P, settings) for x, y in zip(X, Y, strict=True)]
-    errs = np.mean(per_image, axis=0)
-    best = int(np.argmin(errs))
     keys = list(grid)
-    best_setting = dict(zip(keys, settings[best], strict=True))
-    # a best value at the end of a grid axis with more than one value: the grid may be too small
+    axes = {k: sorted(v) if not isinstance(v[0], str) else list(v) for k, v in grid.items()}
+    numeric = [k for k in keys if not isinstance(axes[k][0], str)]
+    n_ext = dict.fromkeys(((k, low) for k in numeric for low in (True, False)), 0)
+    table: dict[tuple, float] = {}
+    while True:
+        settings = list(itertools.product(*axes.values()))
+        new = [s for s in settings if s not in table]
+        if new:
+            args = [(name, x, y, P, new) for x, y in zip(X, Y, strict=True)]
+            if n_jobs > 1 and len(X) > 1:
+                from joblib import Parallel, delayed
+
+                per_image = Parallel(n_jobs=min(n_jobs, len(X)))(
+                    delayed(_train_errors)(*a, 1) for a in args
+                )
+            else:
+                per_image = [_train_errors(*a) for a in args]
+            table.update(zip(new, np.mean(per_image, axis=0).tolist(), strict=True))
+        best = min(settings, key=lambda s: table[s])  # first minimum in product order
+        extended = False
+        for k in numeric:
+            v, vals = best[keys.index(k)], axes[k]
+            for low, end in ((True, vals[0]), (False, vals[-1])):
+                if len(vals) > 1 and v == end and n_ext[k, low] < max_extensions:
+                    vals.insert(0 if low else len(vals), _extended(vals, low))
+                    n_ext[k, low] += 1
+                    extended = True
+        if not extended:
+            break
+    best_setting = dict(zip(keys, best, strict=True))
+    # still at an end after all extensions: reported
     at_edge = [
-        k
-        for k, v in best_setting.items()
-        if len(grid[k]) > 1 and not isinstance(v, str) and v in (min(grid[k]), max(grid[k]))
+        k for k in numeric if len(axes[k]) > 1 and best_setting[k] in (axes[k][0], axes[k][-1])
     ]
+    extensions = {f"{k} {'low' if low else 'high'}": n for (k, low), n in n_ext.items() if n}
     seconds = time.perf_counter() - t0
+    shown = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in best_setting.items()}
     log(
-        f"    {name:<9} best {best_setting} train {100 * errs[best]:.2f} % "
-        f"({len(settings)} settings, {seconds:.0f} s)"
-        + (f"  [at grid edge: {', '.join(at_edge)}]" if at_edge else "")
+        f"    {name:<9} best {shown} train {100 * table[best]:.2f} % "
+        f"({len(table)} settings, {seconds:.0f} s)"
+        + (f"  [extended: {extensions}]" if extensions else "")
+        + (f"  [still at grid edge: {', '.join(at_edge)}]" if at_edge else "")
     )
     return {
         "setting": best_setting,
-        "train_error": float(errs[best]),
-        "grid": {
-            ", ".join(f"{k}={v}" for k, v in zip(keys, s, strict=True)): float(e)
-            for s, e in zip(settings, errs, strict=True)
-        },
+        "train_error": float(table[best]),
+        "grid": {_setting_key(keys, s): float(e) for s, e in sorted(table.items())},
+        "axes": axes,
+        "extensions": extensions,
         "at_grid_edge": at_edge,
         "tune_seconds": seconds,
     }

@@ -72,7 +72,7 @@ from tasks import REAL_IMAGES, SYNTHETIC, TASK_NAMES, make_task
 SEED_MODEL = 0
 QUICK_TASKS = ("colors", "lines", "blobs", "camera-0.2")
 QUICK_MAX_ITER = 10
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 TIME_LIMIT = 300.0  # seconds, fit + predict of the learned model per task
 METHODS = ("rounding", *bl.BASELINES)  # every baseline of the targets
 LABELS = {
@@ -108,6 +108,7 @@ def cache_path(args: argparse.Namespace, task: Any) -> str:
         "seeds": task.info.get("seeds"),
         "grids": grids,
         "potts_sweeps": bl.POTTS_SWEEPS,
+        "max_extensions": bl.MAX_EXTENSIONS,
     }
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return os.path.join(args.cache_dir, f"{task.name}-{digest}.json")

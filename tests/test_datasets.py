@@ -574,3 +574,24 @@ def test_quantize_mask_fits_on_masked_pixels_only():
     original = img.copy()
     quantize_image(img, 2)
     np.testing.assert_array_equal(img, original)  # input not modified
+
+
+def test_task_builders_smoke():
+    # the benchmark's use of the generators: one palette shared by the training and
+    # test scenes of a task (different seeds), and ground truth of a clean image
+    # fitted on its training half only
+    palette = random_palette(8, random_state=6001)
+    _, ya, Pa = make_voronoi(
+        "colors", 2, (24, 24), 0.3, palette=palette, random_state=1, return_prototypes=True
+    )
+    _, yb, Pb = make_voronoi(
+        "colors", 2, (24, 24), 0.3, palette=palette, random_state=2, return_prototypes=True
+    )
+    np.testing.assert_array_equal(Pa, Pb)
+    assert not np.array_equal(ya, yb)
+    clean = np.linspace(0, 1, 24 * 32).reshape(24, 32)
+    left = np.zeros(clean.shape, bool)
+    left[:, :16] = True
+    labels, protos = quantize_image(clean, 3, mask=left)
+    assert protos.shape == (3, 1) and protos.max() <= clean[left].max()
+    assert labels.shape == clean.shape and set(np.unique(labels)) == {0, 1, 2}
