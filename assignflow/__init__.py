@@ -8,7 +8,7 @@ Labeling*, J. Math. Imaging Vis. 65 (2023).
 from . import datasets, registry
 from ._parallel import get_num_threads, set_num_threads
 from ._version import __version__
-from .classifier import AssignmentFlowClassifier, label_graph
+from .classifier import AssignmentFlowClassifier
 from .estimators import ImageLabeler
 from .flows import AssignmentFlow, LinearizedAssignmentFlow
 from .geometry import AssignmentManifold
@@ -32,6 +32,7 @@ from .integrators import (
     LinearIntegrator,
     LinearizedSequence,
 )
+from .labeling import label_graph
 from .learning import DescentResult, multiplicative_update, riemannian_gradient_descent
 from .losses import CompositeLoss, KLLoss, Loss, TangentSpaceRegularizer
 from .persistence import load, save

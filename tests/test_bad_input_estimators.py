@@ -13,7 +13,6 @@ import warnings
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
 import assignflow as af
@@ -25,8 +24,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 RNG = np.random.default_rng(0)
 X8, Y8 = af.datasets.make_voronoi("lines", 2, (8, 8), noise=0.2, random_state=0)
 RGB8, RGBY8 = af.datasets.make_voronoi("colors", 2, (8, 8), noise=0.2, random_state=1)
-TAB_X = RNG.normal(size=(24, 2))
-TAB_Y = (TAB_X[:, 0] > 0).astype(int)
 
 
 def tiny(**kw) -> af.ImageLabeler:
@@ -40,11 +37,6 @@ def fitted() -> af.ImageLabeler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return tiny().fit(X8, Y8)
-
-
-@pytest.fixture(scope="module")
-def clf() -> af.AssignmentFlowClassifier:
-    return af.AssignmentFlowClassifier(n_neighbors=4).fit(TAB_X, TAB_Y)
 
 
 def finite(a) -> bool:
@@ -334,187 +326,6 @@ def test_predict_tiny_images(fitted, shape):
     np.testing.assert_allclose(P.sum(axis=-1), 1.0)
     # a bright pixel is closer to the bright prototype (label of the larger mean)
     assert np.all(fitted.predict(img) == np.argmax(fitted.prototypes_[:, 0]))
-
-
-# =========================================================================== classifier
-BAD_CLF_PARAMS = [
-    ("n_neighbors-zero", {"n_neighbors": 0}, ValueError, "n_neighbors"),
-    ("n_neighbors-bool", {"n_neighbors": True}, TypeError, "n_neighbors"),
-    ("rho-negative", {"rho": -1.0}, ValueError, "'rho' parameter"),
-    ("rho-bool", {"rho": True}, TypeError, "rho must be a number, not a bool"),
-    ("T-zero", {"T": 0.0}, ValueError, "'T' parameter"),
-    ("T-bool", {"T": True}, TypeError, "T must be a number, not a bool"),
-    ("T-str", {"T": "2"}, TypeError, "'T' parameter"),
-    ("max_iter-negative", {"max_iter": -1}, ValueError, "'max_iter' parameter"),
-    ("step_size-negative", {"step_size": -0.5}, ValueError, "'step_size' parameter"),
-    ("step_size-bool", {"step_size": True}, TypeError, "step_size must be a number"),
-    (
-        "integrator-typo",
-        {"integrator": "exponential_krylv"},
-        ValueError,
-        "Did you mean 'exponential_krylov'",
-    ),
-    ("integrator-nonlinear", {"integrator": "geometric_euler"}, TypeError, "linear integrator"),
-    (
-        "gradient_estimator-typo",
-        {"gradient_estimator": "adjoint_quadratur"},
-        ValueError,
-        "Did you mean 'adjoint_quadrature'",
-    ),
-    ("learn_weights-str", {"learn_weights": "yes"}, ValueError, "'learn_weights' parameter"),
-]
-
-
-@pytest.mark.parametrize(
-    ("params", "exc", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_CLF_PARAMS]
-)
-def test_classifier_rejects_bad_hyper_parameters(params, exc, match):
-    with pytest.raises(exc, match=match):
-        af.AssignmentFlowClassifier(**params).fit(TAB_X, TAB_Y)
-
-
-def _with(a, idx, value):
-    a = np.array(a, dtype=float)
-    a[idx] = value
-    return a
-
-
-BAD_CLF_DATA = [
-    ("X-nan", _with(TAB_X, (0, 0), np.nan), TAB_Y, ValueError, "X contains NaN"),
-    ("X-inf", _with(TAB_X, (1, 1), np.inf), TAB_Y, ValueError, "X contains infinity"),
-    ("X-huge", TAB_X * 1e200, TAB_Y, ValueError, "X has values of magnitude"),
-    ("X-1d", TAB_X[:, 0], TAB_Y, ValueError, "Expected a 2-dimensional|2D array"),
-    ("X-empty", np.zeros((0, 2)), np.zeros(0), ValueError, "0 sample"),
-    ("X-no-features", np.zeros((24, 0)), TAB_Y, ValueError, "0 feature"),
-    ("y-length", TAB_X, TAB_Y[:5], ValueError, "inconsistent numbers of samples"),
-    ("y-continuous", TAB_X, TAB_Y + 0.5, ValueError, "Unknown label type"),
-    ("y-nan", TAB_X, _with(TAB_Y, 0, np.nan), ValueError, "y contains NaN|Unknown label"),
-    ("X-complex", TAB_X.astype(complex), TAB_Y, ValueError, "Complex data not supported"),
-]
-
-
-@pytest.mark.parametrize(
-    ("X", "y", "exc", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_CLF_DATA]
-)
-def test_classifier_fit_rejects_bad_data(X, y, exc, match):
-    with pytest.raises(exc, match=match):
-        af.AssignmentFlowClassifier().fit(X, y)
-
-
-@pytest.mark.parametrize(
-    ("X", "match"),
-    [
-        pytest.param(np.zeros((2, 3)), "X has 3 features", id="more-features"),
-        pytest.param(np.zeros((2, 1)), "X has 1 features", id="fewer-features"),
-        pytest.param(np.zeros((0, 2)), "0 sample", id="empty"),
-        pytest.param(_with(TAB_X[:2], (0, 0), np.nan), "X contains NaN", id="nan"),
-        pytest.param(TAB_X[:2] * 1e200, "magnitude", id="huge"),
-    ],
-)
-@pytest.mark.parametrize("method", ["predict", "predict_proba"])
-def test_classifier_predict_rejects_bad_data(clf, method, X, match):
-    with pytest.raises(ValueError, match=match):
-        getattr(clf, method)(X)
-
-
-@pytest.mark.parametrize("method", ["predict", "predict_proba"])
-def test_classifier_not_fitted(method):
-    with pytest.raises(NotFittedError):
-        getattr(af.AssignmentFlowClassifier(), method)(TAB_X)
-
-
-@pytest.mark.parametrize("learn", [False, True], ids=["uniform", "learned"])
-def test_classifier_single_class_and_single_sample(learn):
-    one_class = af.AssignmentFlowClassifier(learn_weights=learn, max_iter=1).fit(TAB_X, ["a"] * 24)
-    assert np.array_equal(one_class.predict_proba(TAB_X[:3]), np.ones((3, 1)))
-    assert list(one_class.predict(TAB_X[:3])) == ["a"] * 3
-    one_row = af.AssignmentFlowClassifier(learn_weights=learn, max_iter=1).fit(TAB_X[:1], [3])
-    assert list(one_row.predict(TAB_X[:4])) == [3] * 4
-
-
-def test_classifier_two_rows_more_neighbours_than_rows():
-    c = af.AssignmentFlowClassifier(n_neighbors=8).fit([[0.0], [1.0]], [0, 1])
-    P = c.predict_proba([[0.05], [0.95]])
-    assert finite(P) and np.allclose(P.sum(axis=1), 1.0)
-    np.testing.assert_array_equal(c.predict([[0.05], [0.95]]), [0, 1])
-
-
-def test_classifier_identical_rows_gets_finite_rho():
-    c = af.AssignmentFlowClassifier().fit(np.zeros((6, 2)), [0, 1] * 3)
-    assert c.rho_ == 1.0  # fallback when every distance is 0
-    assert finite(c.predict_proba(TAB_X[:3]))
-
-
-def test_classifier_does_not_modify_inputs():
-    X, y = TAB_X.copy(), TAB_Y.copy()
-    c = af.AssignmentFlowClassifier(learn_weights=True, max_iter=1).fit(X, y)
-    c.predict_proba(X)
-    np.testing.assert_array_equal(X, TAB_X)
-    np.testing.assert_array_equal(y, TAB_Y)
-
-
-# =========================================================================== label_graph
-G2 = sp.csr_matrix(np.array([[0, 1], [1, 0]]))
-F2 = np.array([0.9, 0.1])
-P2 = np.array([0.0, 1.0])
-
-BAD_LABEL_GRAPH = [
-    ("graph-list", {"graph": [[0, 1], [1, 0]]}, TypeError, "graph must be an assignflow Graph"),
-    ("graph-empty", {"graph": sp.csr_matrix((0, 0))}, ValueError, "at least one node"),
-    ("graph-nonsquare", {"graph": sp.csr_matrix((2, 3))}, ValueError, "square"),
-    ("features-rows", {"features": [0.1, 0.2, 0.3]}, ValueError, "features must have one row"),
-    ("features-nan", {"features": [np.nan, 0.1]}, ValueError, "features must contain only finite"),
-    ("features-3d", {"features": np.zeros((2, 1, 1))}, ValueError, "features must have 1 or 2"),
-    ("features-str", {"features": "ab"}, TypeError, "features must be an array"),
-    ("features-huge", {"features": [1e300, 0.0]}, ValueError, "features has values of magnitude"),
-    ("prototypes-empty", {"prototypes": np.zeros((0, 1))}, ValueError, "prototypes must hold"),
-    ("prototypes-cols", {"prototypes": np.zeros((2, 3))}, ValueError, "prototypes must have as"),
-    ("prototypes-inf", {"prototypes": [0.0, np.inf]}, ValueError, "prototypes must contain only"),
-    ("rho-negative", {"rho": -1.0}, ValueError, "rho must be > 0"),
-    ("rho-bool", {"rho": True}, TypeError, "rho must be a real number"),
-    ("T-zero", {"T": 0.0}, ValueError, "T must be > 0"),
-    ("T-nan", {"T": float("nan")}, ValueError, "T must be finite"),
-    ("weights-length", {"weights": [0.5, 0.5]}, ValueError, r"weights must have one value per"),
-    ("weights-nan", {"weights": [np.nan, 1.0, 0.5, 0.5]}, ValueError, "weights must contain"),
-    ("weights-negative", {"weights": [-1.0, 2.0, 0.5, 0.5]}, ValueError, "must be > 0"),
-    ("weights-not-stochastic", {"weights": [0.2, 0.2, 0.5, 0.5]}, ValueError, "row-stochastic"),
-    (
-        "weights-other-graph",
-        {"weights": af.Weights.uniform(af.GridGraph((1, 2)))},
-        ValueError,
-        "weights must live on the given graph",
-    ),
-    ("integrator-typo", {"integrator": "eulr"}, ValueError, "Did you mean 'euler'"),
-    ("integrator-None", {"integrator": None}, TypeError, "integrator is required"),
-    ("integrator-nonlinear", {"integrator": "geometric_euler"}, TypeError, "linear integrator"),
-]
-
-
-@pytest.mark.parametrize(
-    ("kw", "exc", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_LABEL_GRAPH]
-)
-def test_label_graph_rejects_bad_input(kw, exc, match):
-    args = {"graph": G2, "features": F2, "prototypes": P2} | kw
-    graph, features, prototypes = args.pop("graph"), args.pop("features"), args.pop("prototypes")
-    with pytest.raises(exc, match=match):
-        af.label_graph(graph, features, prototypes, **args)
-
-
-def test_label_graph_single_node_and_single_label():
-    res = af.label_graph(sp.csr_matrix((1, 1)), [0.9], [0.0, 1.0])
-    np.testing.assert_array_equal(res.labels, [1])
-    assert finite(res.W) and np.isclose(res.W.sum(), 1.0)
-    res = af.label_graph(sp.eye(3, format="csr"), [0.9, 0.0, 1.0], [0.0])
-    np.testing.assert_array_equal(res.W, np.ones((3, 1)))
-    np.testing.assert_array_equal(res.labels, [0, 0, 0])
-
-
-def test_label_graph_does_not_modify_inputs():
-    f, p, w = F2.copy(), P2.copy(), np.array([0.5, 0.5, 0.5, 0.5])
-    af.label_graph(G2, f, p, weights=w)
-    np.testing.assert_array_equal(f, F2)
-    np.testing.assert_array_equal(p, P2)
-    np.testing.assert_array_equal(w, 0.5)
 
 
 # =========================================================================== WeightPredictor
