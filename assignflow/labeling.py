@@ -381,6 +381,7 @@ def _check_weights(weights: Any, g: Graph) -> Weights:
         "graph_params": [dict, None],
         "integrator": [str, LinearIntegrator, type],
         "dtype": "no_validation",  # delegated to SimilarityOperator
+        "progress": [callable, None],
     },
     prefer_skip_nested_validation=True,
 )
@@ -396,6 +397,7 @@ def label_graph(
     graph_params: dict | None = None,
     integrator: Any = "exponential_krylov",
     dtype: Any = "float64",
+    progress: Any = None,
 ) -> FlowResult:
     r"""Label the nodes of a graph with the linearized assignment flow, from node data and/or seeds.
 
@@ -451,6 +453,9 @@ def label_graph(
     dtype : {"float64", "float32"}, default="float64"
         Working precision of the flow; ``"float32"`` halves the memory of very
         large graphs (see :class:`~assignflow.SimilarityOperator`).
+    progress : callable, optional
+        Called as ``progress(fraction)`` with the fraction of ``[0, T]`` solved
+        (passed to :meth:`LinearizedAssignmentFlow.solve`).
 
     Returns
     -------
@@ -540,4 +545,4 @@ def label_graph(
         seeds = lab >= 0
         D = seed_distances(D_feat, lab, np.ones(n), float(rho))
         sim = SimilarityOperator(clamp(om, seeds), D, rho=float(rho), dtype=dtype)
-    return LinearizedAssignmentFlow(sim, T=float(T)).solve(integ)
+    return LinearizedAssignmentFlow(sim, T=float(T)).solve(integ, progress=progress)

@@ -147,6 +147,19 @@ def test_seeds_with_prototypes_and_no_seed():
     np.testing.assert_array_equal(res.labels, truth)
 
 
+def test_label_graph_progress():
+    G, y = _karate()
+    seeds = np.full(34, -1)
+    seeds[[0, 33]] = y[[0, 33]]
+    seen = []
+    res = label_graph(G, labels=seeds, progress=seen.append)
+    assert seen and seen[-1] == pytest.approx(1.0)
+    assert all(0.0 <= f <= 1.0 for f in seen)
+    np.testing.assert_array_equal(res.W, label_graph(G, labels=seeds).W)
+    with pytest.raises(ValueError, match="progress"):
+        label_graph(G, labels=seeds, progress=3)
+
+
 def test_label_graph_float32_with_seeds():
     G, feats, _, truth = _two_cluster()
     y = np.full(10, -1)
