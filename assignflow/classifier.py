@@ -57,7 +57,7 @@ Adaptive defaults
 ``T="auto"``
     :math:`T = 6/\hat\lambda`, with :math:`\hat\lambda` the growth rate of the
     flow on the graph without seeds (the largest real Ritz value of :math:`A`
-    from 20 Arnoldi steps started at :math:`B`, at least :math:`1/J`): the
+    from 10 Arnoldi steps started at :math:`B`, at least :math:`1/J`): the
     fastest mode of the flow grows by at most :math:`e^6` up to :math:`T`, enough
     to carry the seeds' labels several hops but short of the regime where one
     label floods the graph. It depends on the rows, the graph and the data term,
@@ -95,7 +95,7 @@ improve the accuracy (see the user guide, "Labeling a graph").
 Cost
 ----
 ``fit``: the graph (a kNN search, :math:`O(n \log n\, d)` with a tree), the data
-term (distances of all rows to the labeled rows), 20 operator applications for
+term (distances of all rows to the labeled rows), 10 operator applications for
 the horizon and one LAF solve on ``n`` rows, :math:`O(m\,\mathrm{nnz}\,J)` per
 Krylov sub-step. ``predict``: a kNN query against the training rows, the data
 term of the new rows and one LAF solve on ``n + n_queries`` rows.
@@ -283,16 +283,18 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
     Examples
     --------
     >>> from sklearn.datasets import load_iris
+    >>> from sklearn.model_selection import train_test_split
     >>> from sklearn.preprocessing import StandardScaler
     >>> X, y = load_iris(return_X_y=True)
     >>> X = StandardScaler().fit_transform(X)
-    >>> rng = np.random.default_rng(0)
-    >>> y_semi = np.where(rng.random(len(y)) < 0.1, y, -1)  # 10 % labeled
+    >>> labeled, _ = train_test_split(np.arange(150), train_size=0.1, stratify=y, random_state=0)
+    >>> y_semi = np.full(150, -1)
+    >>> y_semi[labeled] = y[labeled]  # 10 % labeled, -1 elsewhere
     >>> clf = AssignmentFlowClassifier().fit(X, y_semi)
     >>> clf.classes_.tolist()
     [0, 1, 2]
-    >>> bool((clf.transduction_ == y).mean() > 0.85)
-    True
+    >>> round(float(np.mean(clf.transduction_[y_semi == -1] == y[y_semi == -1])), 2)
+    0.89
     """
 
     _parameter_constraints: ClassVar[dict] = {
