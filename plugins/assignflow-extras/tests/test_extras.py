@@ -42,7 +42,7 @@ def test_entry_points_are_discovered(registry, name, obj):
     assert name in reg.names()
     assert reg.get(name) is obj
     assert reg.origin(name) == DIST
-    assert not reg.is_builtin(name)
+    assert reg.name_of(obj) == name
 
 
 def test_registry_resolve_builds_instances():
@@ -52,7 +52,7 @@ def test_registry_resolve_builds_instances():
     assert isinstance(loss, af.Loss) and isinstance(loss, af.KLLoss)
     X = np.random.default_rng(0).random((20, 2))
     g = af.registry.graphs.resolve("radius", X=X, radius=0.3)
-    assert isinstance(g, af.Graph) and g == RadiusGraph.from_points(X, 0.3)
+    assert isinstance(g, af.Graph) and g == RadiusGraph(X, 0.3)
 
 
 def test_cli_lists_the_plugins():
@@ -151,7 +151,7 @@ def test_radius_graph_matches_brute_force():
     rng = np.random.default_rng(4)
     X = np.vstack([rng.random((60, 2)), [[5.0, 5.0]]])  # the last point is isolated
     r = 0.2
-    g = RadiusGraph.from_points(X, r)
+    g = RadiusGraph(X, r)
     dist = np.linalg.norm(X[:, None] - X[None], axis=-1)
     expected = dist <= r
     np.testing.assert_array_equal(g.to_adjacency().toarray() != 0, expected)
@@ -165,18 +165,56 @@ def test_radius_graph_matches_brute_force():
     assert type(RadiusGraph.knn(X, 3)) is af.Graph
 
 
+@pytest.mark.parametrize("shape", [(30, 3), (5, 6, 3), (2, 3, 4, 2), (7, 1)])
+def test_radius_graph_follows_the_graph_factory_contract(shape):
+    """``resolve(name, X=X, **graph_params)``: nodes = leading axes of X in C order."""
+    X = np.random.default_rng(9).random(shape)
+    g = af.registry.graphs.resolve("radius", X=X, radius=0.4)
+    assert isinstance(g, af.Graph) and g.n_nodes == int(np.prod(shape[:-1]))
+    rows = X.reshape(-1, shape[-1])
+    assert g == RadiusGraph(rows, radius=0.4)
+    dist = np.linalg.norm(rows[:, None] - rows[None], axis=-1)
+    np.testing.assert_array_equal(g.to_adjacency().toarray() != 0, dist <= 0.4)
+
+
+def test_radius_graph_default_radius_gives_about_eight_neighbours():
+    rng = np.random.default_rng(10)
+    X = rng.random((400, 2))
+    g = af.registry.graphs.resolve("radius", X=X)
+    dist = np.sort(np.linalg.norm(X[:, None] - X[None], axis=-1), axis=1)
+    assert g.radius == pytest.approx(np.median(dist[:, 8]))
+    assert 6 <= np.median(g.degrees - 1) <= 10
+    assert RadiusGraph(np.zeros((4, 2))).radius == 1.0  # all points equal: radius 1
+    assert RadiusGraph([[0.0, 1.0]]).n_nodes == 1
+
+
 def test_radius_graph_validates():
     with pytest.raises(ValueError, match="radius"):
-        RadiusGraph.from_points(np.zeros((3, 2)), 0.0)
+        RadiusGraph(np.zeros((3, 2)), 0.0)
+    with pytest.raises(ValueError, match="radius"):
+        RadiusGraph(np.zeros((3, 2)), np.inf)
     with pytest.raises(ValueError, match="finite"):
-        RadiusGraph.from_points([[np.nan, 0.0]], 1.0)
-    assert RadiusGraph.from_points([0.0, 0.5, 3.0], 1.0).indices.tolist() == [0, 1, 0, 1, 2]
+        RadiusGraph([[np.nan, 0.0]], 1.0)
+    with pytest.raises(ValueError, match="X"):
+        RadiusGraph([0.0, 0.5, 3.0], 1.0)  # no feature axis
+    with pytest.raises(ValueError, match="X"):
+        RadiusGraph(np.zeros((0, 2)), 1.0)
+    with pytest.raises(ValueError, match="max_nnz"):
+        RadiusGraph(np.zeros((3, 2)), 1.0, max_nnz=0)
+    assert RadiusGraph([[0.0], [0.5], [3.0]], 1.0).indices.tolist() == [0, 1, 0, 1, 2]
+
+
+def test_radius_graph_is_bounded_before_it_is_built():
+    X = np.random.default_rng(11).random((2000, 2))
+    with pytest.raises(ValueError, match="radius"):
+        RadiusGraph(X, radius=10.0, max_nnz=10**5)  # 4e6 entries: refused, not built
+    assert RadiusGraph(X, radius=0.01, max_nnz=10**5).nnz <= 10**5
 
 
 def test_distance_weights():
     rng = np.random.default_rng(5)
     X = rng.random((40, 3))
-    g = RadiusGraph.from_points(X, 0.4)
+    g = RadiusGraph(X, 0.4)
     scale = 0.15
     w = distance_weights(g, X, scale)
     assert isinstance(w, af.Weights)
@@ -282,7 +320,7 @@ def test_end_to_end_point_cloud_labeling_with_the_plugin():
     pixelwise = np.mean(D.argmin(axis=1) == y)
     assert pixelwise < 0.8
 
-    graph = af.registry.graphs.get("radius").from_points(X, 0.45)
+    graph = af.registry.graphs.resolve("radius", X=X, radius=0.45)
     weights = distance_weights(graph, X, scale=0.5)
     flow = af.LinearizedAssignmentFlow(af.SimilarityOperator(weights, D, rho=1.0), T=1.0)
     loss = af.registry.losses.resolve("balanced_kl", labels=y, n_labels=2)
