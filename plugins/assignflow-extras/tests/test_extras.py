@@ -10,7 +10,10 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.linalg as sla
 from assignflow_extras import SPSA, BalancedKLLoss, ExpmMultiply, RadiusGraph, distance_weights
+from assignflow_extras.integrators import augmented_operator
+from scipy.sparse.linalg import LinearOperator
 
 import assignflow as af
 
@@ -83,50 +86,63 @@ def test_expm_multiply_matches_krylov_on_laf():
     assert res.stats.n_matvecs > 0
 
 
-@pytest.mark.parametrize("transpose", ["bound_method", "keyword", "none"])
 @pytest.mark.parametrize("tol", [None, 1e-13])
-def test_expm_multiply_paths_with_initial_value(transpose, tol):
+def test_expm_multiply_with_initial_value(tol):
     flow = _grid_flow(shape=(5, 5), T=2.5, seed=1)
-    b = flow.B.ravel()
+    op, b = flow.aslinearoperator(), flow.B.ravel()
     x0 = np.random.default_rng(2).normal(size=flow.size) * 0.1
     b_copy, x0_copy = b.copy(), x0.copy()
-    ref, _ = af.ExponentialKrylov(tol=1e-12).integrate(flow.matvec, b, 2.5, x0)
-    integ = ExpmMultiply(tol=tol)
-    if transpose == "bound_method":
-        x, stats = integ.integrate(flow.matvec, b, 2.5, x0)
-    elif transpose == "keyword":
-        x, stats = integ.integrate(lambda v: flow.matvec(v), b, 2.5, x0, rmatvec=flow.rmatvec)
-    else:  # only matvec: matvec-only norm estimate with a-posteriori checks
-        x, stats = integ.integrate(lambda v: flow.matvec(v), b, 2.5, x0)
+    ref, _ = af.ExponentialKrylov(tol=1e-12).integrate(op, b, 2.5, x0)
+    seen = []
+    x, stats = ExpmMultiply(tol=tol).integrate(op, b, 2.5, x0, progress=seen.append)
     assert _rel(x, ref) < 1e-8
-    assert stats.n_steps >= 1 and stats.n_matvecs > 0
+    assert stats.n_steps >= 1 and stats.n_matvecs > 0 and stats.trajectory is None
+    assert seen[-1] == 1.0 and seen == sorted(seen)
     assert np.array_equal(b, b_copy) and np.array_equal(x0, x0_copy)
 
 
-def test_expm_multiply_counts_matvecs_and_handles_zero_rhs():
-    calls = [0]
+def test_augmented_operator_matches_the_flows_builder():
+    flow = _grid_flow(shape=(4, 3), T=1.7)
+    mine = augmented_operator(flow.aslinearoperator(), flow.B.ravel(), flow.T)
+    ref = flow.augmented_operator()
+    z = np.random.default_rng(12).normal(size=flow.size + 1)
+    np.testing.assert_allclose(mine.matvec(z), ref.matvec(z), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(mine.rmatvec(z), ref.rmatvec(z), rtol=1e-13, atol=1e-15)
+
+
+def test_expm_multiply_counts_products_and_handles_zero_rhs():
     rng = np.random.default_rng(3)
     A = -np.eye(4) + 0.1 * rng.normal(size=(4, 4))
+    calls = [0]
 
-    def mv(v):
-        calls[0] += 1
-        return A @ v
+    def counted(f):
+        def g(v):
+            calls[0] += 1
+            return f(v)
 
-    x, stats = ExpmMultiply().integrate(mv, np.zeros(4), 1.0)
-    assert not np.any(x) and stats.n_matvecs == 0
+        return g
+
+    op = LinearOperator(
+        (4, 4), matvec=counted(lambda v: A @ v), rmatvec=counted(lambda v: A.T @ v), dtype=float
+    )
+    x, stats = ExpmMultiply().integrate(op, np.zeros(4), 1.0)
+    assert not np.any(x) and stats.n_matvecs == 0 and calls[0] == 0
     b = rng.normal(size=4)
-
-    def rmv(v):
-        calls[0] += 1
-        return A.T @ v
-
-    x, stats = ExpmMultiply().integrate(mv, b, 1.5, rmatvec=rmv)
+    x, stats = ExpmMultiply().integrate(op, b, 1.5)
     assert stats.n_matvecs == calls[0]  # products with A and Aᵀ
-    import scipy.linalg as sla
-
     aug = np.zeros((5, 5))
     aug[:4, :4], aug[:4, 4] = 1.5 * A, 1.5 * b
     np.testing.assert_allclose(x, sla.expm(aug)[:4, 4], rtol=1e-12)
+    # a dense matrix is accepted as the operator
+    np.testing.assert_allclose(ExpmMultiply().integrate(A, b, 1.5)[0], x, rtol=1e-13)
+
+
+def test_expm_multiply_keeps_float32():
+    flow = _grid_flow(shape=(4, 4)).astype(np.float32)
+    x, _ = ExpmMultiply().integrate(flow.aslinearoperator(), flow.B.ravel(), flow.T)
+    assert x.dtype == np.float32
+    ref = _grid_flow(shape=(4, 4)).solve(af.ExponentialKrylov(tol=1e-12)).V.ravel()
+    assert _rel(x, ref) < 1e-5
 
 
 def test_expm_multiply_inside_linearized_sequence():
@@ -138,12 +154,24 @@ def test_expm_multiply_inside_linearized_sequence():
 
 
 def test_expm_multiply_validates():
+    op = af.GridGraph((2, 2)).to_adjacency() * -1.0
     with pytest.raises(ValueError, match="tol"):
         ExpmMultiply(tol=0.0)
     with pytest.raises(ValueError, match="T"):
-        ExpmMultiply().integrate(lambda v: v, np.ones(3), -1.0)
+        ExpmMultiply().integrate(op, np.ones(4), -1.0)
     with pytest.raises(ValueError, match="x0"):
-        ExpmMultiply().integrate(lambda v: v, np.ones(3), 1.0, np.ones(2))
+        ExpmMultiply().integrate(op, np.ones(4), 1.0, np.ones(2))
+    with pytest.raises(ValueError, match="operator"):
+        ExpmMultiply().integrate(op, np.ones(3), 1.0)
+    with pytest.raises(TypeError, match="operator"):
+        ExpmMultiply().integrate(lambda v: v, np.ones(4), 1.0)  # a bare callable
+    no_transpose = LinearOperator((4, 4), matvec=lambda v: -v)
+    with pytest.raises(TypeError, match="rmatvec"):
+        ExpmMultiply().integrate(no_transpose, np.ones(4), 1.0)
+    with pytest.raises(TypeError, match="progress"):
+        ExpmMultiply().integrate(op, np.ones(4), 1.0, progress=3)
+    with pytest.raises(ValueError, match="T"):  # unbounded work is refused up front
+        ExpmMultiply().integrate(op, np.ones(4), 1e12)
 
 
 # --------------------------------------------------------------------------- graph
@@ -296,6 +324,9 @@ def test_spsa_points_along_the_adjoint_gradient():
     assert cos > 0.5
     assert est.value == pytest.approx(ref.value, rel=1e-8)
     assert est.n_matvecs == 2 * 2 * nnz + 1
+    forward = flow.solve(af.ExponentialKrylov(krylov_dim=30, tol=1e-12))
+    reused = SPSA(n_samples=4).estimate(flow, loss, forward=forward)
+    assert reused.n_matvecs == 8 and reused.forward is forward
     # deterministic with an int seed; resolved by name
     first = SPSA(n_samples=5, random_state=3).gradient(flow, loss)
     again = af.registry.gradient_estimators.resolve("spsa", n_samples=5, random_state=3)
