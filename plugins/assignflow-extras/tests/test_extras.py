@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import attrs
 import numpy as np
 import pytest
 import scipy.linalg as sla
@@ -52,7 +53,7 @@ def test_registry_resolve_builds_instances():
     assert isinstance(af.registry.integrators.resolve("expm_multiply"), ExpmMultiply)
     assert af.registry.gradient_estimators.resolve("spsa", n_samples=3).n_samples == 3
     loss = af.registry.losses.resolve("balanced_kl", labels=[0, 1, 1])
-    assert isinstance(loss, af.Loss) and isinstance(loss, af.KLLoss)
+    assert isinstance(loss, af.Loss) and loss.labels.tolist() == [0, 1, 1]
     X = np.random.default_rng(0).random((20, 2))
     g = af.registry.graphs.resolve("radius", X=X, radius=0.3)
     assert isinstance(g, af.Graph) and g == RadiusGraph(X, 0.3)
@@ -293,6 +294,27 @@ def test_balanced_kl_gradient_matches_finite_differences():
         e[idx] = h
         fd[idx] = (loss.data_value(V + e) - loss.data_value(V - e)) / (2 * h)
     np.testing.assert_allclose(G, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_balanced_kl_is_rebuilt_from_its_fields():
+    """Every attrs field is a constructor argument (what persistence relies on)."""
+    loss = BalancedKLLoss([0, 1, 1, 2], n_labels=4)
+    fields = {f.name: getattr(loss, f.name) for f in attrs.fields(BalancedKLLoss)}
+    again = BalancedKLLoss(**fields)
+    V = np.random.default_rng(13).normal(size=(4, 4))
+    assert again.data_value(V) == loss.data_value(V)
+    assert af.registry.losses.name_of(again) == "balanced_kl"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="learning.py finds labels only on KLLoss (isinstance), not on any loss with labels",
+)
+def test_history_error_with_a_loss_that_has_labels():
+    flow = _grid_flow(shape=(4, 4), J=2)
+    y = (np.arange(16) % 3 == 0).astype(int)
+    fit = af.riemannian_gradient_descent(flow, BalancedKLLoss(y), max_iter=2)
+    assert np.all(np.isfinite(fit.history["error"]))
 
 
 def test_balanced_kl_checks():
