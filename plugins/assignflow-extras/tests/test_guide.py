@@ -29,9 +29,7 @@ def _blocks(language: str, path: Path = GUIDE) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
 
 
-def test_the_guide_is_self_contained():
-    text = GUIDE.read_text(encoding="utf-8")
-    assert "MATH.md" not in text and "shared/" not in text
+def test_the_guide_has_its_code_blocks():
     assert len(_blocks("python")) >= 10 and len(_blocks("toml")) == 1
 
 
