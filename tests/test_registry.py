@@ -61,6 +61,20 @@ def test_families_and_groups():
     assert Registry("widget", group="x.y").group == "x.y"
 
 
+def test_importing_assignflow_loads_no_plugin():
+    """Built-ins register at import; entry points wait for the first query (so they come later)."""
+    code = (
+        "import assignflow.registry as r; "
+        "print([reg._loaded for reg in r.all_registries().values()], len(r.integrators._entries))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("]")[0] == "[False, False, False, False, False"
+    assert int(out.stdout.split("]")[1]) >= 4  # euler, exponential_krylov, ...
+
+
 def test_builtins_are_registered_with_their_origin():
     assert af.registry.integrators.get("euler") is af.Euler
     assert af.registry.graphs.get("grid") is af.GridGraph
