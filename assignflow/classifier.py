@@ -156,6 +156,37 @@ _LEARN_PATIENCE = 3
 _LEARN_RTOL = 1e-4
 
 
+class _OnNodes(Loss):
+    """A loss built for a subset of the nodes, evaluated on the flow of all nodes.
+
+    The weight learning takes the loss at the held-out seeds only; any registered
+    loss is built for them (``labels`` of the subset) and this adapter restricts
+    :math:`V` to the subset and scatters the gradient back (zero elsewhere).
+    Weight regularisers are passed through unchanged.
+    """
+
+    def __init__(self, inner: Loss, nodes: np.ndarray, n_labels: int) -> None:
+        self.inner, self.nodes, self.n_labels = inner, nodes, n_labels
+
+    def data_value(self, V: np.ndarray) -> float:
+        return float(self.inner.data_value(V[self.nodes]))
+
+    def data_gradient(self, V: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(V)
+        out[self.nodes] = self.inner.data_gradient(V[self.nodes])
+        return out
+
+    def reg_value(self, weights: Any) -> float:
+        return float(self.inner.reg_value(weights))
+
+    def reg_gradient(self, weights: Any) -> np.ndarray:
+        return self.inner.reg_gradient(weights)
+
+    def check(self, flow: Any) -> None:
+        if flow.n_labels != self.n_labels or self.nodes.max() >= flow.n_nodes:
+            raise ValueError("the held-out loss does not fit the flow")  # pragma: no cover
+
+
 def _unlabeled_mask(y: np.ndarray) -> np.ndarray:
     """Rows marked ``-1`` (scikit-learn's semi-supervised convention)."""
     if y.dtype.kind in "iuf":
@@ -218,9 +249,12 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
         they multiply the strength of the class's seeds and enter the data term as
         the log-prior :math:`\rho\log(\max_k w_k / w_j)`.
     loss : str or Loss class, default="kl"
-        The loss of the weight learning, a registered name or class, built as
-        ``registry.losses.resolve(loss, labels=..., sample_weight=...)``. Used only
-        with ``learn_weights=True``.
+        The loss of the weight learning, a registered name or class, built for the
+        held-out seeds as ``registry.losses.resolve(loss, labels=y_held_out,
+        **loss_params)`` (the contract of :class:`~assignflow.ImageLabeler`). Used
+        only with ``learn_weights=True``.
+    loss_params : dict, optional
+        Further options of the loss.
     integrator : str or LinearIntegrator, default="exponential_krylov"
         Integrator of the LAF (a registered name or an instance). The registered
         name ``"exponential_krylov"`` runs with tolerance 1e-12.
@@ -305,6 +339,7 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
         "T": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "loss": [str, type],
+        "loss_params": [dict, None],
         "integrator": [str, LinearIntegrator],
         "learn_weights": ["boolean"],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -324,6 +359,7 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
         T: float | str = "auto",
         class_weight: Any = None,
         loss: Any = "kl",
+        loss_params: dict | None = None,
         integrator: Any = "exponential_krylov",
         learn_weights: bool = False,
         max_iter: int = 20,
@@ -339,6 +375,7 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
         self.T = T
         self.class_weight = class_weight
         self.loss = loss
+        self.loss_params = loss_params
         self.integrator = integrator
         self.learn_weights = learn_weights
         self.max_iter = max_iter
@@ -516,9 +553,13 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
             held = seeds & ~clamped
             # the data term from the clamped seeds only: held-out rows must not see themselves
             D = nearest_seed_distances(X, X[clamped], labels[clamped], J) + self._prior_offset()
-            loss = registry.losses.resolve(
-                self.loss, labels=np.where(held, labels, 0), sample_weight=np.where(held, c, 0.0)
+            nodes = np.flatnonzero(held)
+            inner = registry.losses.resolve(
+                self.loss, labels=labels[nodes], **dict(self.loss_params or {})
             )
+            if not isinstance(inner, Loss):
+                raise TypeError(f"loss must resolve to an assignflow Loss, got {inner!r}")
+            loss = _OnNodes(inner, nodes, J)
             free = ~clamped[rows]  # entries of the full graph learned in this half
             problems.append((clamped, held, D, loss, free))
         weights = base

@@ -288,6 +288,22 @@ def test_loss_by_name_or_class():
     a = AssignmentFlowClassifier(learn_weights=True, max_iter=3, loss="kl", random_state=0)
     b = AssignmentFlowClassifier(learn_weights=True, max_iter=3, loss=af.KLLoss, random_state=0)
     np.testing.assert_array_equal(a.fit(X, y).weights_, b.fit(X, y).weights_)
+    # any loss class built as loss(labels=..., **loss_params) on the held-out seeds
+
+    class Scaled(af.Loss):
+        def __init__(self, labels, factor=1.0):
+            self.kl, self.factor = af.KLLoss(labels), factor
+
+        def data_value(self, V):
+            return self.factor * self.kl.data_value(V)
+
+        def data_gradient(self, V):
+            return self.factor * self.kl.data_gradient(V)
+
+    c = AssignmentFlowClassifier(
+        learn_weights=True, max_iter=3, loss=Scaled, loss_params={"factor": 1.0}, random_state=0
+    )
+    np.testing.assert_allclose(c.fit(X, y).weights_, a.weights_, rtol=1e-10)
     with pytest.raises(ValueError, match="loss"):
         AssignmentFlowClassifier(loss="no-such-loss").fit(X, y)
     with pytest.raises(TypeError, match="loss"):
@@ -381,6 +397,7 @@ BAD_PARAMS = [
     ("graph-int", {"graph": 3}, ValueError, "graph"),
     ("graph_params-list", {"graph_params": [3]}, ValueError, "graph_params"),
     ("loss-int", {"loss": 3}, ValueError, "loss"),
+    ("loss_params-list", {"loss_params": [1]}, ValueError, "loss_params"),
 ]
 
 
