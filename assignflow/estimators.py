@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import attrs
@@ -63,10 +64,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import registry
+from . import _parallel, registry
+from ._parallel import get_num_threads
+from ._simplex import replicator, softmax
 from ._validation import as_float_array
 from .flows import DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
-from .geometry import _replicator, _softmax
 from .gradients import GradientEstimator, _estimate_stack
 from .graphs import GridGraph
 from .integrators import FlowResult, LinearIntegrator
@@ -259,7 +261,7 @@ class _Model:
     def layer_features(self, data: _Image, V_before: np.ndarray | None) -> np.ndarray:
         if not self.reads_previous or V_before is None:
             return data.features
-        W = _softmax(self.n_labels * np.asarray(V_before, dtype=np.float64))
+        W = softmax(self.n_labels * np.asarray(V_before, dtype=np.float64))
         return np.concatenate([data.features, np.sqrt(W).astype(data.features.dtype)], axis=1)
 
     def forward(self, params: dict, data: _Image, *, record: bool, progress: Any = None):
@@ -286,7 +288,7 @@ class _Model:
             results.append(res)
             feats.append(f)
         stack = DeepLinearizedAssignmentFlow(layers, T=[float(t) for t in Ts])
-        W = _softmax(self.n_labels * V)
+        W = softmax(self.n_labels * V)
         fwd = FlowResult(V=V, W=W, T=float(np.sum(Ts)), stats=results[-1].stats,
                          layers=tuple(results))  # fmt: skip
         return stack, fwd, feats, preds
@@ -309,10 +311,10 @@ class _Model:
                 gf = preds[ell].feature_vjp(data.graph, feats[ell], grad_w)
                 d0 = data.features.shape[1]
                 V_before = sum(r.V for r in fwd.layers[:ell])
-                W = _softmax(J * np.asarray(V_before, dtype=np.float64))
+                W = softmax(J * np.asarray(V_before, dtype=np.float64))
                 sq = np.sqrt(W)
                 gW = gf[:, d0:] / (2.0 * np.maximum(sq, 1e-150))
-                return J * _replicator(W, gW)  # ∂L/∂(Σ V): W = softmax(J Σ V)
+                return J * replicator(W, gW)  # ∂L/∂(Σ V): W = softmax(J Σ V)
 
         res = _estimate_stack(self.estimator, stack, loss, self.integrator, fwd, hook)
         grads: dict[str, Any] = {}
@@ -664,10 +666,26 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         if not self.learn_prototypes:
             frozen.add("prototypes")
 
-        parallel = Parallel(n_jobs=self.n_jobs)
+        if self.n_jobs is None:
+            # the kernels run serially on small images (and thread on large ones): spread
+            # small images over the package's threads instead
+            small = max(d.features.shape[0] for d in train) * J < _parallel._MIN_PARALLEL
+            n_threads = min(len(train), get_num_threads()) if small else 1
+            pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
+
+            def run(p):
+                if pool is None:
+                    return [_objective_of(model, p, d) for d in train]
+                return list(pool.map(lambda d: _objective_of(model, p, d), train))
+        else:
+            pool = None
+            parallel = Parallel(n_jobs=self.n_jobs)
+
+            def run(p):
+                return parallel(delayed(_objective_of)(model, p, d) for d in train)
 
         def objective(p):
-            res = parallel(delayed(_objective_of)(model, p, d) for d in train)
+            res = run(p)
             loss = float(np.mean([r[0] for r in res]))
             err = float(np.mean([r[1] for r in res]))
             grads = {k: sum(r[2][k] for r in res) / len(res) for k in res[0][2] if k not in frozen}
@@ -685,14 +703,18 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             n_iter_no_change=self.n_iter_no_change,
             verbose=self.verbose,
         )
-        res = learner.run(
-            objective,
-            params,
-            validate=validate,
-            callback=self.callback,
-            lr_scale={"prototypes": 0.2},
-            name="ImageLabeler",
-        )
+        try:
+            res = learner.run(
+                objective,
+                params,
+                validate=validate,
+                callback=self.callback,
+                lr_scale={"prototypes": 0.2},
+                name="ImageLabeler",
+            )
+        finally:
+            if pool is not None:
+                pool.shutdown()
         if res.stop_reason == "max_iter":
             warnings.warn(
                 f"ImageLabeler: max_iter={self.max_iter} reached before the validation error "

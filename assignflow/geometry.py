@@ -19,8 +19,8 @@ zero). This module implements the maps of MATH.md §2 (the paper's Sect. 2.1):
 All maps act row by row. The lifting map is evaluated in the log domain with a
 max shift, so inputs of magnitude up to ``1e6`` (and beyond) never overflow.
 
-The module-level functions with a leading underscore are the unchecked kernels used
-by the flows; :class:`AssignmentManifold` validates its inputs and calls them.
+The unchecked row-wise kernels live in :mod:`assignflow._simplex`, shared with the
+flows; :class:`AssignmentManifold` validates its inputs and calls them.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from . import _simplex as K
 from ._validation import (
     as_float_array,
     check_finite_float,
@@ -39,74 +40,6 @@ from ._validation import (
 )
 
 __all__ = ["AssignmentManifold"]
-
-
-# --------------------------------------------------------------------------- kernels
-def _project_tangent(x: np.ndarray) -> np.ndarray:
-    return x - x.mean(axis=-1, keepdims=True)
-
-
-def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise inner products ``<a_i, b_i>`` without a temporary of full size."""
-    if a.ndim == 2:
-        return np.einsum("ij,ij->i", a, b)
-    return (a * b).sum(axis=-1)
-
-
-def _replicator(p: np.ndarray, x: np.ndarray) -> np.ndarray:
-    out = p * x
-    out -= out.sum(axis=-1, keepdims=True) * p
-    return out
-
-
-def _replicator_inplace(p: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Overwrite ``x`` with ``R_p x = p ⊙ (x − <p, x> 1)`` (two passes, no temporary)."""
-    s = _row_dot(p, x)
-    x -= s[..., None]
-    x *= p
-    return x
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax with a max shift (no overflow for any finite input)."""
-    out = z - z.max(axis=-1, keepdims=True)
-    np.exp(out, out=out)
-    out /= out.sum(axis=-1, keepdims=True)
-    return out
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    out = z - z.max(axis=-1, keepdims=True)
-    out -= np.log(np.exp(out).sum(axis=-1, keepdims=True))
-    return out
-
-
-def _lift(p: np.ndarray, v: np.ndarray) -> np.ndarray:
-    # exp_p(v) = softmax(log p + v); shifting v by its row max first keeps huge
-    # row constants (exp_p(v + c1) = exp_p(v)) from swallowing log p
-    # a row spread beyond the float range overflows to -inf, i.e. to the correct weight 0
-    with np.errstate(divide="ignore", over="ignore"):
-        return _softmax(np.log(p) + (v - v.max(axis=-1, keepdims=True)))
-
-
-def _lift_inverse(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    return _project_tangent(np.log(q) - np.log(p))
-
-
-def _exp(p: np.ndarray, v: np.ndarray) -> np.ndarray:
-    # v / p overflows for huge v or tiny p: clip to the float range so that the
-    # limit point (a vertex) comes out instead of inf - inf = NaN
-    with np.errstate(over="ignore"):
-        z = v / p
-    big = np.finfo(z.dtype).max
-    return _lift(p, np.clip(z, -big, big, out=z))
-
-
-def _entropy(w: np.ndarray) -> np.ndarray:
-    """Row entropies ``−Σ_j w_j log w_j`` (with ``0 log 0 = 0``)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(w > 0, w * np.log(w), 0.0)
-    return -t.sum(axis=-1)
 
 
 def _rng(rng: Any) -> np.random.Generator:
@@ -231,12 +164,12 @@ class AssignmentManifold:
         """A random tangent vector in :math:`T_0` (projected Gaussian)."""
         scale = check_finite_float(scale, "scale")
         rng = _rng(rng)
-        return _project_tangent(scale * rng.standard_normal(self.shape))
+        return K.project_tangent(scale * rng.standard_normal(self.shape))
 
     # ------------------------------------------------------------------ maps
     def project_tangent(self, V: Any) -> np.ndarray:
         r"""Orthogonal projection :math:`\Pi_0` onto :math:`T_0`: subtract row means."""
-        return _project_tangent(self._arr(V, "V"))
+        return K.project_tangent(self._arr(V, "V"))
 
     def replicator(self, W: Any, X: Any) -> np.ndarray:
         r"""Replicator operator :math:`R_W X = W\odot X - \langle W, X\rangle_{\text{row}} W`.
@@ -245,7 +178,7 @@ class AssignmentManifold:
         :math:`\mathbb{1}`, image in :math:`T_0`; it is the inverse metric tensor
         mapping Euclidean gradients to Riemannian ones.
         """
-        return _replicator(self._point(W), self._arr(X, "X"))
+        return K.replicator(self._point(W), self._arr(X, "X"))
 
     def lift(self, W: Any, V: Any) -> np.ndarray:
         r"""Lifting map :math:`\exp_W(V) = W\odot e^V / \langle W, e^V\rangle` (row-wise).
@@ -254,11 +187,11 @@ class AssignmentManifold:
         Entries can underflow to 0 for rows with a spread of more than about 745
         (the result is then a limit point on the boundary, never NaN).
         """
-        return _lift(self._point(W), self._arr(V, "V"))
+        return K.lift(self._point(W), self._arr(V, "V"))
 
     def lift_inverse(self, W: Any, Q: Any) -> np.ndarray:
         r"""Inverse of the lifting map on :math:`T_0`: :math:`\Pi_0 \log(Q / W)`."""
-        return _lift_inverse(self._point(W), self._point(Q, "Q"))
+        return K.lift_inverse(self._point(W), self._point(Q, "Q"))
 
     def exp(self, W: Any, V: Any) -> np.ndarray:
         r"""e-exponential map :math:`\operatorname{Exp}_W(V) = \exp_W(V / W)`.
@@ -266,7 +199,7 @@ class AssignmentManifold:
         Satisfies :math:`\exp_W = \operatorname{Exp}_W \circ R_W`; at the barycenter
         :math:`\operatorname{Exp}_{\mathbb{1}_\mathcal{W}}(V) = \operatorname{softmax}(J V)`.
         """
-        return _exp(self._point(W), self._arr(V, "V"))
+        return K.exp(self._point(W), self._arr(V, "V"))
 
     def inner(self, W: Any, U: Any, V: Any) -> float:
         r"""Fisher–Rao inner product :math:`g_W(U, V) = \sum_{ij} U_{ij} V_{ij} / W_{ij}`."""
@@ -280,7 +213,7 @@ class AssignmentManifold:
 
     def entropy(self, W: Any) -> float:
         """Mean row entropy of ``W`` (0 for integral assignments, ``log J`` at the barycenter)."""
-        return float(_entropy(self._arr(W, "W")).mean())
+        return float(K.entropy(self._arr(W, "W")).mean())
 
     def round(self, W: Any) -> np.ndarray:
         """Labels by row-wise ``argmax`` (ties go to the smallest label)."""

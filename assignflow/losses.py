@@ -21,8 +21,8 @@ import attrs
 import numpy as np
 
 from . import registry
+from ._simplex import log_softmax, softmax
 from ._validation import as_float_array, nonnegative_float_converter
-from .geometry import _log_softmax, _softmax
 from .weights import Weights
 
 __all__ = [
@@ -176,13 +176,13 @@ class KLLoss(Loss):
     def data_value(self, V: np.ndarray) -> float:
         V = self._check_V(V)
         J = V.shape[1]
-        logp = _log_softmax(J * V)[np.arange(V.shape[0]), self.labels]
+        logp = log_softmax(J * V)[np.arange(V.shape[0]), self.labels]
         return float(-(self._weights() * logp).sum())
 
     def data_gradient(self, V: np.ndarray) -> np.ndarray:
         V = self._check_V(V)
         J = V.shape[1]
-        grad = _softmax(J * V)
+        grad = softmax(J * V)
         grad[np.arange(V.shape[0]), self.labels] -= 1.0
         grad *= (J * self._weights())[:, None]
         return grad

@@ -52,13 +52,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import registry
+from ._simplex import softmax
 from ._validation import (
     as_float_array,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
 )
-from .geometry import _softmax
 from .graphs import Graph, GridGraph
 from .weights import Weights
 
@@ -504,7 +504,7 @@ class WeightPredictor(Predictor):
             + np.einsum("ij,ij->i", p, p)[None, :]
         )
         d = np.sqrt(np.maximum(sq, 0.0))
-        return d, _softmax(-self.sigma * d)
+        return d, softmax(-self.sigma * d)
 
     def _pixel_chunks(self, n: int):
         step = max(1, _CHUNK // max(1, self.n_prototypes))

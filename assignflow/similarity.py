@@ -22,8 +22,9 @@ from typing import Any
 import attrs
 import numpy as np
 
+from ._simplex import lift, replicator, softmax
 from ._validation import as_float_array, check_positive_float
-from .geometry import AssignmentManifold, _lift, _replicator, _softmax
+from .geometry import AssignmentManifold
 from .weights import Weights
 
 __all__ = ["SimilarityOperator", "distance_matrix", "estimate_rho"]
@@ -251,7 +252,7 @@ class SimilarityOperator:
     def likelihood(self, W: Any) -> np.ndarray:
         r"""Likelihood :math:`L(W) = \exp_W(-D/\rho)`."""
         w = self.manifold._point(W)
-        return _lift(w, -self.scaled_distances)
+        return lift(w, -self.scaled_distances)
 
     def __call__(self, W: Any) -> np.ndarray:
         """:math:`S(W)`; see :meth:`similarity`."""
@@ -264,12 +265,12 @@ class SimilarityOperator:
 
     def _from_log(self, log_w: np.ndarray) -> np.ndarray:
         """``S`` from ``log W`` (any row-wise additive constant cancels in the softmax)."""
-        return _softmax(self.weights.operator.apply(log_w - self.scaled_distances))
+        return softmax(self.weights.operator.apply(log_w - self.scaled_distances))
 
     @cached_property
     def S0(self) -> np.ndarray:
         r""":math:`S_0 = S(\mathbb{1}_\mathcal{W}) = \operatorname{softmax}(-\Omega D/\rho)`."""
-        out = _softmax(-self.weights.operator.apply(self.scaled_distances))
+        out = softmax(-self.weights.operator.apply(self.scaled_distances))
         out.flags.writeable = False
         return out
 
@@ -277,4 +278,4 @@ class SimilarityOperator:
         r"""Differential :math:`dS(W)[X] = R_{S(W)}\big(\Omega(X / W)\big)`."""
         w = self.manifold._point(W)
         x = self.manifold._arr(X, "X")
-        return _replicator(self._from_log(np.log(w)), self.weights.operator.apply(x / w))
+        return replicator(self._from_log(np.log(w)), self.weights.operator.apply(x / w))
