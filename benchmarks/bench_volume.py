@@ -103,13 +103,14 @@ def run_worker(args) -> dict:
         dt = time.perf_counter() - t0
         st1 = _status_mb()
         peak = st1["VmHWM"] - st0["VmRSS"] if reset else float("nan")
+        if not runs or dt < min(r[0] for r in runs):
+            out = {  # the stages of the fastest run
+                "stages_s": stages,
+                "substeps": stats.n_steps,
+                "error_estimate": stats.error_estimate,
+                "accuracy": float(np.mean(labels == truth)),
+            }
         runs.append((dt, peak))
-        out = {
-            "stages_s": stages,
-            "substeps": stats.n_steps,
-            "error_estimate": stats.error_estimate,
-            "accuracy": float(np.mean(labels == truth)),
-        }
         del labels
     nearest = np.argmin(np.abs(noisy[..., None] - levels.astype(np.float32)), axis=-1)
     return {
