@@ -13,9 +13,7 @@ the weight matrix (:meth:`Graph.weight_operator`) and the edge-wise inner
 products used by gradients (:meth:`Graph.edge_dot`). A plugin graph can override
 them with faster ones for its structure.
 
-Graphs by name
---------------
-``af.registry.graphs`` maps names to graph factories. A factory is called as
+**Graphs by name.** ``af.registry.graphs`` maps names to graph factories. A factory is called as
 ``registry.graphs.resolve(name, X=X, **graph_params)``, where ``X`` is the array of
 node features whose *last* axis holds the features and whose leading axes index the
 nodes in C order (``(n, d)`` tabular data, ``(h, w, c)`` an image, ``(d, h, w, c)``
@@ -28,9 +26,7 @@ a volume); it returns a :class:`Graph` with ``prod(X.shape[:-1])`` nodes. Built 
   (``get("graph") is Graph``); it is built from a CSR pattern, not from ``X``: pass a
   ready :class:`Graph` instance where an explicit graph is meant.
 
-Resource bounds
----------------
-A grid is refused (``ValueError``) when its window positions
+**Resource bounds.** A grid is refused (``ValueError``) when its window positions
 ``n_nodes × window_size`` exceed :data:`MAX_GRID_WINDOW_POSITIONS` (about 2.1·10⁹:
 the size of its full window mask and weight patches; the per-edge arrays of such a
 grid would take more than 17 GB each). A radius beyond the grid's extent costs
