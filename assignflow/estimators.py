@@ -42,7 +42,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from . import registry
+from . import persistence, registry
 from ._validation import as_float_array
 from .flows import LinearizedAssignmentFlow
 from .gradients import GradientEstimator
@@ -210,6 +210,7 @@ def _image_gradient(predictor, image, F, y, prototypes, rho, T, radius, estimato
     return r.value, err, predictor.vjp(g, F, r.gradient)
 
 
+@persistence.persistable("ImageLabeler")
 class ImageLabeler(ClassifierMixin, BaseEstimator):
     """Label images with a linearized assignment flow whose weights are predicted.
 
@@ -602,3 +603,26 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 raise ValueError("sample_weight must be >= 0 with at least one positive weight")
         correct = sum(wk * np.sum(p == lab) for wk, p, lab in zip(w, pred, labs, strict=True))
         return float(correct / sum(wk * lab.size for wk, lab in zip(w, labs, strict=True)))
+
+    # ------------------------------------------------------------------ persistence hooks
+    # (the protocol of assignflow.persistence; load calls them on a model file's state)
+    def _validate_params(self) -> None:
+        # scikit-learn's name for parameter validation; drop once the class declares
+        # _parameter_constraints
+        self._check_params()
+
+    def _check_fitted_state(self) -> None:
+        """Validate the fitted attributes of a loaded model (before it predicts)."""
+        J = len(self.classes_)
+        c = persistence.check_fitted_int(self.n_features_in_, "n_features_in_", minimum=1)
+        persistence.check_fitted_array(self.prototypes_, "prototypes_", shape=(J, c))
+        persistence.check_fitted_int(self.n_iter_, "n_iter_")
+        persistence.check_fitted_int(self.best_iter_, "best_iter_")
+        pred = self.predictor_
+        if not isinstance(pred, WeightPredictor):
+            raise ValueError(f"predictor_ must be a WeightPredictor, got {type(pred).__name__}")
+        window, dim = (2 * self.radius + 1) ** 2, self._feature_dim(c)
+        if pred.window_size != window or pred.prototypes.shape[1] != dim:
+            raise ValueError("predictor_ does not match radius, features and n_features_in_")
+        if not isinstance(self.history_, dict):
+            raise ValueError("history_ must be a dict")

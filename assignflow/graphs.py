@@ -23,7 +23,7 @@ import attrs
 import numpy as np
 import scipy.sparse as sp
 
-from . import registry
+from . import persistence, registry
 from ._operators import CSROperator, DiagonalOperator
 from ._validation import as_float_array, check_positive_int
 
@@ -48,6 +48,7 @@ def _array_eq(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
+@persistence.persistable("Graph")
 @registry.graphs.register("graph")
 @attrs.frozen(eq=False)
 class Graph:
@@ -326,6 +327,11 @@ def _grid_pattern(shape: tuple[int, int], radius: int):
     return offsets, valid, indptr, indices
 
 
+@persistence.persistable(
+    "GridGraph",
+    fields=("shape", "radius"),
+    nbytes=lambda shape, radius: 32 * (2 * radius + 1) ** len(shape) * np.prod(shape, dtype=object),
+)
 @registry.graphs.register("grid")
 @attrs.frozen(eq=False, init=False, repr=False)
 class GridGraph(Graph):

@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from . import persistence
 from ._validation import (
     as_float_array,
     check_nonnegative_float,
@@ -92,6 +93,7 @@ def _matrix(name: str):
     return convert
 
 
+@persistence.persistable("WeightPredictor")
 @attrs.frozen
 class WeightPredictor:
     r"""The weight predictor :math:`\hat\Omega(\nu, p, \sigma)` of the paper's Sect. 4.4.
