@@ -483,20 +483,22 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
         _resolve_integrator(self.integrator)  # unknown names fail here, not at predict
         J = len(self.classes_)
         c = persistence.check_fitted_int(self.n_features_in_, "n_features_in_", minimum=1)
-        persistence.check_fitted_array(self.prototypes_, "prototypes_", shape=(J, c))
-        n = persistence.check_fitted_array(self.X_, "X_", shape=(None, c)).shape[0]
+        check = persistence.check_fitted_array
+        check(self.prototypes_, "prototypes_", shape=(J, c), max_abs=_MAX_ABS)
+        n = check(self.X_, "X_", shape=(None, c), max_abs=_MAX_ABS).shape[0]
         if n < 1:
             raise ValueError("X_ must hold at least one training row")
         y = persistence.check_fitted_array(self.y_, "y_", shape=(n,), kinds="iu")
         if y.min() < 0 or y.max() >= J:
             raise ValueError(f"y_ must hold {n} class indices in 0..{J - 1}")
-        check_positive_float(self.rho_, "rho_")
+        if not np.isfinite(_CLAMP * check_positive_float(self.rho_, "rho_")):
+            raise ValueError(f"rho_ is too large, got {self.rho_!r}")
         if not isinstance(self.graph_, Graph) or self.graph_.n_nodes != n:
             raise ValueError(f"graph_ must be a Graph on the {n} training rows")
         Weights(self.graph_, persistence.check_fitted_array(self.weights_, "weights_", ndim=1))
         trust = persistence.check_fitted_array(self.trust_, "trust_", shape=(n,))
-        if np.any(trust < 0):
-            raise ValueError("trust_ must be >= 0")
+        if np.any(trust <= 0):  # column sums of positive weights
+            raise ValueError("trust_ must be > 0")
         persistence.check_fitted_int(self.n_iter_, "n_iter_")
         if self.history_ is not None and not isinstance(self.history_, dict):
             raise ValueError("history_ must be a dict or None")

@@ -615,7 +615,9 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         """Validate the fitted attributes of a loaded model (before it predicts)."""
         J = len(self.classes_)
         c = persistence.check_fitted_int(self.n_features_in_, "n_features_in_", minimum=1)
-        persistence.check_fitted_array(self.prototypes_, "prototypes_", shape=(J, c))
+        persistence.check_fitted_array(
+            self.prototypes_, "prototypes_", shape=(J, c), max_abs=_MAX_ABS
+        )
         persistence.check_fitted_int(self.n_iter_, "n_iter_")
         persistence.check_fitted_int(self.best_iter_, "best_iter_")
         pred = self.predictor_
@@ -624,5 +626,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         window, dim = (2 * self.radius + 1) ** 2, self._feature_dim(c)
         if pred.window_size != window or pred.prototypes.shape[1] != dim:
             raise ValueError("predictor_ does not match radius, features and n_features_in_")
+        if float(np.abs(pred.prototypes).max()) > _MAX_ABS:  # squared distances overflow
+            raise ValueError(f"predictor_ has prototypes of magnitude > {_MAX_ABS:g}")
         if not isinstance(self.history_, dict):
             raise ValueError("history_ must be a dict")

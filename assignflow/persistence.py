@@ -251,6 +251,7 @@ def check_fitted_array(
     ndim: int | None = None,
     shape: tuple[int | None, ...] | None = None,
     kinds: str = "f",
+    max_abs: float | None = None,
 ) -> np.ndarray:
     """Check a fitted attribute read from a model file: an array of the expected form.
 
@@ -268,6 +269,8 @@ def check_fitted_array(
         Required shape; ``None`` entries are free.
     kinds : str, default="f"
         Accepted dtype kinds (``numpy.dtype.kind``), e.g. ``"iu"`` for integers.
+    max_abs : float, optional
+        Largest accepted magnitude of the values (e.g. where squares would overflow).
 
     Returns
     -------
@@ -287,6 +290,8 @@ def check_fitted_array(
         raise ValueError(f"{name} must have shape {want}, got {value.shape}")
     if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
         raise ValueError(f"{name} must be finite")
+    if max_abs is not None and value.size and float(np.abs(value).max()) > max_abs:
+        raise ValueError(f"{name} has values of magnitude > {max_abs:g}")
     return value
 
 

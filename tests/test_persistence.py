@@ -349,6 +349,7 @@ def test_check_fitted_helpers():
         (a, {"ndim": 1}, "x_ must be a 1-d"),
         (a.astype(int), {}, "x_ must be an array of dtype kind"),
         (a * np.nan, {}, "x_ must be finite"),
+        (np.float32([1e30]), {"max_abs": 1e20}, "x_ has values of magnitude"),
     ]:
         with pytest.raises(ValueError, match=name):
             persistence.check_fitted_array(bad, "x_", **kw)
@@ -819,6 +820,7 @@ TAMPERED_ARRAYS = [
     ("prototypes-wrong-shape", ["prototypes_"], lambda a: a[:1], ["prototypes_"]),
     ("prototypes-strings", ["prototypes_"], lambda a: a.astype(str), ["prototypes_"]),
     ("prototypes-int", ["prototypes_"], lambda a: a.astype(int), ["prototypes_"]),
+    ("prototypes-huge", ["prototypes_"], lambda a: a + 1e300, ["prototypes_"]),
     ("classes-2d", ["classes_"], lambda a: a[None], ["classes_"]),
     ("classes-empty", ["classes_"], lambda a: a[:0], ["classes_"]),
     ("classes-unsorted", ["classes_"], lambda a: a[::-1], ["classes_"]),
@@ -830,6 +832,8 @@ TAMPERED_ARRAYS = [
     ("predictor-prototypes-complex", ["predictor_", "prototypes"], lambda a: a * 1j,
      ["prototypes"]),
     ("predictor-prototypes-columns", ["predictor_", "prototypes"], lambda a: a[:, :2],
+     ["predictor_"]),
+    ("predictor-prototypes-huge", ["predictor_", "prototypes"], lambda a: a + 1e160,
      ["predictor_"]),
 ]  # fmt: skip
 
@@ -847,6 +851,8 @@ TAMPERED_CLASSIFIER = [
     ("X-nan", ["X_"], lambda a: a * np.nan, ["X_"]),
     ("X-columns", ["X_"], lambda a: a[:, :1], ["X_"]),
     ("X-empty", ["X_"], lambda a: a[:0], ["X_"]),
+    ("X-huge", ["X_"], lambda a: a + 1e300, ["X_"]),
+    ("prototypes-huge", ["prototypes_"], lambda a: a + 1e300, ["prototypes_"]),
     ("y-out-of-range", ["y_"], lambda a: a + 5, ["y_"]),
     ("y-negative", ["y_"], lambda a: a - 1, ["y_"]),
     ("y-float", ["y_"], lambda a: a + 0.5, ["y_"]),
@@ -856,6 +862,7 @@ TAMPERED_CLASSIFIER = [
     ("weights-not-stochastic", ["weights_"], lambda a: 2 * a, ["row-stochastic"]),
     ("trust-short", ["trust_"], lambda a: a[:-1], ["trust_"]),
     ("trust-negative", ["trust_"], lambda a: -a, ["trust_"]),
+    ("trust-zero", ["trust_"], lambda a: 0 * a, ["trust_"]),
     ("graph-indices", ["graph_", "indices"], lambda a: a * 0 + 999, ["indices"]),
     ("classes-unsorted", ["classes_"], lambda a: a[::-1], ["classes_"]),
     ("classes-duplicate", ["classes_"], lambda a: a * 0, ["classes_"]),
@@ -876,6 +883,7 @@ def test_load_rejects_tampered_classifier(tmp_path, saved_classifier, keys, fn, 
     [
         pytest.param("rho_", {"__float__": "-1.0"}, ["rho_"], id="rho-negative"),
         pytest.param("rho_", "1", ["rho_"], id="rho-str"),
+        pytest.param("rho_", {"__float__": "1e308"}, ["rho_"], id="rho-overflows"),
         pytest.param("n_iter_", "1", ["n_iter_"], id="n_iter-str"),
         pytest.param("graph_", DEL, ["graph_"], id="graph-missing"),
         pytest.param("graph_", {"__type__": "Weights"}, ["Weights"], id="graph-incomplete"),
@@ -892,6 +900,85 @@ def test_classifier_integrator_typo_fails_at_load(tmp_path, saved_classifier):
     _, meta, arrays = saved_classifier
     meta = _set(*P, "integrator", value="eulr")(copy.deepcopy(meta))
     refused(write_model(tmp_path / "c.afm", meta, arrays), "eulr")
+
+
+# =========================================================================== mutation fuzzing
+def _mutations(seed, n):
+    """Byte-level mutations of whole files and structural ones of meta.json and arrays."""
+    rng = np.random.default_rng(seed)
+    values = [
+        None,
+        True,
+        -1,
+        0,
+        3,
+        10**6,
+        "x",
+        "euler",
+        {"__float__": "nan"},
+        {"__float__": "-1"},
+        {"__float__": "1e308"},
+        {"__seq__": [2, 2], "tuple": True},
+        {"__dict__": {}},
+        {"__array__": "a0"},
+        {"__type__": "Graph"},
+        {"__type__": "GridGraph", "shape": {"__seq__": [3, 3]}, "radius": 1},
+        {"__component__": "losses", "name": "kl", "fields": {"labels": {"__array__": "a0"}}},
+    ]
+    for i in range(n):
+        yield rng, values, i % 2 == 0
+
+
+def _paths(x, path=()):
+    if path:
+        yield path
+    items = x.items() if isinstance(x, dict) else enumerate(x) if isinstance(x, list) else ()
+    for k, v in items:
+        yield from _paths(v, (*path, k))
+
+
+def _mutate(rng, values, meta, arrays):
+    meta, arrays = copy.deepcopy(meta), dict(arrays)
+    for _ in range(int(rng.integers(1, 4))):
+        if rng.random() < 0.5 or not arrays:
+            paths = [p for p in _paths(meta["fitted"], ("fitted",))]
+            p = paths[int(rng.integers(len(paths)))]
+            d = meta
+            for k in p[:-1]:
+                d = d[k]
+            d[p[-1]] = copy.deepcopy(values[int(rng.integers(len(values)))])
+        else:
+            k = sorted(arrays)[int(rng.integers(len(arrays)))]
+            a = arrays[k]
+            fns = [lambda a: a[..., : max(0, a.shape[-1] - 1)] if a.ndim else a,
+                   lambda a: a.reshape(-1), lambda a: np.asarray(a, dtype=np.float32),
+                   lambda a: a * np.nan if a.dtype.kind == "f" else a[::-1],
+                   lambda a: a + 1e300 if a.dtype.kind == "f" else a * 0,
+                   lambda a: np.concatenate([a.ravel(), a.ravel()])]  # fmt: skip
+            arrays[k] = fns[int(rng.integers(len(fns)))](a)
+    return meta, arrays
+
+
+@pytest.mark.parametrize("which", ["labeler", "classifier"])
+def test_mutated_files_load_and_predict_or_fail_clearly(tmp_path, saved, saved_classifier, which):
+    path, meta, arrays = saved if which == "labeler" else saved_classifier
+    good = path.read_bytes()
+    X = X8[:1] if which == "labeler" else TAB_X[:3]
+    for rng, values, raw in _mutations(1 if which == "labeler" else 2, 120):
+        target = tmp_path / "m.afm"
+        if raw:  # 1 to 8 random bytes replaced
+            data = bytearray(good)
+            for k in rng.integers(0, len(data), size=int(rng.integers(1, 9))):
+                data[k] = int(rng.integers(256))
+            target.write_bytes(bytes(data))
+        else:
+            write_model(target, *_mutate(rng, values, meta, arrays))
+        try:
+            est = af.load(target)
+        except ValueError as exc:
+            assert "m.afm" in str(exc)
+            continue
+        est.predict(X)  # a model that loads predicts
 
 
 # =========================================================================== code execution
