@@ -339,19 +339,19 @@ class _Encoder:
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
 
-    def array(self, a: np.ndarray) -> dict:
+    def array(self, a: np.ndarray, where: str) -> dict:
         key = f"a{len(self.arrays)}"
         if a.dtype == object:
             if not all(isinstance(v, str) for v in a.ravel()):
-                raise TypeError("cannot save an object array that does not hold strings")
+                raise TypeError(f"cannot save {where}: an object array that does not hold strings")
             self.arrays[key] = a.astype(str)
             return {"__array__": key, "object": True}
         if a.dtype.kind not in _ARRAY_KINDS or a.dtype.fields is not None:
-            raise TypeError(f"cannot save an array of dtype {a.dtype}")
+            raise TypeError(f"cannot save {where}: an array of dtype {a.dtype}")
         self.arrays[key] = a
         return {"__array__": key}
 
-    def encode(self, x: Any) -> Any:
+    def encode(self, x: Any, where: str) -> Any:
         if x is None or isinstance(x, (bool, str)):
             return x
         if isinstance(x, np.bool_):
@@ -361,37 +361,42 @@ class _Encoder:
         if isinstance(x, (float, np.floating)):
             return {"__float__": repr(float(x))}
         if isinstance(x, np.ndarray):
-            return self.array(x)
+            return self.array(x, where)
         if isinstance(x, (list, tuple)):
-            return {"__seq__": [self.encode(v) for v in x], "tuple": isinstance(x, tuple)}
+            seq = [self.encode(v, f"{where}[{i}]") for i, v in enumerate(x)]
+            return {"__seq__": seq, "tuple": isinstance(x, tuple)}
         if isinstance(x, dict):
             if not all(isinstance(k, str) for k in x):
-                raise TypeError("cannot save a dict with non-string keys")
-            return {"__dict__": {k: self.encode(v) for k, v in x.items()}}
+                raise TypeError(f"cannot save {where}: a dict with non-string keys")
+            return {"__dict__": {k: self.encode(v, f"{where}[{k!r}]") for k, v in x.items()}}
         spec = _BY_CLASS.get(type(x))
         if spec is not None:
-            return {"__type__": spec.tag, **self.state(spec, x)}
+            return {"__type__": spec.tag, **self.state(spec, x, where)}
         if attrs.has(type(x)):
             for family in _COMPONENT_FAMILIES:
                 reg = getattr(registry, family, None)
                 name = reg.name_of(x) if reg is not None else None
                 if name is not None:
                     fields = {
-                        f.alias: self.encode(getattr(x, f.name))
+                        f.alias: self.encode(getattr(x, f.name), f"{where}.{f.name}")
                         for f in attrs.fields(type(x))
                         if f.init
                     }
                     return {"__component__": family, "name": name, "fields": fields}
         raise TypeError(
-            f"cannot save a value of type {type(x).__name__}: use registry names or registered "
-            "components for estimator parameters"
+            f"cannot save {where}, a value of type {type(x).__name__}: model files hold numbers, "
+            "strings, arrays, lists, dicts, registered components and persistable objects "
+            "(pass e.g. an int random_state or a registry name)"
         )
 
-    def state(self, spec: _Spec, x: Any) -> dict:
+    def state(self, spec: _Spec, x: Any, where: str) -> dict:
         if spec.estimator:
             params, fitted = _estimator_state(x)
-            return {"params": self.encode(params), "fitted": self.encode(fitted)}
-        return {arg: self.encode(getattr(x, attr)) for attr, arg in spec.fields}
+            return {
+                "params": self.encode(params, f"{where}params" if where else "params"),
+                "fitted": self.encode(fitted, f"{where}fitted" if where else "fitted"),
+            }
+        return {arg: self.encode(getattr(x, attr), f"{where}.{attr}") for attr, arg in spec.fields}
 
 
 def _estimator_state(est: Any) -> tuple[dict, dict]:
@@ -429,10 +434,17 @@ def save(estimator: Any, path: str | os.PathLike) -> None:
     Raises
     ------
     TypeError
-        For objects that are not persistable estimators, or unsaveable parameters
-        (e.g. a ``RandomState`` as ``random_state``).
+        For objects that are not persistable estimators, or unsaveable values (e.g. a
+        ``RandomState`` as ``random_state``); the message says where the value sits.
     ValueError
-        When the directory of ``path`` does not exist.
+        When the directory of ``path`` does not exist, or when the JSON part would
+        exceed :data:`MAX_META_BYTES` (large values belong in arrays).
+
+    Warns
+    -----
+    UserWarning
+        When the arrays exceed the default budget of :func:`load` (the message gives
+        the ``max_bytes`` to load the file with).
     """
     spec = _BY_CLASS.get(type(estimator))
     if spec is None or not spec.estimator:
@@ -444,7 +456,7 @@ def save(estimator: Any, path: str | os.PathLike) -> None:
     if not os.path.isdir(directory):
         raise ValueError(f"path: the directory {directory!r} does not exist")
     enc = _Encoder()
-    state = enc.state(spec, estimator)
+    state = enc.state(spec, estimator, "")
     meta = {
         "format": _FORMAT,
         "format_version": FORMAT_VERSION,
@@ -452,13 +464,29 @@ def save(estimator: Any, path: str | os.PathLike) -> None:
         "class": spec.tag,
         **state,
     }
+    text = json.dumps(meta, indent=1)
+    if len(text.encode()) > MAX_META_BYTES:  # load would refuse the file
+        raise ValueError(
+            f"estimator: its parameters and fitted attributes take {len(text.encode()):,} bytes "
+            f"of JSON, more than the {MAX_META_BYTES:,} load accepts; pass large values as "
+            "numpy arrays (they go to arrays.npz), not as lists"
+        )
+    n_array_bytes = sum(a.nbytes for a in enc.arrays.values())
+    needed = n_array_bytes + _JSON_OVERHEAD * len(text.encode()) + _SLACK
+    if n_array_bytes > DEFAULT_MAX_BYTES:
+        warnings.warn(
+            f"the model holds {_size(n_array_bytes)} of arrays, more than load's default "
+            f"budget: load it with load(path, max_bytes={needed})",
+            UserWarning,
+            stacklevel=2,
+        )
     buf = io.BytesIO()
     np.savez(buf, **enc.arrays)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("meta.json", json.dumps(meta, indent=1))
+            z.writestr("meta.json", text)
             z.writestr("arrays.npz", buf.getvalue())
         os.replace(tmp, path)
     except BaseException:

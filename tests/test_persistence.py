@@ -373,8 +373,11 @@ def test_check_fitted_helpers():
             tiny(random_state=np.random.RandomState(0)),
             "m.afm",
             TypeError,
-            "RandomState",
+            r"params\['random_state'\].*RandomState",
             id="unsaveable-param",
+        ),
+        pytest.param(
+            tiny(prototypes=[[0.0]] * 100_000), "m.afm", ValueError, "estimator", id="huge-json"
         ),
     ],
 )
@@ -383,6 +386,20 @@ def test_save_rejects_bad_input(tmp_path, est, path, exc, match):
     with pytest.raises(exc, match=match):
         af.save(est, target)
     assert os.listdir(tmp_path) == []
+
+
+def test_save_warns_when_load_needs_a_larger_budget(labeler, tmp_path, monkeypatch):
+    monkeypatch.setattr(persistence, "DEFAULT_MAX_BYTES", 100)
+    with pytest.warns(UserWarning, match="max_bytes"):
+        af.save(labeler, tmp_path / "m.afm")
+
+
+def test_unsaveable_fitted_value_is_located(tmp_path):
+    probe = _Probe()
+    probe.n_iter_ = 1
+    probe.table_ = {"a": [1, object()]}
+    with pytest.raises(TypeError, match=r"fitted\['table_'\]\['a'\]\[1\]"):
+        af.save(probe, tmp_path / "p.afm")
 
 
 # =========================================================================== bad paths
