@@ -281,6 +281,8 @@ def _probe_state():
         "grid_": af.GridGraph((3, 4), radius=1),
         "weights_": af.Weights.uniform(g),
         "predictor_": af.WeightPredictor(np.ones((2, 9)), np.zeros((2, 9)), 2.0),
+        # a registered component that no persistence code knows: stored by name + fields
+        "edge_": af.EdgePredictor(groups=[(0, 2)], theta=[1.0], bias=np.zeros(9), scale=[1.0]),
         "loss_": af.KLLoss(np.array([0, 1, 1])),
         "value_": _Value(1, b=(2.5, "x", None)),
         "fortran_": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
@@ -302,6 +304,10 @@ def test_every_persistable_class_round_trips(tmp_path):
         assert getattr(back, k) == state[k], k
     assert type(back.grid_) is af.GridGraph and type(back.graph_) is af.Graph
     np.testing.assert_array_equal(back.loss_.labels, state["loss_"].labels)
+    assert type(back.edge_) is af.EdgePredictor and back.edge_.groups == ((0, 2),)
+    f = np.random.default_rng(0).normal(size=(12, 2))
+    g = back.grid_
+    assert back.edge_.predict_weights(g, f) == state["edge_"].predict_weights(g, f)
     np.testing.assert_array_equal(back.fortran_, state["fortran_"])
     assert back.scalars_ == {"f": float("inf"), "n": 7, "b": True, "s": "x"}
     assert back.names_.dtype == object and list(back.names_) == ["a", "bc"]
