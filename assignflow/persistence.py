@@ -17,7 +17,8 @@ A model file is a zip archive with exactly two members:
     ``{"__seq__": [...], "tuple": bool}``; dicts as ``{"__dict__": {...}}``; objects of
     persistable classes as ``{"__type__": tag, **state}``; registered components
     (integrators, gradient estimators, losses, predictors) as ``{"__component__":
-    family, "name": registry name, "fields": {...}}``.
+    family, "name": registry name, "fields": {...}}``, and registered component classes
+    given as parameters as ``{"__component__": family, "name": name, "class": true}``.
 ``arrays.npz``
     every array, one ``<key>.npy`` member each (no object arrays).
 
@@ -372,6 +373,12 @@ class _Encoder:
         spec = _BY_CLASS.get(type(x))
         if spec is not None:
             return {"__type__": spec.tag, **self.state(spec, x, where)}
+        if isinstance(x, type):  # a registered component class given as a parameter
+            for family in _COMPONENT_FAMILIES:
+                reg = getattr(registry, family, None)
+                name = reg.name_of(x) if reg is not None else None
+                if name is not None:
+                    return {"__component__": family, "name": name, "class": True}
         if attrs.has(type(x)):
             for family in _COMPONENT_FAMILIES:
                 reg = getattr(registry, family, None)
@@ -767,7 +774,14 @@ class _Decoder:
         reg = getattr(registry, family, None)
         if reg is None:
             raise ValueError(f"unknown registry {family!r}")
-        if not isinstance(name, str) or not isinstance(fields, dict):
+        if not isinstance(name, str):
+            raise ValueError(f"bad {family} entry {_short(x)}")
+        if x.get("class") is True and set(x) == {"__component__", "name", "class"}:
+            cls = reg.get(name)
+            if not isinstance(cls, type):
+                raise ValueError(f"{family} entry {name!r} is not a class")
+            return cls
+        if not isinstance(fields, dict) or set(x) != {"__component__", "name", "fields"}:
             raise ValueError(f"bad {family} entry {_short(x)}")
         cls = reg.get(name)
         if not (isinstance(cls, type) and attrs.has(cls)):

@@ -138,6 +138,7 @@ def fitted_key(meta, *keys) -> str:
 # =========================================================================== fixtures
 @pytest.fixture(scope="module")
 def labeler() -> af.ImageLabeler:
+    """The default model: a 2-layer deep LAF with edge predictors (registered components)."""
     return tiny().fit(X8[:2], Y8[:2])
 
 
@@ -147,6 +148,29 @@ def saved(labeler, tmp_path_factory):
     path = tmp_path_factory.mktemp("good") / "good.afm"
     af.save(labeler, path)
     return (path, *read_model(path))
+
+
+@pytest.fixture(scope="module")
+def proto_labeler() -> af.ImageLabeler:
+    """The paper's model: the prototype predictor (a persistable value class)."""
+    return tiny(predictor="prototype", n_layers=1).fit(X8[:2], Y8[:2])
+
+
+@pytest.fixture(scope="module")
+def saved_proto(proto_labeler, tmp_path_factory):
+    path = tmp_path_factory.mktemp("proto") / "proto.afm"
+    af.save(proto_labeler, path)
+    return (path, *read_model(path))
+
+
+def same_predictors(a, b) -> bool:
+    if len(a) != len(b) or any(type(p) is not type(q) for p, q in zip(a, b, strict=True)):
+        return False
+    return all(
+        p.params().keys() == q.params().keys()
+        and all(np.array_equal(v, q.params()[k]) for k, v in p.params().items())
+        for p, q in zip(a, b, strict=True)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +186,9 @@ def saved_classifier(classifier, tmp_path_factory):
 
 
 # =========================================================================== round trips
-def test_round_trip_image_labeler_exact(labeler, saved):
-    path, meta, _ = saved
+@pytest.mark.parametrize("which", ["edge", "prototype"])
+def test_round_trip_image_labeler_exact(labeler, saved, proto_labeler, saved_proto, which):
+    labeler, (path, meta, _) = (labeler, saved) if which == "edge" else (proto_labeler, saved_proto)
     with zipfile.ZipFile(path) as z:
         assert sorted(z.namelist()) == ["arrays.npz", "meta.json"]
     assert (
@@ -173,7 +198,10 @@ def test_round_trip_image_labeler_exact(labeler, saved):
     assert type(back) is af.ImageLabeler
     assert back.get_params() == labeler.get_params()
     np.testing.assert_array_equal(back.classes_, labeler.classes_)
-    assert back.predictor_ == labeler.predictor_
+    assert same_predictors(back.predictors_, labeler.predictors_)
+    assert same_predictors([back.predictor_], [labeler.predictor_])
+    np.testing.assert_array_equal(back.rho_, labeler.rho_)
+    np.testing.assert_array_equal(back.T_, labeler.T_)
     assert (back.n_iter_, back.best_iter_) == (labeler.n_iter_, labeler.best_iter_)
     for k in labeler.history_:
         np.testing.assert_array_equal(back.history_[k], labeler.history_[k])
@@ -200,15 +228,18 @@ def test_round_trip_classifier_exact(tmp_path, learn):
 def test_round_trip_with_prototypes_string_classes_and_components(tmp_path):
     lab = tiny(
         prototypes=[[0.0], [1.0]],
-        integrator=af.Euler(step_size=0.1),
+        integrator=af.ExponentialKrylov(krylov_dim=8),
         gradient_estimator=af.ClosedFormLowRank(rank=2),
+        predictor=af.EdgePredictor,  # a registered component class as a parameter
+        n_layers=1,
     )
     lab.fit(X8[:2], np.where(Y8[:2] == 1, "cell", "line"))
     af.save(lab, tmp_path / "m.afm")
     back = af.load(tmp_path / "m.afm")
     assert back.prototypes == [[0.0], [1.0]]
-    assert back.integrator == af.Euler(step_size=0.1)
+    assert back.integrator == af.ExponentialKrylov(krylov_dim=8)
     assert back.gradient_estimator == af.ClosedFormLowRank(rank=2)
+    assert back.predictor is af.EdgePredictor
     assert np.array_equal(back.predict_proba(X8), lab.predict_proba(X8))
     assert set(np.unique(back.predict(X8))) <= {"cell", "line"}
 
@@ -217,7 +248,7 @@ def test_round_trip_with_prototypes_string_classes_and_components(tmp_path):
     "est",
     [
         af.ImageLabeler(),
-        af.ImageLabeler(integrator=af.ExponentialKrylov(krylov_dim=5), rho=0.5),
+        af.ImageLabeler(integrator=af.ExponentialKrylov(krylov_dim=5), rho=0.5, loss=af.KLLoss),
         af.AssignmentFlowClassifier(),
         af.AssignmentFlowClassifier(gradient_estimator=af.AdjointQuadrature(n_nodes=4), rho=2.0),
     ],
@@ -767,7 +798,6 @@ TAMPERED_META = [
     ("param-rho-float-huge-str", _set(*P, "rho", value={"__float__": "1" * 10**6}), ["float"]),
     ("param-rho-raw-float", _set(*P, "rho", value=0.5), ["0.5"]),
     ("param-max_iter-str", _set(*P, "max_iter", value="100"), ["max_iter"]),
-    ("param-max_iter-bool", _set(*P, "max_iter", value=True), ["max_iter"]),
     ("param-integrator-typo", _set(*P, "integrator", value="exponential_krylv"),
      ["exponential_krylov"]),
     ("param-gradient-estimator-typo", _set(*P, "gradient_estimator", value="closed_form_lowrnk"),
@@ -795,10 +825,35 @@ TAMPERED_META = [
     ("fitted-private", _set(*F, "_secret", value=1), ["_secret"]),
     ("fitted-no-underscore", _set(*F, "predict", value=1), ["predict"]),
     ("fitted-not-identifier", _set(*F, "a b_", value=1), ["a b_"]),
-    ("fitted-drop-predictor", _set(*F, "predictor_", value=DEL), ["predictor_"]),
+    ("fitted-drop-predictors", _set(*F, "predictors_", value=DEL), ["predictors_"]),
+    ("fitted-predictors-str", _set(*F, "predictors_", value="p"), ["predictors_"]),
+    ("fitted-predictors-list", _set(*F, "predictors_", "tuple", value=False), ["predictors_"]),
+    ("fitted-predictors-empty", _set(*F, "predictors_", "__seq__", value=[]), ["predictors_"]),
+    ("fitted-predictors-graph", _set(*F, "predictors_", "__seq__", 0, value={
+        "__type__": "GridGraph", "shape": {"__seq__": [2, 2]}, "radius": 1}), ["predictors_"]),
+    ("fitted-predictors-17-layers", lambda m: _set(*F, "predictors_", "__seq__",
+        value=m["fitted"]["__dict__"]["predictors_"]["__seq__"][:1] * 17)(m), ["predictors_"]),
+    ("fitted-predictors-mixed", _set(*F, "predictors_", "__seq__", 1, value={
+        "__type__": "WeightPredictor", "prototypes": {"__array__": "a1"},
+        "nu": {"__array__": "a1"}}), ["WeightPredictor"]),
     ("fitted-predictor-str", _set(*F, "predictor_", value="p"), ["predictor_"]),
-    ("fitted-predictor-graph", _set(*F, "predictor_", value={
-        "__type__": "GridGraph", "shape": {"__seq__": [2, 2]}, "radius": 1}), ["predictor_"]),
+    ("fitted-edge-wrong-name", _set(*F, "predictors_", "__seq__", 0, "name", value="prototype"),
+     ["WeightPredictor"]),
+    ("fitted-edge-groups-beyond-features", _set(*F, "predictors_", "__seq__", 0, "fields",
+        "groups", value={"__seq__": [{"__seq__": [0, 99]}, {"__seq__": [1, 2]},
+                                     {"__seq__": [2, 3]}]}), [r"predictors_\[0\]"]),
+    ("fitted-edge-reads-no-assignment", _set(*F, "predictors_", "__seq__", 0, value={
+        "__component__": "predictors", "name": "edge",
+        "fields": {"groups": {"__seq__": [{"__seq__": [0, 1]}, {"__seq__": [1, 2]},
+                                          {"__seq__": [2, 3]}, {"__seq__": [3, 5]}]},
+                   "theta": {"__array__": "a4"}, "bias": {"__array__": "a5"},
+                   "scale": {"__array__": "a6"}}}), [r"predictors_\[0\]"]),
+    ("fitted-edge-groups-empty", _set(*F, "predictors_", "__seq__", 0, "fields", "groups",
+        value={"__seq__": []}), ["groups|theta"]),
+    ("fitted-edge-unknown-field", _set(*F, "predictors_", "__seq__", 0, "fields", "evil",
+        value=1), ["evil"]),
+    ("fitted-rho-missing", _set(*F, "rho_", value=DEL), ["rho_"]),
+    ("fitted-T-float", _set(*F, "T_", value={"__float__": "1.0"}), ["T_"]),
     ("fitted-n_features-3", _set(*F, "n_features_in_", value=3), ["prototypes_"]),
     ("fitted-n_iter-negative", _set(*F, "n_iter_", value=-1), ["n_iter_"]),
     ("fitted-best_iter-float", _set(*F, "best_iter_", value={"__float__": "1.0"}), ["best_iter_"]),
@@ -806,9 +861,6 @@ TAMPERED_META = [
     ("fitted-array-missing", _set(*F, "prototypes_", value={"__array__": "a999"}), ["a999"]),
     ("fitted-array-key-int", _set(*F, "prototypes_", value={"__array__": 0}), ["array 0"]),
     ("fitted-object-not-strings", _set(*F, "prototypes_", "object", value=True), ["strings"]),
-    ("fitted-predictor-bad-sigma", _set(*F, "predictor_", "sigma", value={"__float__": "-1"}),
-     ["sigma"]),
-    ("fitted-predictor-unknown-field", _set(*F, "predictor_", "evil", value=1), ["evil"]),
 ]  # fmt: skip
 
 
@@ -820,6 +872,23 @@ def test_load_rejects_tampered_meta(tmp_path, saved, change, names):
     meta = change(copy.deepcopy(meta))
     path = write_model(tmp_path / "t.afm", meta, arrays)
     refused(path, *names)
+
+
+PROTO = ("predictors_", "__seq__", 0)
+TAMPERED_PROTO_META = [
+    ("sigma-negative", _set(*F, *PROTO, "sigma", value={"__float__": "-1"}), ["sigma"]),
+    ("unknown-field", _set(*F, *PROTO, "evil", value=1), ["evil"]),
+    ("missing-field", _set(*F, *PROTO, "nu", value=DEL), ["nu"]),
+    ("radius-changed", _set(*P, "radius", value=2), ["predictors_"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "names"), [pytest.param(*c[1:], id=c[0]) for c in TAMPERED_PROTO_META]
+)
+def test_load_rejects_tampered_prototype_predictor(tmp_path, saved_proto, change, names):
+    _, meta, arrays = saved_proto
+    refused(write_model(tmp_path / "t.afm", change(copy.deepcopy(meta)), arrays), *names)
 
 
 def test_huge_json_integer_is_refused(tmp_path, saved):
@@ -850,14 +919,14 @@ TAMPERED_ARRAYS = [
     ("classes-duplicate", ["classes_"], lambda a: np.r_[a[:1], a[:-1]], ["classes_"]),
     ("classes-nan", ["classes_"], lambda a: a * np.nan, ["classes_"]),
     ("classes-complex", ["classes_"], lambda a: a * 1j, ["classes_"]),
-    ("predictor-nu-nan", ["predictor_", "nu"], lambda a: a * np.nan, ["nu"]),
-    ("predictor-nu-columns", ["predictor_", "nu"], lambda a: a[:, :4], ["predictor_"]),
-    ("predictor-prototypes-complex", ["predictor_", "prototypes"], lambda a: a * 1j,
-     ["prototypes"]),
-    ("predictor-prototypes-columns", ["predictor_", "prototypes"], lambda a: a[:, :2],
-     ["predictor_"]),
-    ("predictor-prototypes-huge", ["predictor_", "prototypes"], lambda a: a + 1e160,
-     ["predictor_"]),
+    ("rho-negative", ["rho_"], lambda a: -a, ["rho_"]),
+    ("rho-per-layer", ["rho_"], lambda a: a[:1], ["rho_"]),
+    ("T-zero", ["T_"], lambda a: 0 * a, ["T_"]),
+    ("T-nan", ["T_"], lambda a: a * np.nan, ["T_"]),
+    ("edge-bias-classes", [*PROTO, "fields", "bias"], lambda a: a[:4], [r"predictors_\[0\]"]),
+    ("edge-theta-nan", [*PROTO, "fields", "theta"], lambda a: a * np.nan, ["theta"]),
+    ("edge-scale-negative", [*PROTO, "fields", "scale"], lambda a: -a, ["scale"]),
+    ("edge-theta-short", [*PROTO, "fields", "theta"], lambda a: a[:1], ["theta"]),
 ]  # fmt: skip
 
 
@@ -868,6 +937,23 @@ def test_load_rejects_tampered_arrays(tmp_path, saved, keys, fn, names):
     _, meta, arrays = saved
     path = write_model(tmp_path / "t.afm", meta, _replace(keys, fn)(meta, arrays))
     refused(path, *names)
+
+
+TAMPERED_PROTO_ARRAYS = [
+    ("nu-nan", [*PROTO, "nu"], lambda a: a * np.nan, ["nu"]),
+    ("nu-columns", [*PROTO, "nu"], lambda a: a[:, :4], [r"predictors_\[0\]"]),
+    ("prototypes-complex", [*PROTO, "prototypes"], lambda a: a * 1j, ["prototypes"]),
+    ("prototypes-columns", [*PROTO, "prototypes"], lambda a: a[:, :2], [r"predictors_\[0\]"]),
+    ("prototypes-huge", [*PROTO, "prototypes"], lambda a: a + 1e160, [r"predictors_\[0\]"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("keys", "fn", "names"), [pytest.param(*c[1:], id=c[0]) for c in TAMPERED_PROTO_ARRAYS]
+)
+def test_load_rejects_tampered_prototype_arrays(tmp_path, saved_proto, keys, fn, names):
+    _, meta, arrays = saved_proto
+    refused(write_model(tmp_path / "t.afm", meta, _replace(keys, fn)(meta, arrays)), *names)
 
 
 TAMPERED_CLASSIFIER = [
