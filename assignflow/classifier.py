@@ -80,7 +80,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import registry
+from . import persistence, registry
 from ._validation import as_float_array, check_positive_float
 from .flows import LinearizedAssignmentFlow
 from .gradients import GradientEstimator
@@ -240,6 +240,7 @@ def label_graph(
 
 
 # --------------------------------------------------------------------------- classifier
+@persistence.persistable("AssignmentFlowClassifier")
 class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
     r"""Transductive classifier: the linearized assignment flow on a kNN graph.
 
@@ -475,6 +476,35 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.non_deterministic = False
         return tags
+
+    # ------------------------------------------------------------------ persistence hook
+    def _check_fitted_state(self) -> None:
+        """Validate the fitted attributes of a loaded model (called by :func:`~assignflow.load`)."""
+        _resolve_integrator(self.integrator)  # unknown names fail here, not at predict
+        J = len(self.classes_)
+        c = persistence.check_fitted_int(self.n_features_in_, "n_features_in_", minimum=1)
+        check = persistence.check_fitted_array
+        check(self.prototypes_, "prototypes_", shape=(J, c), max_abs=_MAX_ABS)
+        n = check(self.X_, "X_", shape=(None, c), max_abs=_MAX_ABS).shape[0]
+        if n < 1:
+            raise ValueError("X_ must hold at least one training row")
+        y = persistence.check_fitted_array(self.y_, "y_", shape=(n,), kinds="iu")
+        if y.min() < 0 or y.max() >= J:
+            raise ValueError(f"y_ must hold {n} class indices in 0..{J - 1}")
+        if not np.isfinite(_CLAMP * check_positive_float(self.rho_, "rho_")):
+            raise ValueError(f"rho_ is too large, got {self.rho_!r}")
+        if not isinstance(self.graph_, Graph) or self.graph_.n_nodes != n:
+            raise ValueError(f"graph_ must be a Graph on the {n} training rows")
+        Weights(self.graph_, persistence.check_fitted_array(self.weights_, "weights_", ndim=1))
+        trust = persistence.check_fitted_array(self.trust_, "trust_", shape=(n,))
+        if np.any(trust <= 0):  # column sums of positive weights
+            raise ValueError("trust_ must be > 0")
+        persistence.check_fitted_int(self.n_iter_, "n_iter_")
+        if self.history_ is not None and not isinstance(self.history_, dict):
+            raise ValueError("history_ must be a dict or None")
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None:
+            persistence.check_fitted_array(names, "feature_names_in_", shape=(c,), kinds="O")
 
 
 def _learn(flow, y_enc, estimator, max_iter, step_size, verbose):

@@ -64,7 +64,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import _parallel, registry
+from . import _parallel, persistence, registry
 from ._parallel import get_num_threads
 from ._simplex import replicator, softmax
 from ._validation import as_float_array
@@ -342,6 +342,7 @@ def _objective_of(model: _Model, params: dict, data: _Image):
 
 
 # --------------------------------------------------------------------------- estimator
+@persistence.persistable("ImageLabeler")
 class ImageLabeler(ClassifierMixin, BaseEstimator):
     """Label images with a (deep) linearized assignment flow whose weights are predicted.
 
@@ -952,6 +953,51 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 raise ValueError("sample_weight must be >= 0 with at least one positive weight")
         correct = sum(wk * np.sum(p == lab) for wk, p, lab in zip(w, pred, labs, strict=True))
         return float(correct / sum(wk * lab.size for wk, lab in zip(w, labs, strict=True)))
+
+    # ------------------------------------------------------------------ persistence hook
+    def _check_fitted_state(self) -> None:
+        """Validate the fitted attributes of a loaded model (called by :func:`~assignflow.load`).
+
+        A model file that loads predicts: everything ``predict`` relies on is checked.
+        """
+        _, _, _, scales = self._components()  # unknown names fail here, not at predict
+        check, J = persistence.check_fitted_array, len(self.classes_)
+        c = persistence.check_fitted_int(self.n_features_in_, "n_features_in_", minimum=1)
+        check(self.prototypes_, "prototypes_", shape=(J, c), max_abs=_MAX_ABS)
+        persistence.check_fitted_int(self.n_iter_, "n_iter_")
+        persistence.check_fitted_int(self.best_iter_, "best_iter_")
+        preds = self.predictors_
+        if (
+            not isinstance(preds, tuple)
+            or not 1 <= len(preds) <= MAX_LAYERS
+            or type(preds[0]) not in (EdgePredictor, WeightPredictor)
+            or any(type(p) is not type(preds[0]) for p in preds)
+        ):
+            raise ValueError(
+                f"predictors_ must be a tuple of 1 to {MAX_LAYERS} predictors of one class "
+                "(EdgePredictor or WeightPredictor)"
+            )
+        if not isinstance(self.predictor_, Predictor):
+            raise ValueError("predictor_ must be a Predictor")
+        for name in ("rho_", "T_"):
+            if np.any(check(getattr(self, name), name, shape=(len(preds),)) <= 0):
+                raise ValueError(f"{name} must hold one value > 0 per layer")
+        window = (2 * self.radius + 1) ** 2
+        for ell, p in enumerate(preds):
+            if isinstance(p, EdgePredictor):
+                # layer features: the smoothed image, then also the previous assignment
+                ok = p.bias.size == window and p.n_features_in <= c * len(scales) + J * (ell > 0)
+            else:
+                dim = window * c if self.features == "window" else window
+                ok = p.window_size == window and p.prototypes.shape[1] == dim
+                ok = ok and float(np.abs(p.prototypes).max()) <= _MAX_ABS  # squares overflow
+            if not ok:
+                raise ValueError(
+                    f"predictors_[{ell}] does not match radius, scales, features, "
+                    "n_features_in_ and classes_"
+                )
+        if not isinstance(self.history_, dict):
+            raise ValueError("history_ must be a dict")
 
 
 def _assignment_features(image, prototypes, radius, feature_rho, feature_T, dtype):

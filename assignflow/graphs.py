@@ -47,7 +47,7 @@ import attrs
 import numpy as np
 import scipy.sparse as sp
 
-from . import registry
+from . import persistence, registry
 from ._operators import CSROperator, DiagonalOperator
 from ._parallel import n_chunks_for, row_chunks, run_chunks
 from ._validation import as_float_array, check_positive_int
@@ -99,6 +99,7 @@ def _run_row_blocks(n_rows: int, row_cost: int, work) -> None:
         run_chunks(lambda k: work(*blocks[k]), len(blocks))
 
 
+@persistence.persistable("Graph")
 @registry.graphs.register("graph")
 @attrs.frozen(eq=False)
 class Graph:
@@ -517,6 +518,11 @@ def _grid_support(shape: tuple[int, ...], radius: int) -> _Support:
     return _Support(columns, offsets @ _strides(shape), valid)
 
 
+@persistence.persistable(
+    "GridGraph",
+    fields=("shape", "radius"),
+    nbytes=lambda shape, radius: 32 * (2 * radius + 1) ** len(shape) * np.prod(shape, dtype=object),
+)
 @registry.graphs.register("grid")
 @attrs.frozen(eq=False, init=False, repr=False)
 class GridGraph(Graph):

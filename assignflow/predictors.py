@@ -51,7 +51,7 @@ import attrs
 import numpy as np
 import scipy.sparse as sp
 
-from . import registry
+from . import persistence, registry
 from ._simplex import softmax
 from ._validation import (
     as_float_array,
@@ -418,6 +418,7 @@ def _matrix(name: str):
     return convert
 
 
+@persistence.persistable("WeightPredictor")
 @registry.predictors.register("prototype")
 @attrs.frozen
 class WeightPredictor(Predictor):

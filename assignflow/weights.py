@@ -15,6 +15,7 @@ import attrs
 import numpy as np
 import scipy.sparse as sp
 
+from . import persistence
 from ._validation import as_float_array
 from .graphs import Graph, GridGraph
 
@@ -33,6 +34,7 @@ def _check_graph(graph: Any) -> Graph:
     return graph
 
 
+@persistence.persistable("Weights")
 @attrs.frozen(eq=False, repr=False)
 class Weights:
     r"""Row-stochastic weights :math:`\Omega` on a graph's neighbourhoods.
