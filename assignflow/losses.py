@@ -1,4 +1,4 @@
-r"""Losses for learning the weights :math:`\Omega` (the paper's eqs. 3.4–3.6, MATH.md §5).
+r"""Losses for learning the weights :math:`\Omega` (eqs. 3.4–3.6; :ref:`§5 <math-learning>`).
 
 .. math::
     \mathcal{L}(\Omega) = f_L\big(V_T(\Omega)\big) + \mathcal{R}(\Omega)
@@ -107,7 +107,7 @@ class Loss:
 @registry.losses.register("kl")
 @attrs.frozen(eq=False)
 class KLLoss(Loss):
-    r"""KL data term (the paper's eq. 3.5, MATH.md §5).
+    r"""KL data term (the paper's eq. 3.5; :ref:`§5 <math-learning>`).
 
     .. math::
         f_L(V) = \frac{1}{I}\sum_i
@@ -191,7 +191,7 @@ class KLLoss(Loss):
 @registry.losses.register("tangent_space")
 @attrs.frozen
 class TangentSpaceRegularizer(Loss):
-    r"""Tangent-space regulariser (the paper's eq. 3.6, MATH.md §5).
+    r"""Tangent-space regulariser (the paper's eq. 3.6; :ref:`§5 <math-learning>`).
 
     .. math::
         \mathcal{R}(\Omega) = \frac{\tau}{2}\sum_i
