@@ -34,6 +34,7 @@ import attrs
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from . import registry
 from ._parallel import n_chunks_for, row_chunks, run_chunks
 from ._validation import as_float_array, check_positive_float
 from .geometry import _exp, _project_tangent, _replicator, _replicator_inplace, _softmax
@@ -42,11 +43,12 @@ from .integrators import (
     FlowIntegrator,
     FlowResult,
     GeometricEuler,
+    IntegrationStats,
     LinearIntegrator,
 )
 from .similarity import SimilarityOperator
 
-__all__ = ["AssignmentFlow", "LinearizedAssignmentFlow"]
+__all__ = ["AssignmentFlow", "DeepLinearizedAssignmentFlow", "LinearizedAssignmentFlow"]
 
 
 def _check_similarity(s: Any) -> SimilarityOperator:
@@ -58,12 +60,8 @@ def _check_similarity(s: Any) -> SimilarityOperator:
 def _check_integrator(integrator: Any, kind: type, flow_name: str, default: Any) -> Any:
     if integrator is None:
         return default
-    if isinstance(integrator, str):
-        from . import registry
-
+    if isinstance(integrator, (str, type)):
         integrator = registry.integrators.resolve(integrator)
-    if isinstance(integrator, type):
-        integrator = integrator()
     if not isinstance(integrator, kind):
         raise TypeError(
             f"integrator {integrator!r} cannot solve the {flow_name}; expected a "
@@ -282,39 +280,69 @@ class LinearizedAssignmentFlow:
         return out.reshape(shape_in)
 
     def aslinearoperator(self) -> LinearOperator:
-        """:math:`A^J` as a ``scipy.sparse.linalg.LinearOperator`` of shape ``(n, n)``."""
+        """:math:`A^J` as a ``scipy.sparse.linalg.LinearOperator`` of shape ``(n, n)``.
+
+        ``matvec`` is :math:`A^J x`, ``rmatvec`` is :math:`(A^J)^\\top x`, both on flat
+        vectors of length ``n = I·J`` in the flow's working precision. Integrators
+        receive this operator.
+        """
         n = self.size
         return LinearOperator((n, n), matvec=self.matvec, rmatvec=self.rmatvec, dtype=self.dtype)
 
-    def augmented_operator(self) -> LinearOperator:
-        r"""The augmented operator :math:`\mathcal{A} = [[T A^J, T b], [0, 0]]` of size ``k = n+1``.
+    def augmented_operator(self, scale: float | None = None) -> LinearOperator:
+        r"""The augmented operator :math:`\mathcal{A} = s\,[[A^J, b], [0, 0]]` of size ``k = n+1``.
 
-        :math:`v(T)` is the first ``n`` entries of :math:`e^{\mathcal{A}} e_k` (the
-        paper's eq. 2.24); used by gradient estimators and tests. Matrix-free:
-        :math:`\mathcal{A}[x;\xi] = [T(Ax + b\xi); 0]` and
-        :math:`\mathcal{A}^\top[x;\xi] = [T A^\top x; T\langle b, x\rangle]`.
+        With the default ``scale`` :math:`s = T`, :math:`v(T)` is the first ``n``
+        entries of :math:`e^{\mathcal{A}} e_k` (the paper's eq. 2.24). Matrix-free:
+        :math:`\mathcal{A}[x;\xi] = s[Ax + b\xi; 0]` and
+        :math:`\mathcal{A}^\top[x;\xi] = s[A^\top x; \langle b, x\rangle]`. This is
+        the one builder of the augmented operator (gradient estimators, plugins and
+        tests use it).
+
+        Parameters
+        ----------
+        scale : float, optional
+            The factor :math:`s`; ``T`` if omitted, ``1`` for the generator of the
+            augmented flow :math:`\dot z = [[A, b], [0, 0]] z`.
+
+        Returns
+        -------
+        scipy.sparse.linalg.LinearOperator
+            Shape ``(n + 1, n + 1)``, in the flow's working precision.
         """
-        n, T = self.size, self.T
+        n = self.size
+        s = self.T if scale is None else float(scale)
         b = self.B.ravel()
+        dt = self.dtype
 
         def mv(z: np.ndarray) -> np.ndarray:
             z = np.asarray(z).ravel()
-            out = np.empty(n + 1)
-            out[:n] = T * (self.matvec(z[:n]) + b * z[n])
+            out = np.empty(n + 1, dtype=dt)
+            if z[n] != 0.0 and not z[:n].any():
+                np.multiply(b, z[n], out=out[:n])  # 𝒜 e_k: no A application needed
+            else:
+                out[:n] = self.matvec(z[:n])
+                if z[n] != 0.0:
+                    out[:n] += z[n] * b
+            out[:n] *= s
             out[n] = 0.0
             return out
 
         def rmv(z: np.ndarray) -> np.ndarray:
             z = np.asarray(z).ravel()
-            out = np.empty(n + 1)
-            out[:n] = T * self.rmatvec(z[:n])
-            out[n] = T * float(b @ z[:n])
+            out = np.empty(n + 1, dtype=dt)
+            out[:n] = self.rmatvec(z[:n])
+            out[:n] *= s
+            # accumulate in double: in float32 a long dot product loses digits
+            out[n] = s * float(np.einsum("i,i->", b, z[:n], dtype=np.float64))
             return out
 
-        return LinearOperator((n + 1, n + 1), matvec=mv, rmatvec=rmv, dtype=np.float64)
+        return LinearOperator((n + 1, n + 1), matvec=mv, rmatvec=rmv, dtype=dt)
 
     # ------------------------------------------------------------------ solving
-    def solve(self, integrator: Any = None) -> FlowResult:
+    def solve(
+        self, integrator: Any = None, *, progress: Any = None, record: bool = False
+    ) -> FlowResult:
         """Integrate to time ``T`` and return :math:`V(T)`, :math:`W(T)` and the labels.
 
         Parameters
@@ -322,11 +350,26 @@ class LinearizedAssignmentFlow:
         integrator : LinearIntegrator, str or class, default=ExponentialKrylov()
             :class:`~assignflow.ExponentialKrylov` or :class:`~assignflow.Euler`, an
             instance, a class, or a registered name.
+        progress : callable, optional
+            Called as ``progress(fraction)`` with the fraction of ``[0, T]`` done.
+        record : bool, default=False
+            Keep the forward computation (``result.trajectory``) so that a gradient
+            estimator can differentiate exactly this solve
+            (``estimator.estimate(flow, loss, forward=result)``).
+
+        Returns
+        -------
+        FlowResult
         """
         integ = _check_integrator(
             integrator, LinearIntegrator, "linearized assignment flow", ExponentialKrylov()
         )
-        x, stats = integ.integrate(self.matvec, self.B.ravel(), self.T)
+        options: dict[str, Any] = {}
+        if progress is not None:
+            options["progress"] = progress
+        if record:
+            options["record"] = True
+        x, stats = integ.integrate(self.aslinearoperator(), self.B.ravel(), self.T, **options)
         V = x.reshape(self.shape)
         W = self._exp0(V)
         return FlowResult(V=V, W=W, T=self.T, stats=stats)
@@ -384,3 +427,150 @@ class AssignmentFlow:
         """
         integ = _check_integrator(integrator, FlowIntegrator, "assignment flow", GeometricEuler())
         return integ.solve(self)
+
+
+def _as_layers(layers: Any) -> tuple[SimilarityOperator, ...]:
+    if isinstance(layers, SimilarityOperator):
+        return (layers,)
+    try:
+        out = tuple(layers)
+    except TypeError:
+        raise TypeError(
+            f"layers must be a sequence of SimilarityOperator, got {type(layers).__name__}"
+        ) from None
+    if not out:
+        raise ValueError("layers must hold at least one SimilarityOperator")
+    for k, s in enumerate(out):
+        if not isinstance(s, SimilarityOperator):
+            raise TypeError(f"layers[{k}] must be a SimilarityOperator, got {type(s).__name__}")
+        if s.distances.shape != out[0].distances.shape:
+            raise ValueError(
+                f"layers[{k}] has distances of shape {s.distances.shape}, layers[0] "
+                f"{out[0].distances.shape}: every layer labels the same nodes with the same labels"
+            )
+    return out
+
+
+@attrs.frozen(eq=False, repr=False)
+class DeepLinearizedAssignmentFlow:
+    r"""A deep linearized assignment flow: ``K`` LAF layers, each relinearised at the last output.
+
+    The sequence of linearized flows (the paper's eq. 1.6) and its compositions
+    (Sect. 5.2) with weights of their own per layer: layer :math:`\ell` linearises
+    the assignment flow at the previous output :math:`W_{\ell-1}` (the barycenter
+    for :math:`\ell = 1`) with its weights :math:`\Omega_\ell`, scale
+    :math:`\rho_\ell` and horizon :math:`h_\ell`, and maps it to
+    :math:`W_\ell = \operatorname{Exp}_{W_{\ell-1}}(V_\ell(h_\ell))`.
+
+    A layer is computed as a LAF at the barycenter: in lifted coordinates
+    (:math:`V = R_{W_0}U`) the LAF at :math:`W_0` reads :math:`\dot U =
+    R_{S_0}(\Omega U) + \Pi_0 S_0` with :math:`S_0 = \operatorname{softmax}(\Omega(\log
+    W_0 - D/\rho))`, and :math:`W^+ = \operatorname{softmax}(\log W_0 + U(h))`. That
+    is the LAF at the barycenter (with :math:`U = JV`) of the *shifted distances*
+
+    .. math::
+        D'_\ell = D - \rho_\ell \log W_{\ell-1},\qquad
+        \log W_\ell = \log W_{\ell-1} + J V_\ell \pmod{\text{row constants}} .
+
+    So :math:`W_K = \operatorname{softmax}(J\sum_\ell V_\ell)`, the stack's
+    tangent vector is :math:`V = \sum_\ell V_\ell`, every loss of one flow applies
+    unchanged, and every gradient estimator differentiates a stack layer by layer
+    (the chain through the base points runs through :math:`D'_\ell`, see
+    :meth:`~assignflow.GradientEstimator.estimate`). With the same weights in every
+    layer this is :class:`~assignflow.LinearizedSequence`.
+
+    Parameters
+    ----------
+    layers : sequence of SimilarityOperator
+        Weights, distances and scale of every layer (same nodes and labels).
+    T : float or sequence of float
+        The horizon :math:`h_\ell` of every layer (one value: the same for all).
+
+    Examples
+    --------
+    >>> import assignflow as af
+    >>> g = af.GridGraph((8, 8))
+    >>> S = af.SimilarityOperator(af.Weights.uniform(g), np.random.rand(64, 3), rho=0.2)
+    >>> deep = af.DeepLinearizedAssignmentFlow([S, S], T=1.0)
+    >>> deep.solve().W.shape
+    (64, 3)
+    """
+
+    layers: tuple[SimilarityOperator, ...] = attrs.field(converter=_as_layers)
+    T: tuple[float, ...] = attrs.field(default=1.0)
+
+    def __attrs_post_init__(self) -> None:
+        T = self.T
+        if np.ndim(T) == 0:
+            T = (T,) * len(self.layers)
+        T = tuple(check_positive_float(t, "T") for t in T)
+        if len(T) != len(self.layers):
+            raise ValueError(
+                f"T must hold one horizon per layer ({len(self.layers)}), got {len(T)}"
+            )
+        object.__setattr__(self, "T", T)
+
+    def __repr__(self) -> str:
+        return f"DeepLinearizedAssignmentFlow(n_layers={self.n_layers}, T={self.T})"
+
+    @property
+    def n_layers(self) -> int:
+        """Number of layers ``K``."""
+        return len(self.layers)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(I, J)``."""
+        return self.layers[0].distances.shape
+
+    def layer_flow(self, layer: int, V_before: np.ndarray | None) -> LinearizedAssignmentFlow:
+        r"""The LAF of ``layer`` given :math:`\sum_{m<\ell}V_m` (``None``: the first layer)."""
+        sim = self.layers[layer]
+        if V_before is not None:
+            shift = (sim.rho * self.shape[1]) * np.asarray(V_before, dtype=np.float64)
+            sim = attrs.evolve(sim, distances=sim.distances - shift.astype(sim.dtype))
+        return LinearizedAssignmentFlow(sim, T=self.T[layer])
+
+    def solve(
+        self, integrator: Any = None, *, progress: Any = None, record: bool = False
+    ) -> FlowResult:
+        r"""Solve every layer in turn; ``result.layers`` holds the layers' results.
+
+        Parameters
+        ----------
+        integrator : LinearIntegrator, str or class, default=ExponentialKrylov()
+            Solver of every layer.
+        progress : callable, optional
+            Called as ``progress(fraction)`` with the fraction of the layers done.
+        record : bool, default=False
+            Record every layer's forward computation (for gradient estimators).
+
+        Returns
+        -------
+        FlowResult
+            ``V`` :math:`= \sum_\ell V_\ell`, ``W`` :math:`= W_K`, ``T`` the total
+            horizon, ``layers`` the per-layer results.
+        """
+        K = self.n_layers
+        results = []
+        V = None
+        for layer in range(K):
+
+            def part(x: float, layer: int = layer) -> None:
+                progress((layer + x) / K)
+
+            res = self.layer_flow(layer, V).solve(
+                integrator, progress=None if progress is None else part, record=record
+            )
+            V = res.V.copy() if V is None else V + res.V
+            results.append(res)
+        stats = IntegrationStats(
+            results[0].stats.integrator,
+            n_steps=sum(r.stats.n_steps for r in results),
+            n_matvecs=sum(r.stats.n_matvecs for r in results),
+            t=float(sum(self.T)),
+            error_estimate=float(sum(r.stats.error_estimate for r in results)),
+            n_rejected=sum(r.stats.n_rejected for r in results),
+        )
+        W = _softmax(V * self.shape[1])
+        return FlowResult(V=V, W=W, T=float(sum(self.T)), stats=stats, layers=tuple(results))

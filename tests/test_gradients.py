@@ -297,3 +297,184 @@ def test_inputs_not_modified():
     np.testing.assert_array_equal(flow.weights.values, vals)
     np.testing.assert_array_equal(flow.similarity.distances, D)
     np.testing.assert_array_equal(loss.labels, y)
+
+
+# --------------------------------------------------------------------------- one forward path
+def _voronoi_flow(T, rho=0.3, size=48, seed=0):
+    X, Y, P = af.datasets.make_voronoi(
+        "colors", 1, (size, size), 0.3, random_state=seed, return_prototypes=True
+    )
+    g = af.GridGraph((size, size))
+    sim = af.SimilarityOperator(af.Weights.uniform(g), af.distance_matrix(X[0], P), rho=rho)
+    return af.LinearizedAssignmentFlow(sim, T=T), af.KLLoss(Y[0].ravel())
+
+
+@pytest.mark.parametrize("T", [3.0, 30.0])
+def test_estimators_use_the_integrators_forward(T):
+    flow, loss = _voronoi_flow(T)
+    integ = af.ExponentialKrylov(krylov_dim=10)
+    V = flow.solve(integ).V
+    for est in (af.ClosedFormLowRank(), af.AdjointQuadrature(n_nodes=4)):
+        r = est.estimate(flow, loss, integrator=integ)
+        np.testing.assert_allclose(r.V, V, rtol=0, atol=1e-7 * np.abs(V).max())
+        assert r.forward.stats.n_steps == flow.solve(integ).stats.n_steps
+    # at T = 30 the forward needs sub-steps, and the gradient follows every one of them
+    if T == 30.0:
+        assert flow.solve(integ).stats.n_steps > 1
+        exact = af.AdjointQuadrature(n_nodes=48, krylov_dim=30).gradient(flow, loss)
+        full = af.ClosedFormLowRank(rank=4).gradient(flow, loss, integrator=integ)
+        assert relerr(full, exact) < 1e-4
+
+
+def test_chain_through_every_substep_matches_dense_frechet():
+    flow, loss = problem(3, T=8.0)
+    integ = af.ExponentialKrylov(krylov_dim=5, tol=1e-11)
+    fwd = flow.solve(integ, record=True)
+    assert fwd.stats.n_steps > 3
+    exact = af.DenseFrechet().estimate(flow, loss, forward=fwd)
+    r = af.ClosedFormLowRank(krylov_dim=8, rank=40).estimate(flow, loss, forward=fwd)
+    assert relerr(r.gradient, exact.gradient) < 1e-6
+    assert r.value == exact.value  # one forward, one value
+
+
+def test_forward_reuse_low_memory_and_integrator_agree():
+    flow, loss = _voronoi_flow(10.0, size=24)
+    integ = af.ExponentialKrylov(krylov_dim=6)
+    ref = af.ClosedFormLowRank(rank=2).estimate(flow, loss, integrator=integ)
+    reuse = af.ClosedFormLowRank(rank=2).estimate(
+        flow, loss, forward=flow.solve(integ, record=True)
+    )
+    low = af.ClosedFormLowRank(rank=2, low_memory=True).estimate(flow, loss, integrator=integ)
+    np.testing.assert_allclose(reuse.gradient, ref.gradient, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(low.gradient, ref.gradient, rtol=1e-9, atol=1e-14)
+
+
+def test_closed_form_needs_a_recorded_krylov_forward():
+    flow, loss = problem(0)
+    with pytest.raises(TypeError, match="integrator"):
+        af.ClosedFormLowRank().estimate(flow, loss, integrator=af.Euler(step_size=0.1))
+    with pytest.raises(ValueError, match="record"):
+        af.ClosedFormLowRank().estimate(flow, loss, forward=flow.solve())
+    with pytest.raises(ValueError, match="forward"):
+        af.ClosedFormLowRank().estimate(flow, loss, forward=problem(1, T=2.0)[0].solve())
+    # any integrator for the reference estimators: their value is its forward's
+    r = af.AdjointQuadrature().estimate(flow, loss, integrator=af.Euler(step_size=1e-3))
+    np.testing.assert_array_equal(r.V, flow.solve(af.Euler(step_size=1e-3)).V)
+
+
+# --------------------------------------------------------------------------- rho, T, D
+@pytest.mark.parametrize("grid", [True, False])
+def test_hyperparameter_gradients_against_finite_differences(grid):
+    flow, loss = problem(5, grid=grid, T=2.5, tau=1e-3)
+    fd = af.FiniteDiff(distances=True).estimate(flow, loss)
+    for est in (
+        af.DenseFrechet(),
+        af.AdjointQuadrature(n_nodes=24),
+        af.ClosedFormLowRank(krylov_dim=12, rank=40),
+    ):
+        r = est.estimate(flow, loss, integrator=af.ExponentialKrylov(krylov_dim=12, tol=1e-12))
+        assert r.rho_gradient == pytest.approx(fd.rho_gradient, rel=1e-6)
+        assert r.T_gradient == pytest.approx(fd.T_gradient, rel=1e-6)
+        assert relerr(r.distance_gradient, fd.distance_gradient) < 1e-6
+        assert relerr(r.gradient, fd.gradient) < 1e-6
+
+
+def test_rank_one_hyperparameter_gradients_are_close():
+    flow, loss = _voronoi_flow(3.0, size=32)
+    ref = af.AdjointQuadrature(n_nodes=24).estimate(flow, loss)
+    r = af.ClosedFormLowRank().estimate(flow, loss)
+    assert r.T_gradient == pytest.approx(ref.T_gradient, rel=1e-9)  # needs no factorisation
+    assert r.rho_gradient == pytest.approx(ref.rho_gradient, rel=0.1)
+    assert cosine(r.distance_gradient.ravel(), ref.distance_gradient.ravel()) > 0.99
+
+
+def test_float32_gradient_path():
+    flow, loss = _voronoi_flow(3.0, size=64)
+    r64 = af.ClosedFormLowRank().estimate(flow, loss)
+    r32 = af.ClosedFormLowRank().estimate(flow.astype("float32"), loss)
+    assert r32.forward.V.dtype == np.float32
+    assert cosine(r32.gradient, r64.gradient) >= 0.9999
+    assert relerr(r32.gradient, r64.gradient) <= 1e-4
+    assert r32.rho_gradient == pytest.approx(r64.rho_gradient, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- deep stacks
+def _stack(seed, shape=(4, 5), J=3):
+    rng = np.random.default_rng(seed)
+    g = af.GridGraph(shape)
+    D = rng.uniform(0, 2, (g.n_nodes, J))
+    layers = [
+        af.SimilarityOperator(af.Weights.normalized(g, rng.uniform(0.1, 1, g.nnz)), D, rho=rho)
+        for rho in (0.5, 0.8, 0.3)
+    ]
+    deep = af.DeepLinearizedAssignmentFlow(layers, T=[1.0, 0.7, 1.5])
+    return deep, af.KLLoss(rng.integers(0, J, g.n_nodes)) + af.TangentSpaceRegularizer(1e-3)
+
+
+def test_stack_gradient_matches_finite_differences_through_dense_expm():
+    deep, loss = _stack(0, shape=(3, 4))
+    n = deep.shape[0] * deep.shape[1]
+
+    def value(layers, T):
+        """Independent forward: every layer by dense expm of its augmented matrix."""
+        V = np.zeros(deep.shape)
+        for ell in range(len(layers)):
+            f = af.DeepLinearizedAssignmentFlow(layers, T=T).layer_flow(ell, V if ell else None)
+            M = np.column_stack([f.augmented_operator().matvec(e) for e in np.eye(n + 1)])
+            V = V + sla.expm(M)[:n, n].reshape(deep.shape)
+        return loss.data_value(V) + sum(loss.reg_value(s.weights) for s in layers)
+
+    integ = af.ExponentialKrylov(krylov_dim=20, tol=1e-13)
+    for est in (af.ClosedFormLowRank(krylov_dim=20, rank=60), af.DenseFrechet()):
+        res = est.estimate(deep, loss, integrator=integ)
+        assert isinstance(res, af.StackGradientResult)
+        assert res.value == pytest.approx(value(deep.layers, deep.T), rel=1e-12)
+        for ell in (0, 2):
+            S = deep.layers[ell]
+            vals = S.weights.values
+            edges = np.random.default_rng(ell).choice(vals.size, 12, replace=False)
+            fd = np.empty(edges.size)
+            for j, e in enumerate(edges):
+                out = []
+                for sgn in (1, -1):
+                    v = vals.copy()
+                    v[e] += sgn * 1e-6
+                    L = list(deep.layers)
+                    L[ell] = S.with_weights(af.Weights._unchecked(S.graph, v))
+                    out.append(value(L, deep.T))
+                fd[j] = (out[0] - out[1]) / 2e-6
+            assert relerr(res.layers[ell].gradient[edges], fd) < 1e-6
+            import attrs
+
+            rho = [value([*deep.layers[:ell], attrs.evolve(S, rho=S.rho * (1 + s * 1e-6)),
+                          *deep.layers[ell + 1:]], deep.T) for s in (1, -1)]  # fmt: skip
+            fd_rho = (rho[0] - rho[1]) / (2e-6 * S.rho)
+            assert res.layers[ell].rho_gradient == pytest.approx(fd_rho, rel=1e-5)
+            T = [list(deep.T) for _ in range(2)]
+            T[0][ell] *= 1 + 1e-6
+            T[1][ell] *= 1 - 1e-6
+            fd_T = (value(deep.layers, T[0]) - value(deep.layers, T[1])) / (2e-6 * deep.T[ell])
+            assert res.layers[ell].T_gradient == pytest.approx(fd_T, rel=1e-5)
+
+
+def test_stack_gradient_per_layer_against_adjoint_quadrature():
+    X, Y, P = af.datasets.make_voronoi(
+        "colors", 1, (32, 32), 0.3, random_state=0, return_prototypes=True
+    )
+    g = af.GridGraph((32, 32))
+    D = af.distance_matrix(X[0], P)
+    rng = np.random.default_rng(0)
+    layers = [
+        af.SimilarityOperator(af.Weights.normalized(g, rng.uniform(0.2, 1, g.nnz)), D, rho=0.3)
+        for _ in range(2)
+    ]
+    deep = af.DeepLinearizedAssignmentFlow(layers, T=[2.0, 3.0])
+    loss = af.KLLoss(Y[0].ravel())
+    ref = af.AdjointQuadrature(n_nodes=24).estimate(deep, loss)
+    r = af.ClosedFormLowRank(rank=3).estimate(deep, loss)
+    for a, b in zip(r.layers, ref.layers, strict=True):
+        assert relerr(a.gradient, b.gradient) < 1e-4
+        assert a.rho_gradient == pytest.approx(b.rho_gradient, rel=1e-4)
+    r1 = af.ClosedFormLowRank().estimate(deep, loss)
+    for a, b in zip(r1.layers, ref.layers, strict=True):
+        assert cosine(a.gradient, b.gradient) > 0.999
