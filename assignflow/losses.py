@@ -63,25 +63,77 @@ def _check_labels(labels: Any) -> np.ndarray:
 
 
 class Loss:
-    """Base class: ``value(V, weights)`` and the two partial gradients.
+    r"""Base class: ``value(V, weights)`` and the two partial gradients.
 
-    Subclasses override any of :meth:`data_value`, :meth:`data_gradient` (with
-    respect to :math:`V`, shape ``(I, J)``), :meth:`reg_value`,
-    :meth:`reg_gradient` (with respect to the weight values, shape ``(nnz,)``).
-    The defaults are zero, so a data term only defines the first two and a
-    regulariser the last two.
+    A loss :math:`\mathcal{L}(\Omega) = f_L(V_T) + \mathcal{R}(\Omega)` has a data
+    term, a function of the flow's tangent solution :math:`V_T = V(T)` (shape
+    ``(I, J)``; the assignments are :math:`W = \operatorname{Exp}_{\mathbb{1}}(V_T) =
+    \operatorname{softmax}(J V_T)` row by row), and a regulariser, a function of the
+    weights. Subclasses override any of :meth:`data_value`, :meth:`data_gradient`,
+    :meth:`reg_value` and :meth:`reg_gradient`; the defaults are zero, so a data term
+    only defines the first two and a regulariser the last two. Losses add up with
+    ``+`` (:class:`CompositeLoss`).
     """
 
     def data_value(self, V: np.ndarray) -> float:
+        """The data term :math:`f_L(V)` (0 unless overridden).
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow (rows sum to 0).
+
+        Returns
+        -------
+        float
+            :math:`f_L(V)`.
+        """
         return 0.0
 
     def data_gradient(self, V: np.ndarray) -> np.ndarray:
+        r"""The Euclidean gradient :math:`\partial f_L/\partial V` (0 unless overridden).
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+
+        Returns
+        -------
+        ndarray, shape (I, J)
+            :math:`\partial f_L/\partial V` at ``V``.
+        """
         return np.zeros_like(V)
 
     def reg_value(self, weights: Any) -> float:
+        r"""The regulariser :math:`\mathcal{R}(\Omega)` (0 unless overridden).
+
+        Parameters
+        ----------
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        float
+            :math:`\mathcal{R}(\Omega)`.
+        """
         return 0.0
 
     def reg_gradient(self, weights: Any) -> np.ndarray:
+        r"""The gradient of :math:`\mathcal{R}` in the weight values (0 unless overridden).
+
+        Parameters
+        ----------
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        ndarray, shape (weights.graph.nnz,)
+            :math:`\partial\mathcal{R}/\partial\omega_{ik}`, aligned with
+            ``weights.values``.
+        """
         return np.zeros(weights.graph.nnz)
 
     @property
@@ -90,10 +142,29 @@ class Loss:
         return type(self).data_value is not Loss.data_value
 
     def check(self, flow: Any) -> None:
-        """Raise ``ValueError`` if the loss does not fit ``flow`` (sizes, label range)."""
+        """Raise ``ValueError`` if the loss does not fit ``flow`` (sizes, label range).
+
+        Parameters
+        ----------
+        flow : LinearizedAssignmentFlow
+            The flow the loss is about to be evaluated on.
+        """
 
     def value(self, V: np.ndarray, weights: Any) -> float:
-        """:math:`f_L(V) + \\mathcal{R}(\\Omega)`."""
+        r"""The loss :math:`f_L(V) + \mathcal{R}(\Omega)`.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        float
+            ``data_value(V) + reg_value(weights)``.
+        """
         return float(self.data_value(V)) + float(self.reg_value(weights))
 
     def __add__(self, other: Loss) -> CompositeLoss:
@@ -238,7 +309,13 @@ def _as_terms(terms: Any) -> tuple:
 
 @attrs.frozen
 class CompositeLoss(Loss):
-    """A sum of losses (built with ``+``)."""
+    """A sum of losses (built with ``+``).
+
+    Parameters
+    ----------
+    terms : sequence of Loss
+        The summands; values and gradients are the sums of theirs.
+    """
 
     terms: tuple[Loss, ...] = attrs.field(converter=lambda t: _as_terms(t))
 
