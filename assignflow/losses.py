@@ -217,6 +217,18 @@ class KLLoss(Loss):
         return f"KLLoss(n_nodes={self.labels.size})"
 
     def check(self, flow: Any) -> None:
+        """Check that there is one label per node and every label exists in ``flow``.
+
+        Parameters
+        ----------
+        flow : LinearizedAssignmentFlow
+            The flow the loss is about to be evaluated on.
+
+        Raises
+        ------
+        ValueError
+            If the number of labels or their range does not fit the flow.
+        """
         I, J = flow.shape
         if self.labels.size != I:
             raise ValueError(f"labels must have one entry per node ({I}), got {self.labels.size}")
@@ -245,12 +257,37 @@ class KLLoss(Loss):
         return v
 
     def data_value(self, V: np.ndarray) -> float:
+        r"""The (weighted) mean KL divergence :math:`f_L(V)` of eq. 3.5.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+
+        Returns
+        -------
+        float
+            :math:`-\sum_i w_i \log\operatorname{softmax}(J V_i)_{y_i}` with the
+            normalised sample weights :math:`w_i` (:math:`1/I` by default).
+        """
         V = self._check_V(V)
         J = V.shape[1]
         logp = _log_softmax(J * V)[np.arange(V.shape[0]), self.labels]
         return float(-(self._weights() * logp).sum())
 
     def data_gradient(self, V: np.ndarray) -> np.ndarray:
+        r"""The gradient :math:`J\,w\odot(\operatorname{softmax}(JV) - W^*)` of the data term.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+
+        Returns
+        -------
+        ndarray, shape (I, J)
+            The gradient, row :math:`i` scaled by the sample weight :math:`w_i`.
+        """
         V = self._check_V(V)
         J = V.shape[1]
         grad = _softmax(J * V)
@@ -292,10 +329,35 @@ class TangentSpaceRegularizer(Loss):
         return lw - np.repeat(mean, g.degrees)
 
     def reg_value(self, weights: Any) -> float:
+        r"""The regulariser :math:`\frac{\tau}{2}\sum_i\|\Pi_0\log\omega_i\|^2`.
+
+        Parameters
+        ----------
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        float
+            :math:`\mathcal{R}(\Omega)`.
+        """
         c = self._centered_log(weights)
         return 0.5 * self.tau * float(c @ c)
 
     def reg_gradient(self, weights: Any) -> np.ndarray:
+        r"""The gradient :math:`\tau(\Pi_0\log\omega_i)/\omega_i` on every neighbourhood.
+
+        Parameters
+        ----------
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        ndarray, shape (weights.graph.nnz,)
+            :math:`\partial\mathcal{R}/\partial\omega_{ik}`, aligned with
+            ``weights.values``.
+        """
         return self.tau * self._centered_log(weights) / weights.values
 
 
@@ -327,20 +389,76 @@ class CompositeLoss(Loss):
 
     @property
     def has_data_term(self) -> bool:
+        """Whether any term depends on :math:`V_T`."""
         return any(t.has_data_term for t in self.terms)
 
     def check(self, flow: Any) -> None:
+        """Check every term against ``flow``.
+
+        Parameters
+        ----------
+        flow : LinearizedAssignmentFlow
+            The flow the loss is about to be evaluated on.
+        """
         for t in self.terms:
             t.check(flow)
 
-    def data_value(self, V):
+    def data_value(self, V: np.ndarray) -> float:
+        r"""The sum of the terms' data values.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+
+        Returns
+        -------
+        float
+            :math:`\sum_t f_t(V)`.
+        """
         return sum(t.data_value(V) for t in self.terms)
 
-    def data_gradient(self, V):
+    def data_gradient(self, V: np.ndarray) -> np.ndarray:
+        r"""The sum of the terms' data gradients.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+
+        Returns
+        -------
+        ndarray, shape (I, J)
+            :math:`\sum_t \partial f_t/\partial V`.
+        """
         return sum(t.data_gradient(V) for t in self.terms)
 
-    def reg_value(self, weights):
+    def reg_value(self, weights: Any) -> float:
+        r"""The sum of the terms' regularisers.
+
+        Parameters
+        ----------
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        float
+            :math:`\sum_t \mathcal{R}_t(\Omega)`.
+        """
         return sum(t.reg_value(weights) for t in self.terms)
 
-    def reg_gradient(self, weights):
+    def reg_gradient(self, weights: Any) -> np.ndarray:
+        r"""The sum of the terms' regulariser gradients.
+
+        Parameters
+        ----------
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        ndarray, shape (weights.graph.nnz,)
+            :math:`\sum_t \partial\mathcal{R}_t/\partial\omega`.
+        """
         return sum(t.reg_gradient(weights) for t in self.terms)

@@ -19,8 +19,8 @@ methods are scikit-learn's business).
 from __future__ import annotations
 
 import argparse
-import functools
 import inspect
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
@@ -63,6 +63,38 @@ CLEAN_MODULES: tuple[str, ...] = (
 )
 
 _SUBMODULES = ("datasets", "registry", "plotting")
+
+
+def unchecked_patterns() -> set[str]:
+    """Return the documented names that the build does not validate yet.
+
+    The public objects (and their members) defined in modules outside
+    :data:`CLEAN_MODULES`, as regular expressions on the names the API reference
+    documents them under (``assignflow.Name``, ``assignflow.registry.Name``); the
+    documentation build passes them to ``numpydoc_validation_exclude``.
+
+    Returns
+    -------
+    set of str
+        One pattern per public object of a module that is not clean yet.
+    """
+    import assignflow
+
+    patterns = set()
+    sources = [(assignflow, "", assignflow.__all__)]
+    sources += [
+        (getattr(assignflow, m), f"{m}.", getattr(getattr(assignflow, m), "__all__", []))
+        for m in _SUBMODULES
+    ]
+    for mod, prefix, names in sources:
+        for name in names:
+            obj = getattr(mod, name, None)
+            module = getattr(obj, "__module__", None) or ""
+            if isinstance(obj, ModuleType) or not module.startswith("assignflow"):
+                continue
+            if module not in CLEAN_MODULES:
+                patterns.add(rf"^assignflow\.{re.escape(prefix + name)}(\.|$)")
+    return patterns
 
 
 def _defined_in_assignflow(obj: object) -> bool:
@@ -117,26 +149,6 @@ def public_objects() -> Iterator[tuple[str, str]]:
                         yield f"{path}.{member}", obj.__module__
 
 
-@functools.cache
-def _validator_class():
-    """The numpydoc validator that sees what autodoc renders (numpydoc imported lazily).
-
-    An override without a docstring of its own is rendered with the docstring it
-    inherits (``autodoc_inherit_docstrings``), so that docstring is validated.
-    """
-    from numpydoc.validate import Validator, get_doc_object
-
-    class InheritingValidator(Validator):
-        def __init__(self, obj_name: str) -> None:
-            obj = Validator._load_obj(obj_name)
-            own = getattr(obj, "__doc__", None)
-            doc = own or inspect.getdoc(obj) or ""
-            super().__init__(get_doc_object(obj, doc=doc))
-            self.raw_doc = doc
-
-    return InheritingValidator
-
-
 def violations(checks: frozenset[str] = CHECKS) -> dict[str, list[tuple[str, str, str]]]:
     """Validate every public object and collect the violations per module.
 
@@ -155,7 +167,7 @@ def violations(checks: frozenset[str] = CHECKS) -> dict[str, list[tuple[str, str
 
     found: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     for path, module in public_objects():
-        for code, message in validate(path, validator_cls=_validator_class())["errors"]:
+        for code, message in validate(path)["errors"]:
             if code in checks:
                 found[module].append((path, code, message))
     return dict(found)
