@@ -307,14 +307,11 @@ def test_py_typed_is_shipped():
 _PENDING_REFERENCES = frozenset(
     {
         "assignflow/classifier.py",
-        "assignflow/estimators.py",
         "assignflow/flows.py",
         "assignflow/graphs.py",
         "assignflow/integrators.py",
-        "assignflow/learning.py",
         "benchmarks/autodiff_torch.py",
         "benchmarks/figures.py",
-        "plugins/assignflow-extras/assignflow_extras/integrators.py",
         "tests/test_autodiff_baselines.py",
         "tests/test_extremes.py",
         "tests/test_fuzz.py",
