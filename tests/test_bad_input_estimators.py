@@ -1,10 +1,10 @@
-"""Bad input for the estimators, the weight predictor, the data sets and the CLI (issue 6).
+"""Bad input for the estimators, the weight predictor and the data sets (issue 6).
 
 Every case either raises a clear ``ValueError``/``TypeError`` (or sklearn's
 ``NotFittedError``) whose message names the argument, or -- where the input is
 legitimate (one pixel, one class, images of different sizes) -- returns a checked,
-NaN-free result. CLI cases exit with code 2 and one ``error:`` line on stderr,
-without a traceback. Inputs are tiny so the whole file runs in a few seconds.
+NaN-free result (the command line and image I/O cases live in ``test_cli.py`` and
+``test_io.py``). Inputs are tiny so the whole file runs in a few seconds.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
 import assignflow as af
-from assignflow.cli import main, read_image, read_label_image, write_labels
 from assignflow.predictor import WeightPredictor, window_features
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -683,223 +682,6 @@ def test_make_voronoi_smallest_legitimate_input():
     assert X.shape == (1, 2, 2, 3) and Y.shape == (1, 2, 2)
     np.testing.assert_array_equal(X, P[Y])
     assert Y.min() >= 0 and Y.max() < 8
-
-
-# =========================================================================== CLI
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    from PIL import Image
-
-    d = tmp_path_factory.mktemp("cli")
-    Image.fromarray((np.clip(X8[0], 0, 1) * 255).astype(np.uint8)).save(d / "img.png")
-    Image.fromarray(Y8[0].astype(np.uint8)).save(d / "lab.png")
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(d / "rgb.png")
-    (d / "text.png").write_text("this is not an image")
-    png = (d / "img.png").read_bytes()
-    (d / "trunc.png").write_bytes(png[: len(png) // 2])
-    np.save(d / "img.npy", X8[0])
-    np.save(d / "lab.npy", Y8[0])
-    np.save(d / "labf.npy", Y8[0] + 0.5)
-    np.save(d / "lab5.npy", Y8[0][:5])
-    np.save(d / "nan.npy", np.full((8, 8), np.nan))
-    np.save(d / "empty.npy", np.zeros((0, 0)))
-    np.save(d / "4d.npy", np.zeros((2, 2, 2, 2)))
-    np.save(d / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    (d / "trunc.npy").write_bytes((d / "img.npy").read_bytes()[:100])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        af.save(tiny().fit(X8[:1], Y8[:1]), d / "m.afm")
-    return d
-
-
-def _cli(argv, files, capsys):
-    argv = [a.replace("@", str(files) + "/") for a in argv]
-    code = main(argv)
-    err = capsys.readouterr().err
-    return code, err
-
-
-BAD_CLI = [
-    # label
-    ("label-missing", ["label", "@missing.png"], "image file .*missing.png' does not exist"),
-    ("label-text-as-png", ["label", "@text.png"], "cannot read .*text.png' as an image"),
-    ("label-truncated-png", ["label", "@trunc.png"], "cannot read .*trunc.png' as an image"),
-    ("label-pickled-npy", ["label", "@obj.npy"], "cannot read .*obj.npy' as a numpy array"),
-    ("label-truncated-npy", ["label", "@trunc.npy"], "cannot read .*trunc.npy' as a numpy"),
-    ("label-nan-npy", ["label", "@nan.npy"], "nan.npy' contains NaN or inf"),
-    ("label-empty-npy", ["label", "@empty.npy"], "empty.npy' holds an empty image"),
-    ("label-4d-npy", ["label", "@4d.npy"], r"4d.npy' must hold a numeric \(h, w\)"),
-    ("label-directory", ["label", "@"], "cannot read"),
-    ("label-prototypes-text", ["label", "@img.png", "--prototypes", "a,b"], "--prototypes must"),
-    ("label-prototypes-ragged", ["label", "@img.png", "--prototypes", "0;1,1"], "--prototypes"),
-    ("label-prototypes-channels", ["label", "@img.png", "--prototypes", "0,0;1,1"],
-     r"--prototypes need 1 value\(s\) per label"),
-    ("label-n-labels-zero", ["label", "@img.png", "--n-labels", "0"], "--n-labels must be"),
-    ("label-n-labels-too-many", ["label", "@img.png", "--n-labels", "100"], "--n-labels must be"),
-    ("label-rho-negative", ["label", "@img.png", "--rho", "-1"], "rho must be > 0"),
-    ("label-T-zero", ["label", "@img.png", "--T", "0"], "T must be > 0"),
-    ("label-radius-negative", ["label", "@img.png", "--radius", "-1"], "radius must be >= 0"),
-    ("label-output-no-dir", ["label", "@img.png", "--output", "@nodir/x"],
-     "--output: the output directory .*nodir' does not exist"),
-    ("label-model-missing", ["label", "@img.png", "--model", "@missing.afm"],
-     "No such file or directory: .*missing.afm"),
-    ("label-model-not-a-model", ["label", "@img.png", "--model", "@text.png"],
-     "not a readable assignflow model file"),
-    ("label-model-channels", ["label", "@rgb.png", "--model", "@m.afm"],
-     r"images must have 1 channel\(s\)"),
-    # fit
-    ("fit-count-mismatch", ["fit", "--images", "@img.png", "@img.png", "--labels", "@lab.png",
-                            "--output", "@m2.afm"], "--images and --labels must pair up"),
-    ("fit-label-missing", ["fit", "--images", "@img.png", "--labels", "@missing.npy", "--output",
-                           "@m2.afm"], "label image file .*missing.npy' does not exist"),
-    ("fit-label-pickled", ["fit", "--images", "@img.png", "--labels", "@obj.npy", "--output",
-                           "@m2.afm"], "cannot read .*obj.npy' as a numpy array"),
-    ("fit-label-float", ["fit", "--images", "@img.png", "--labels", "@labf.npy", "--output",
-                         "@m2.afm"], "must hold an integer"),
-    ("fit-label-shape", ["fit", "--images", "@img.png", "--labels", "@lab5.npy", "--output",
-                         "@m2.afm"], r"label_images\[0\] must have the image's shape"),
-    ("fit-label-text", ["fit", "--images", "@img.png", "--labels", "@text.png", "--output",
-                        "@m2.afm"], "cannot read label image"),
-    ("fit-output-no-dir", ["fit", "--images", "@img.png", "--labels", "@lab.npy", "--output",
-                           "@nodir/m.afm"], "--output: the output directory"),
-    ("fit-max-iter-zero", ["fit", "--images", "@img.png", "--labels", "@lab.npy", "--output",
-                           "@m2.afm", "--max-iter", "0"], "max_iter must be > 0"),
-    ("fit-rho-negative", ["fit", "--images", "@img.png", "--labels", "@lab.npy", "--output",
-                          "@m2.afm", "--rho", "-1"], "rho must be > 0"),
-    ("fit-n-prototypes-zero", ["fit", "--images", "@img.png", "--labels", "@lab.npy", "--output",
-                               "@m2.afm", "--n-prototypes", "0"], "n_prototypes must be > 0"),
-    # predict
-    ("predict-model-missing", ["predict", "--model", "@missing.afm", "@img.png"],
-     "No such file or directory"),
-    ("predict-model-corrupt", ["predict", "--model", "@trunc.png", "@img.png"],
-     "not a readable assignflow model"),
-    ("predict-image-missing", ["predict", "--model", "@m.afm", "@missing.png"],
-     "does not exist"),
-    ("predict-output-dir-under-file", ["predict", "--model", "@m.afm", "@img.png",
-                                       "--output-dir", "@text.png/sub"], "--output-dir: cannot"),
-    ("predict-channels", ["predict", "--model", "@m.afm", "@rgb.png"], "1 channel"),
-    # demo options are checked before the fit
-    ("demo-size-zero", ["demo", "--size", "0", "--no-figure"], "size must be >= 2"),
-    ("demo-n-train-zero", ["demo", "--n-train", "0", "--no-figure"], "n_train must be >= 1"),
-    ("demo-n-test-zero", ["demo", "--n-test", "0", "--no-figure"], "n_test must be >= 1"),
-    ("demo-noise-negative", ["demo", "--noise", "-1", "--no-figure"], "noise must be a finite"),
-    ("demo-noise-nan", ["demo", "--noise", "nan", "--no-figure"], "noise must be a finite"),
-    ("demo-rho-zero", ["demo", "--rho", "0", "--no-figure"], "rho must be a finite number > 0"),
-    ("demo-T-inf", ["demo", "--T", "inf", "--no-figure"], "T must be a finite number > 0"),
-    ("demo-max-iter-zero", ["demo", "--max-iter", "0", "--no-figure"], "max_iter must be >= 1"),
-    ("demo-krylov-dim-zero", ["demo", "--krylov-dim", "0", "--no-figure"], "krylov_dim must be"),
-    ("demo-step-size-negative", ["demo", "--step-size", "-0.5", "--no-figure"], "step_size"),
-    ("demo-seed-negative", ["demo", "--seed", "-1", "--no-figure"], "random_state must be >= 0"),
-    ("demo-output-no-dir", ["demo", "--output", "@nodir/demo.png"], "output: the output directory"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(("argv", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_CLI])
-def test_cli_bad_input_exits_with_one_line_error(files, capsys, argv, match):
-    import re
-
-    code, err = _cli(argv, files, capsys)
-    assert code == 2
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"assignflow {argv[0]}: error: ")
-    assert re.search(match, lines[0]), lines[0]
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        pytest.param(["demo", "--size", "abc"], id="demo-size-not-int"),
-        pytest.param(["demo", "--scenario", "stripes"], id="demo-scenario-unknown"),
-        pytest.param(["plugins", "extra"], id="plugins-extra-argument"),
-        pytest.param(["bogus"], id="unknown-command"),
-        pytest.param(["fit", "--images", "a.png"], id="fit-missing-required"),
-        pytest.param(["predict", "--model", "m.afm"], id="predict-no-images"),
-    ],
-)
-def test_cli_argparse_errors(capsys, argv):
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("assignflow")
-    assert "error:" in err.strip().splitlines()[-1]
-
-
-def test_cli_legitimate_edge_cases(files, capsys, tmp_path):
-    # --output-dir that does not exist yet is created
-    out = tmp_path / "new" / "dir"
-    assert main(["predict", "--model", str(files / "m.afm"), str(files / "img.npy"),
-                 "--output-dir", str(out)]) == 0  # fmt: skip
-    pred = np.load(out / "img-labels.npy")
-    assert pred.shape == (8, 8) and set(np.unique(pred)) <= {0, 1}
-    # a one-pixel image with given prototypes: the nearest prototype
-    np.save(tmp_path / "px.npy", np.array([[0.8]]))
-    assert main(["label", str(tmp_path / "px.npy"), "--prototypes", "0;1"]) == 0
-    np.testing.assert_array_equal(np.load(tmp_path / "px-labels.npy"), [[1]])
-    assert main(["plugins"]) == 0
-    assert "exponential_krylov" in capsys.readouterr().out
-
-
-# ----------------------------------------------------------------- I/O helpers directly
-@pytest.mark.parametrize(
-    ("call", "exc", "match"),
-    [
-        pytest.param(lambda d: read_image(str(d / "missing.png")), ValueError, "does not exist",
-                     id="read_image-missing"),
-        pytest.param(lambda d: read_image(str(d / "text.png")), ValueError, "cannot read",
-                     id="read_image-text"),
-        pytest.param(lambda d: read_image(str(d / "obj.npy")), ValueError, "allow_pickle",
-                     id="read_image-pickle"),
-        pytest.param(lambda d: read_label_image(str(d / "missing.npy")), ValueError,
-                     "does not exist", id="read_label_image-missing-npy"),
-        pytest.param(lambda d: read_label_image(str(d / "obj.npy")), ValueError,
-                     "cannot read .*obj.npy", id="read_label_image-pickle"),
-        pytest.param(lambda d: read_label_image(str(d / "trunc.npy")), ValueError,
-                     "cannot read .*trunc.npy", id="read_label_image-truncated"),
-        pytest.param(lambda d: read_label_image(str(d / "trunc.png")), ValueError,
-                     "cannot read label image", id="read_label_image-truncated-png"),
-        pytest.param(lambda d: write_labels(str(d / "o"), np.full((2, 2), 5), np.zeros((2, 1))),
-                     ValueError, r"labels must lie in 0\.\.1", id="write_labels-out-of-range"),
-        pytest.param(lambda d: write_labels(str(d / "o"), np.full((2, 2), -1), np.zeros((2, 1))),
-                     ValueError, "labels must lie", id="write_labels-negative"),
-        pytest.param(lambda d: write_labels(str(d / "o"), np.full((2, 2), 0.5), np.zeros((2, 1))),
-                     TypeError, "labels must be integer", id="write_labels-float"),
-        pytest.param(lambda d: write_labels(str(d / "nodir" / "o"), np.zeros((2, 2), int),
-                                            np.zeros((2, 1))),
-                     ValueError, "path_stem: the output directory", id="write_labels-no-dir"),
-    ],
-)  # fmt: skip
-def test_io_helpers_reject_bad_input(files, call, exc, match):
-    with pytest.raises(exc, match=match):
-        call(files)
-    assert not (files / "o.png").exists()
-
-
-def test_read_image_reads_png_and_npy(files):
-    a = read_image(str(files / "img.png"))
-    ref = (np.clip(X8[0], 0, 1) * 255).astype(np.uint8) / 255.0
-    np.testing.assert_array_equal(a, ref)
-    np.testing.assert_array_equal(read_label_image(str(files / "lab.png")), Y8[0])
-    np.testing.assert_array_equal(read_image(str(files / "img.npy")), X8[0])
-
-
-@pytest.mark.parametrize("reader", [read_image, read_label_image], ids=lambda f: f.__name__)
-def test_pickled_npy_is_never_unpickled(tmp_path, reader):
-    marker = tmp_path / "PWNED"
-
-    class Touch:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    np.save(tmp_path / "evil.npy", np.array([Touch()], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="allow_pickle=False"):
-        reader(str(tmp_path / "evil.npy"))
-    assert not marker.exists()
-    np.load(tmp_path / "evil.npy", allow_pickle=True)  # control: the payload is live
-    assert marker.exists()
 
 
 def test_read_only_and_non_contiguous_inputs(fitted):
