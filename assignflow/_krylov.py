@@ -39,8 +39,6 @@ The methods follow
 from __future__ import annotations
 
 import math
-import numbers
-import operator
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
@@ -52,6 +50,8 @@ from ._parallel import n_chunks_for, row_chunks, run_chunks
 __all__ = [
     "ArnoldiResult",
     "KrylovInfo",
+    "KrylovRecord",
+    "KrylovStep",
     "arnoldi",
     "expm_krylov",
     "phi_krylov_small",
@@ -61,7 +61,6 @@ __all__ = [
 MatVec = Callable[[np.ndarray], np.ndarray]
 Reorthogonalize = Literal["always", "auto", "never"]
 
-_REORTH_MODES = ("always", "auto", "never")
 _EPS = float(np.finfo(np.float64).eps)
 _TINY = float(np.finfo(np.float64).tiny)
 # DGKS (Daniel, Gragg, Kaufman & Stewart 1976): a second Gram-Schmidt pass is
@@ -139,17 +138,16 @@ class KrylovInfo(NamedTuple):
 
 
 # --------------------------------------------------------------------------
-# validation helpers
+# shape checks (the public integrators validate their settings; kernels only
+# check what the arrays look like)
 # --------------------------------------------------------------------------
 
 
 def _check_vector(x: object, name: str) -> np.ndarray:
     arr = np.asarray(x)
-    if arr.ndim != 1:
-        raise ValueError(f"`{name}` must be a 1-D array, got shape {arr.shape}.")
-    if arr.dtype.kind not in "biuf":
+    if arr.ndim != 1 or arr.dtype.kind not in "biuf":
         raise ValueError(
-            f"`{name}` must be a real numeric array, got dtype {arr.dtype} (shape {arr.shape})."
+            f"`{name}` must be a 1-D real array, got shape {arr.shape}, dtype {arr.dtype}."
         )
     # single precision is kept (large problems); everything else works in float64
     if arr.dtype != np.float32:
@@ -157,42 +155,6 @@ def _check_vector(x: object, name: str) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"`{name}` (shape {arr.shape}) contains non-finite values.")
     return arr
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-    try:
-        ivalue = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.") from None
-    if ivalue < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {ivalue}.")
-    return ivalue
-
-
-def _check_real(value: object, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)):
-        ok = False
-    elif isinstance(value, numbers.Real):
-        ok = True
-    else:
-        # 0-d numpy arrays; strings and sequences are rejected on purpose.
-        ok = isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf"
-    if not ok:
-        raise ValueError(f"`{name}` must be a real scalar, got {value!r}.")
-    fvalue = float(value)  # type: ignore[arg-type]
-    if not math.isfinite(fvalue):
-        raise ValueError(f"`{name}` must be finite, got {fvalue!r}.")
-    return fvalue
-
-
-def _check_reorthogonalize(reorthogonalize: object) -> str:
-    if reorthogonalize not in _REORTH_MODES:
-        raise ValueError(
-            f"`reorthogonalize` must be one of {_REORTH_MODES}, got {reorthogonalize!r}."
-        )
-    return str(reorthogonalize)
 
 
 def _apply(matvec: MatVec, x: np.ndarray) -> np.ndarray:
@@ -427,12 +389,6 @@ def arnoldi(
     holds up to rounding.
     """
     v = _check_vector(v, "v")
-    m = _check_int(m, "m", 1)
-    reorthogonalize = _check_reorthogonalize(reorthogonalize)
-    if breakdown_tol is not None:
-        breakdown_tol = _check_real(breakdown_tol, "breakdown_tol")
-        if breakdown_tol < 0:
-            raise ValueError(f"`breakdown_tol` must be >= 0, got {breakdown_tol!r}.")
     n = v.shape[0]
     if n == 0 or not v.any():
         raise ValueError(f"the start vector `v` (shape {v.shape}) is zero.")
@@ -498,13 +454,59 @@ def phi_krylov_small(H: np.ndarray, t: float) -> np.ndarray:
     H = H.astype(np.float64, copy=False)
     if not np.isfinite(H).all():
         raise ValueError(f"`H` (shape {H.shape}) contains non-finite values.")
-    t = _check_real(t, "t")
-    return _phi_columns(H, t, 1)[:, 0].copy()
+    return _phi_columns(H, float(t), 1)[:, 0].copy()
 
 
 # --------------------------------------------------------------------------
 # time stepping
 # --------------------------------------------------------------------------
+
+
+class KrylovStep(NamedTuple):
+    """One accepted sub-step of :func:`solve_linear_ode`, as recorded for its adjoint.
+
+    The sub-step maps ``x_start`` to ``x_start + h beta Q_k^T phi(h H_k) e1`` with the
+    Arnoldi basis ``Q_k`` of ``K_k(A, r)``, ``r = A x_start + b``, ``beta = ||r||``.
+
+    Attributes
+    ----------
+    h : float
+        Length of the sub-step.
+    x_start : ndarray (n,) or None
+        State at its start (``None`` for the zero state).
+    H : ndarray (k, k)
+        Square Hessenberg matrix of the step's Arnoldi run (float64).
+    beta : float
+        ``||r||``, the norm of the step's start vector.
+    coeffs : ndarray (k,) or None
+        ``Q_k x_start``, the coordinates of the start state in the basis (needed to
+        orthonormalise ``[x_start, Q_k^T]`` without the basis); ``None`` for ``x = 0``.
+    """
+
+    h: float
+    x_start: np.ndarray | None
+    H: np.ndarray
+    beta: float
+    coeffs: np.ndarray | None
+
+
+class KrylovRecord:
+    """What :func:`solve_linear_ode` records for the adjoint of its forward map.
+
+    Attributes
+    ----------
+    steps : list of KrylovStep
+        Every accepted sub-step, in time order.
+    basis : ndarray (k, n) or None
+        The Arnoldi basis ``Q_k`` of the last sub-step (kept only with
+        ``keep_basis=True``): the adjoint pass starts with that step and needs no
+        recomputation of it.
+    """
+
+    def __init__(self, keep_basis: bool = True) -> None:
+        self.keep_basis = keep_basis
+        self.steps: list[KrylovStep] = []
+        self.basis: np.ndarray | None = None
 
 
 def solve_linear_ode(
@@ -517,6 +519,8 @@ def solve_linear_ode(
     tol: float = 1e-8,
     max_substeps: int = 1000,
     reorthogonalize: Reorthogonalize = "always",
+    progress: Callable[[float], object] | None = None,
+    record: KrylovRecord | None = None,
 ) -> tuple[np.ndarray, KrylovInfo]:
     """Solve ``x' = A x + b``, ``x(0) = x0`` on ``[0, T]`` with Krylov steps.
 
@@ -526,34 +530,36 @@ def solve_linear_ode(
     ----------
     matvec : callable
         ``matvec(x)`` returns ``A @ x`` for a vector of shape ``(n,)`` and the
-        dtype of ``b`` (float32 or float64);
-        it must not modify its argument.
+        dtype of ``b`` (float32 or float64); it must not modify its argument.
     b : array_like, shape (n,)
         Finite real inhomogeneity.  Not modified.
     T : float
-        Final time, finite and ``>= 0``.  ``T == 0`` returns a copy of ``x0``
-        (zeros if ``x0`` is None) without calling ``matvec``.
+        Final time ``>= 0``.  ``T == 0`` returns a copy of ``x0`` (zeros if
+        ``x0`` is None) without calling ``matvec``.
     x0 : array_like, shape (n,), optional
         Finite real initial state; ``None`` means zero.  Not modified.
     m : int, optional
-        Krylov dimension per sub-step, ``>= 1``.  Each sub-step costs at
-        most ``m + 1`` matvecs and ``(m + 1) * n`` floats of storage.
+        Krylov dimension per sub-step (``>= 1``, capped at ``n``).  Each sub-step
+        costs at most ``m + 1`` matvecs and ``(m + 1) * n`` floats of storage.
     tol : float, optional
-        Relative accuracy target, ``> 0``.  A sub-step of length ``h`` is
-        accepted when its error estimate is at most
-        ``tol * max(||x_new||, s) * h / T``, so the local errors sum to
-        roughly ``tol * max_t ||x(t)||``.  The floor
-        ``s = ||b|| * min(T, 1/nu)``, with ``nu`` the largest ``||A q_i||``
-        seen so far (a lower bound for ``||A||_2``), is the size of the
-        forced response ``x(t) ~ t b`` for ``t <~ 1/||A||``; it only matters
-        while ``x`` is still small after a start from ``x0 = 0``, where the
-        pure relative test would force tiny steps (and for ``m = 1`` could
-        never be met).  In float32, ``tol`` is raised to at least
-        ``4 * eps32 ~ 4.8e-7``.
+        Relative accuracy target ``> 0``.  A sub-step of length ``h`` is accepted
+        when its error estimate is at most ``tol * max(||x_new||, s) * h / T``,
+        so the local errors sum to roughly ``tol * max_t ||x(t)||``.  The floor
+        ``s = ||b|| * min(T, 1/nu)``, with ``nu`` the largest ``||A q_i||`` seen
+        so far (a lower bound for ``||A||_2``), is the size of the forced
+        response ``x(t) ~ t b`` for ``t <~ 1/||A||``; it only matters while
+        ``x`` is still small after a start from ``x0 = 0``.  In float32,
+        ``tol`` is raised to at least ``4 * eps32 ~ 4.8e-7``.
     max_substeps : int, optional
-        Maximal number of accepted sub-steps, ``>= 1``.
+        Maximal number of accepted sub-steps.
     reorthogonalize : {"always", "auto", "never"}, optional
         Passed on to the Arnoldi process, see :func:`arnoldi`.
+    progress : callable, optional
+        Called as ``progress(fraction)`` with the fraction of ``[0, T]`` done,
+        during each Arnoldi run (an estimate) and after each accepted sub-step.
+    record : KrylovRecord, optional
+        Filled with the accepted sub-steps (and the last basis), so that the
+        adjoint of exactly this forward computation can be evaluated.
 
     Returns
     -------
@@ -566,8 +572,7 @@ def solve_linear_ode(
     Raises
     ------
     ValueError
-        On invalid arguments, or if ``matvec`` returns an array of the wrong
-        shape or dtype.
+        If ``matvec`` returns an array of the wrong shape or dtype.
     FloatingPointError
         If ``matvec`` returns NaN/inf or the solution overflows.
     RuntimeError
@@ -580,27 +585,23 @@ def solve_linear_ode(
     ``x(t + h) = x + h phi(hA) r`` with the residual ``r = A x + b`` and the
     Arnoldi approximation ``phi(hA) r ~ beta Q_k^T phi(h H_k) e1`` (Saad 1992;
     Hochbruck & Lubich 1997).  The local error is estimated by the leading
-    term of Saad's error expansion adapted to ``phi = phi_1``
-    (cf. the corrected schemes of Saad 1992 and Sidje 1998)::
+    term of Saad's error expansion adapted to ``phi = phi_1``::
 
         err = h**2 * beta * h_{k+1,k} * |e_k^T phi_2(h H_k) e1|,
 
     with ``phi_2(z) = (e^z - 1 - z)/z**2``, obtained from the same small
-    augmented ``expm`` as ``phi_1``.  (The estimate with ``phi_1`` and a
-    single factor ``h``, used for ``e^{hA} v`` itself, does not have the
-    units of ``x`` here and would over-estimate the error of the
-    ``phi``-step by a factor ``~(k + 1)/h``.)  The Krylov space does not
-    depend on ``h``, so after a rejection only the small ``expm`` is redone
-    with a smaller ``h`` (no new matvecs).  After an accepted step ``h`` may
-    grow by up to ``5x``.  On happy breakdown the step is exact and covers
-    the whole remaining interval.  If the residual becomes exactly zero the
-    state is stationary and is returned as is.
+    augmented ``expm`` as ``phi_1``.  The Krylov space does not depend on
+    ``h``, so after a rejection only the small ``expm`` is redone with a
+    smaller ``h`` (no new matvecs).  After an accepted step ``h`` may grow by
+    up to ``5x``.  On happy breakdown the step is exact and covers the whole
+    remaining interval.  If the residual becomes exactly zero the state is
+    stationary and is returned as is.
     """
     b = _check_vector(b, "b")
     n = b.shape[0]
-    T = _check_real(T, "T")
-    if T < 0:
-        raise ValueError(f"`T` must be >= 0, got {T!r}.")
+    T = float(T)
+    if not (math.isfinite(T) and T >= 0):
+        raise ValueError(f"`T` must be finite and >= 0, got {T!r}.")
     # The working precision follows b: float32 halves the basis (large images).
     dtype = b.dtype
     if x0 is None:
@@ -610,19 +611,16 @@ def solve_linear_ode(
         if x0.shape != b.shape:
             raise ValueError(f"`x0` must have the same shape as `b`, got {x0.shape} and {b.shape}.")
         x = np.array(x0, dtype=dtype, copy=True)
-    m = _check_int(m, "m", 1)
-    tol = _check_real(tol, "tol")
-    if not tol > 0:
-        raise ValueError(f"`tol` must be > 0, got {tol!r}.")
+    m, tol, max_substeps = int(m), float(tol), int(max_substeps)
     if dtype == np.float32:
         # The default tol is below float32 rounding: there the estimate would only
         # measure noise and shrink the steps for nothing.
         tol = max(tol, 4.0 * float(np.finfo(np.float32).eps))
-    max_substeps = _check_int(max_substeps, "max_substeps", 1)
-    reorthogonalize = _check_reorthogonalize(reorthogonalize)
 
     x_is_zero = not x.any()
     if T == 0.0 or (x_is_zero and not b.any()):
+        if progress is not None:
+            progress(1.0)
         return x, KrylovInfo(0, 0, 0, 0.0, False, 0)
 
     m_eff = min(m, n)
@@ -640,6 +638,16 @@ def solve_linear_ode(
     h_min = 16.0 * _EPS * T
     b_norm = _norm(b)
     anorm = 0.0  # running lower bound for ||A||_2
+    op = matvec
+    if progress is not None:
+        # Arnoldi dominates the cost: report its steps within the trial interval
+        calls = [0]
+
+        def op(v: np.ndarray) -> np.ndarray:
+            calls[0] += 1
+            progress(min(1.0, (t + min(h, T - t) * calls[0] / (m_eff + 1)) / T) * 0.999)
+            return matvec(v)
+
     while t < T:
         if n_substeps >= max_substeps:
             raise RuntimeError(
@@ -647,28 +655,27 @@ def solve_linear_ode(
                 f"T={T:.6g}; increase the Krylov dimension m (now {m}) or max_substeps, "
                 f"or loosen tol (now {tol:g})."
             )
+        if progress is not None:
+            calls[0] = 0
+        x_start_is_zero = x_is_zero
         if x_is_zero:
             # x = 0 makes the residual equal to b: save one matvec.
             r = b
             x_is_zero = False
         else:
-            out = _apply(matvec, x)
+            out = _apply(op, x)
             n_matvecs += 1
             r = out + b
             del out
         if not r.any():
             break
 
-        res = _arnoldi_into(matvec, r, m_eff, Q, reorthogonalize, None)
+        res = _arnoldi_into(op, r, m_eff, Q, reorthogonalize, None)
         n_matvecs += res.n_matvecs
         k, beta = res.k, res.beta
         krylov_dim = max(krylov_dim, k)
         # ||H[:, j]|| = ||A q_j|| because the basis is orthonormal.
         anorm = max(anorm, float(np.sqrt((res.H**2).sum(axis=0)).max()))
-        # Size of the forced response x(t) ~ t b for t <~ 1/||A||.  Without
-        # this floor a start from x = 0 makes the relative test demand an
-        # accuracy that shrinks with ||x_new|| ~ h ||b||; for m = 1 it could
-        # then never be met.
         floor = b_norm * (T if anorm * T <= 1.0 else 1.0 / anorm)
         Hk = res.H[:k, :k]
         h_sub = float(res.H[k, k - 1])
@@ -706,6 +713,10 @@ def solve_linear_ode(
                     f"(now {tol:g})."
                 )
 
+        if record is not None:
+            start = None if x_start_is_zero else x.copy()
+            coeffs = None if start is None else (res.Q[:k] @ start).astype(np.float64)
+            record.steps.append(KrylovStep(h, start, Hk.copy(), float(beta), coeffs))
         x, x_new = x_new, x
         n_substeps += 1
         err_sum += err
@@ -718,7 +729,14 @@ def solve_linear_ode(
             # err ~ h^(k+1) and the allowance ~ h, hence the exponent 1/k.
             growth = _MAX_GROWTH if err == 0.0 else _SAFETY * (allowed / err) ** (1.0 / k)
             h *= min(_MAX_GROWTH, growth)
+        if progress is not None:
+            progress(t / T)
 
+    if record is not None and record.keep_basis and record.steps:
+        # the buffer still holds the last accepted sub-step's basis
+        record.basis = Q[: record.steps[-1].H.shape[0]]
+    if progress is not None:
+        progress(1.0)
     return x, KrylovInfo(n_substeps, n_rejected, n_matvecs, err_sum, any_breakdown, krylov_dim)
 
 
@@ -763,7 +781,9 @@ def expm_krylov(
     and step control are shared with the inhomogeneous case (Sidje 1998).
     """
     v = _check_vector(v, "v")
-    t = _check_real(t, "t")
+    t = float(t)
+    if not math.isfinite(t):
+        raise ValueError(f"`t` must be finite, got {t!r}.")
     if t < 0:
 
         def neg_matvec(x: np.ndarray) -> np.ndarray:

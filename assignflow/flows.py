@@ -34,6 +34,7 @@ import attrs
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from . import registry
 from ._parallel import n_chunks_for, row_chunks, run_chunks
 from ._validation import as_float_array, check_positive_float
 from .geometry import _exp, _project_tangent, _replicator, _replicator_inplace, _softmax
@@ -58,12 +59,8 @@ def _check_similarity(s: Any) -> SimilarityOperator:
 def _check_integrator(integrator: Any, kind: type, flow_name: str, default: Any) -> Any:
     if integrator is None:
         return default
-    if isinstance(integrator, str):
-        from . import registry
-
+    if isinstance(integrator, (str, type)):
         integrator = registry.integrators.resolve(integrator)
-    if isinstance(integrator, type):
-        integrator = integrator()
     if not isinstance(integrator, kind):
         raise TypeError(
             f"integrator {integrator!r} cannot solve the {flow_name}; expected a "
@@ -282,39 +279,69 @@ class LinearizedAssignmentFlow:
         return out.reshape(shape_in)
 
     def aslinearoperator(self) -> LinearOperator:
-        """:math:`A^J` as a ``scipy.sparse.linalg.LinearOperator`` of shape ``(n, n)``."""
+        """:math:`A^J` as a ``scipy.sparse.linalg.LinearOperator`` of shape ``(n, n)``.
+
+        ``matvec`` is :math:`A^J x`, ``rmatvec`` is :math:`(A^J)^\\top x`, both on flat
+        vectors of length ``n = I·J`` in the flow's working precision. Integrators
+        receive this operator.
+        """
         n = self.size
         return LinearOperator((n, n), matvec=self.matvec, rmatvec=self.rmatvec, dtype=self.dtype)
 
-    def augmented_operator(self) -> LinearOperator:
-        r"""The augmented operator :math:`\mathcal{A} = [[T A^J, T b], [0, 0]]` of size ``k = n+1``.
+    def augmented_operator(self, scale: float | None = None) -> LinearOperator:
+        r"""The augmented operator :math:`\mathcal{A} = s\,[[A^J, b], [0, 0]]` of size ``k = n+1``.
 
-        :math:`v(T)` is the first ``n`` entries of :math:`e^{\mathcal{A}} e_k` (the
-        paper's eq. 2.24); used by gradient estimators and tests. Matrix-free:
-        :math:`\mathcal{A}[x;\xi] = [T(Ax + b\xi); 0]` and
-        :math:`\mathcal{A}^\top[x;\xi] = [T A^\top x; T\langle b, x\rangle]`.
+        With the default ``scale`` :math:`s = T`, :math:`v(T)` is the first ``n``
+        entries of :math:`e^{\mathcal{A}} e_k` (the paper's eq. 2.24). Matrix-free:
+        :math:`\mathcal{A}[x;\xi] = s[Ax + b\xi; 0]` and
+        :math:`\mathcal{A}^\top[x;\xi] = s[A^\top x; \langle b, x\rangle]`. This is
+        the one builder of the augmented operator (gradient estimators, plugins and
+        tests use it).
+
+        Parameters
+        ----------
+        scale : float, optional
+            The factor :math:`s`; ``T`` if omitted, ``1`` for the generator of the
+            augmented flow :math:`\dot z = [[A, b], [0, 0]] z`.
+
+        Returns
+        -------
+        scipy.sparse.linalg.LinearOperator
+            Shape ``(n + 1, n + 1)``, in the flow's working precision.
         """
-        n, T = self.size, self.T
+        n = self.size
+        s = self.T if scale is None else float(scale)
         b = self.B.ravel()
+        dt = self.dtype
 
         def mv(z: np.ndarray) -> np.ndarray:
             z = np.asarray(z).ravel()
-            out = np.empty(n + 1)
-            out[:n] = T * (self.matvec(z[:n]) + b * z[n])
+            out = np.empty(n + 1, dtype=dt)
+            if z[n] != 0.0 and not z[:n].any():
+                np.multiply(b, z[n], out=out[:n])  # 𝒜 e_k: no A application needed
+            else:
+                out[:n] = self.matvec(z[:n])
+                if z[n] != 0.0:
+                    out[:n] += z[n] * b
+            out[:n] *= s
             out[n] = 0.0
             return out
 
         def rmv(z: np.ndarray) -> np.ndarray:
             z = np.asarray(z).ravel()
-            out = np.empty(n + 1)
-            out[:n] = T * self.rmatvec(z[:n])
-            out[n] = T * float(b @ z[:n])
+            out = np.empty(n + 1, dtype=dt)
+            out[:n] = self.rmatvec(z[:n])
+            out[:n] *= s
+            # accumulate in double: in float32 a long dot product loses digits
+            out[n] = s * float(np.einsum("i,i->", b, z[:n], dtype=np.float64))
             return out
 
-        return LinearOperator((n + 1, n + 1), matvec=mv, rmatvec=rmv, dtype=np.float64)
+        return LinearOperator((n + 1, n + 1), matvec=mv, rmatvec=rmv, dtype=dt)
 
     # ------------------------------------------------------------------ solving
-    def solve(self, integrator: Any = None) -> FlowResult:
+    def solve(
+        self, integrator: Any = None, *, progress: Any = None, record: bool = False
+    ) -> FlowResult:
         """Integrate to time ``T`` and return :math:`V(T)`, :math:`W(T)` and the labels.
 
         Parameters
@@ -322,11 +349,26 @@ class LinearizedAssignmentFlow:
         integrator : LinearIntegrator, str or class, default=ExponentialKrylov()
             :class:`~assignflow.ExponentialKrylov` or :class:`~assignflow.Euler`, an
             instance, a class, or a registered name.
+        progress : callable, optional
+            Called as ``progress(fraction)`` with the fraction of ``[0, T]`` done.
+        record : bool, default=False
+            Keep the forward computation (``result.trajectory``) so that a gradient
+            estimator can differentiate exactly this solve
+            (``estimator.estimate(flow, loss, forward=result)``).
+
+        Returns
+        -------
+        FlowResult
         """
         integ = _check_integrator(
             integrator, LinearIntegrator, "linearized assignment flow", ExponentialKrylov()
         )
-        x, stats = integ.integrate(self.matvec, self.B.ravel(), self.T)
+        options: dict[str, Any] = {}
+        if progress is not None:
+            options["progress"] = progress
+        if record:
+            options["record"] = True
+        x, stats = integ.integrate(self.aslinearoperator(), self.B.ravel(), self.T, **options)
         V = x.reshape(self.shape)
         W = self._exp0(V)
         return FlowResult(V=V, W=W, T=self.T, stats=stats)

@@ -1,38 +1,50 @@
-r"""Gradients of a loss with respect to the weights :math:`\Omega` (MATH.md §5, Theorem 3.8).
+r"""Gradients of a loss with respect to the weights :math:`\Omega`, and to :math:`\rho, T, D`.
 
-Chain: :math:`\Omega \to S_0 \to (A^J, b) \to v_T \to f_L`. With
-:math:`g = \partial f_L/\partial v_T`, :math:`\hat g = [g; 0]` and the augmented
-matrix :math:`\mathcal{A} = [[TA^J, Tb], [0, 0]]` (so that :math:`v_T` is the first
-``n`` entries of :math:`e^{\mathcal{A}}e_k`), the gradient of :math:`f_L` with
-respect to :math:`\mathcal{A}` is the adjoint Fréchet derivative of ``expm``
+The data term :math:`f_L(v_T)` depends on the parameters through the LAF
+:math:`\dot v = A^J v + b`, :math:`v(0) = 0` (the paper's Theorem 3.8). Write the
+augmented flow :math:`z = [v; 1]`, :math:`\dot z = \mathfrak{A} z` with the
+generator :math:`\mathfrak{A} = [[A^J, b], [0, 0]]`. Whatever computes
+:math:`z(T) = e^{T\mathfrak{A}}e_k` in sub-steps :math:`z_{s+1} = e^{h_s\mathfrak{A}}z_s`,
+the gradient of :math:`f_L` with respect to :math:`\mathfrak{A}` is the sum over the
+sub-steps of adjoint Fréchet derivatives of ``expm``
 
 .. math::
-    G = L_{\exp}(\mathcal{A}^\top, \hat g e_k^\top)
-      = \int_0^1 e^{s\mathcal{A}^\top}\hat g e_k^\top e^{(1-s)\mathcal{A}^\top}\,ds ,
+    G = \sum_s h_s\,L_{\exp}\big(h_s\mathfrak{A}^\top, \lambda_{s+1} z_s^\top\big)
+      = \sum_s h_s\int_0^1 \big(e^{\sigma h_s\mathfrak{A}^\top}\lambda_{s+1}\big)
+        \big(e^{(1-\sigma)h_s\mathfrak{A}} z_s\big)^\top d\sigma ,
 
-split into :math:`G_{11}` (``n×n``, never formed) and :math:`G_{12}` (``n``). Given
-any factorisation :math:`G_{11} \approx \sum_r u_r w_r^\top`, the gradient with
-respect to every stored :math:`\omega_{ik}` is a sum of *sampled* products over the
-sparsity pattern (:func:`weight_gradient`), which includes the dependence of both
-:math:`A` and :math:`b` on :math:`\Omega` through :math:`S_0`.
+with the adjoint :math:`\lambda_S = [\partial f_L/\partial v_T; 0]`,
+:math:`\lambda_s = e^{h_s\mathfrak{A}^\top}\lambda_{s+1}`. Split
+:math:`G = [[G_{11}, G_{12}], [\cdot, \cdot]]`: :math:`G_{11} = \partial f_L/\partial A^J`
+(``n×n``, never formed) and :math:`G_{12} = \partial f_L/\partial b`. Given any
+factorisation :math:`G_{11} \approx \sum_r u_r w_r^\top`, the gradients with respect
+to every stored :math:`\omega_{ik}`, to :math:`\rho` and to :math:`D` are sampled
+products over the sparsity pattern (:class:`_Contraction`), which include the
+dependence of both :math:`A` and :math:`b` on :math:`\Omega` through :math:`S_0`; and
+:math:`\partial f_L/\partial T = \langle g, A v_T + b\rangle`.
 
 The estimators differ in how they factor :math:`G`:
 
-* :class:`ClosedFormLowRank` — the paper's method (eqs. 3.38–3.47): two Arnoldi
-  runs (:math:`\mathcal{A}` from :math:`e_k`, :math:`\mathcal{A}^\top` from
-  :math:`\hat g`), the Van Loan block exponential for the small matrix
-  :math:`X`, and an SVD truncated to ``rank``. Memory :math:`O(m\,I J)`.
-* :class:`AdjointQuadrature` — :math:`G_{11} = \int_0^1\lambda(s)v((1-s)T)^\top ds`
-  with the adjoint state :math:`\lambda(s) = e^{sTA^\top}g`, by Gauss–Legendre
-  quadrature: near-exact at any size.
-* :class:`DenseFrechet` — ``scipy.linalg.expm_frechet`` on the dense ``k×k``
-  matrix (tiny problems; a reference).
-* :class:`FiniteDiff` — central differences in every :math:`\omega_{ik}` (tiny
+* :class:`ClosedFormLowRank` — the paper's method (eqs. 3.38–3.47), applied to every
+  sub-step of the integrator's own forward computation: the forward Krylov basis of
+  the sub-step (shared with the forward solve), an Arnoldi run on
+  :math:`\mathfrak{A}^\top` from :math:`\lambda_{s+1}`, the Van Loan block exponential
+  for the small matrix :math:`X`, and an SVD truncated to ``rank``. Memory
+  :math:`O(m\,IJ)`.
+* :class:`AdjointQuadrature` — :math:`G_{11} = T\int_0^1\lambda(s)v((1-s)T)^\top ds`
+  with :math:`\lambda(s) = e^{sTA^\top}g`, by Gauss–Legendre quadrature: near-exact
+  at any size.
+* :class:`DenseFrechet` — ``scipy.linalg.expm_frechet`` on the dense ``k×k`` matrix
+  (tiny problems; a reference).
+* :class:`FiniteDiff` — central differences of the integrator's forward map (tiny
   problems; a reference).
 
 All return the Euclidean gradient aligned with ``weights.values``; it treats the
 stored values as free (row sums unconstrained) — Riemannian descent removes the
-normal component (:mod:`assignflow.learning`).
+normal component (:mod:`assignflow.learning`). The value and :math:`V_T` always come
+from the forward solve of the integrator that is passed (by default
+:class:`~assignflow.ExponentialKrylov`), so training and prediction use one forward
+path.
 """
 
 from __future__ import annotations
@@ -45,10 +57,12 @@ import numpy as np
 import scipy.linalg as sla
 
 from . import registry
-from ._krylov import arnoldi, expm_krylov, solve_linear_ode
+from ._krylov import _phi_columns, arnoldi, expm_krylov, solve_linear_ode
 from ._parallel import blas_single_thread
 from ._validation import as_float_array, positive_float_converter, positive_int_validator
+from .flows import LinearizedAssignmentFlow
 from .geometry import _project_tangent, _replicator, _row_dot
+from .integrators import ExponentialKrylov, FlowResult, LinearIntegrator
 from .losses import Loss
 from .weights import Weights
 
@@ -62,10 +76,14 @@ __all__ = [
     "weight_gradient",
 ]
 
+#: Largest Krylov dimension of the adjoint runs, and of the quadrature's node count.
+MAX_KRYLOV_DIM = 500
+MAX_NODES = 1024
+
 
 @attrs.frozen(eq=False)
 class GradientResult:
-    r"""Value, gradient and diagnostics of one gradient evaluation.
+    r"""Value, gradients and diagnostics of one gradient evaluation.
 
     Attributes
     ----------
@@ -74,22 +92,31 @@ class GradientResult:
     gradient : ndarray (nnz,)
         Euclidean :math:`\partial\mathcal{L}/\partial\omega`, aligned with ``weights.values``.
     V : ndarray (I, J) or None
-        The final tangent vector :math:`V_T` the value was computed from.
+        The final tangent vector :math:`V_T` of the forward solve.
     data_value, reg_value : float
         The two parts of ``value``.
-    singular_values : ndarray or None
-        Singular values of the small matrix :math:`X` (low-rank estimator): the
-        paper's "low-dimensional representation" of the gradient.
-    factors : tuple (U, W) or None
-        Arrays ``(r, I, J)`` with :math:`G_{11} \approx \sum_r \operatorname{vec}(U_r)
-        \operatorname{vec}(W_r)^\top` (only if the estimator was asked for them).
     node_norms : ndarray (I,)
         Norm of the gradient over each neighbourhood :math:`\mathcal{N}_i`
         (reshape to ``(h, w)`` on grids: :meth:`norm_map`).
+    singular_values : ndarray or None
+        Singular values of the small matrix :math:`X` of the last sub-step treated
+        (low-rank estimator): the paper's "low-dimensional representation".
+    factors : tuple (U, W) or None
+        Arrays ``(r, I, J)`` with :math:`\partial f_L/\partial A^J \approx
+        \sum_r \operatorname{vec}(U_r)\operatorname{vec}(W_r)^\top` (only if asked for).
     n_matvecs : int
         Applications of :math:`A` or :math:`A^\top` (or full solves for FiniteDiff).
     error_estimate : float
         A-posteriori error estimate of the forward Krylov approximation, if any.
+    rho_gradient : float
+        :math:`\partial\mathcal{L}/\partial\rho`.
+    T_gradient : float
+        :math:`\partial\mathcal{L}/\partial T`.
+    distance_gradient : ndarray (I, J) or None
+        :math:`\partial\mathcal{L}/\partial D` (chain it through :math:`D_{ij} =
+        d(f_i, l_j)` for the label prototypes).
+    forward : FlowResult or None
+        The forward solve the value and the gradients belong to.
     """
 
     value: float
@@ -102,8 +129,12 @@ class GradientResult:
     factors: tuple[np.ndarray, np.ndarray] | None = None
     n_matvecs: int = 0
     error_estimate: float = float("nan")
+    rho_gradient: float = float("nan")
+    T_gradient: float = float("nan")
+    distance_gradient: np.ndarray | None = None
+    forward: FlowResult | None = None
 
-    def norm_map(self, shape: tuple[int, int] | None = None) -> np.ndarray:
+    def norm_map(self, shape: tuple[int, ...] | None = None) -> np.ndarray:
         """Per-node gradient norms, reshaped to an image ``shape`` if given."""
         return self.node_norms if shape is None else self.node_norms.reshape(shape)
 
@@ -132,14 +163,23 @@ class GradientResult:
         Parameters
         ----------
         flow : LinearizedAssignmentFlow
+            The flow the gradient belongs to.
         loss : Loss
+            The loss (its regulariser is evaluated here).
         V : ndarray (I, J) or None
             The final tangent vector :math:`V_T` (``None``: data value 0).
         gradient : ndarray (nnz,)
             :math:`\partial f_L/\partial\omega`, aligned with ``flow.weights.values``.
         add_regularizer : bool, default=True
+            Add the regulariser's gradient.
         **diagnostics
-            ``singular_values``, ``factors``, ``n_matvecs``, ``error_estimate``.
+            Further fields of :class:`GradientResult` (``singular_values``,
+            ``factors``, ``n_matvecs``, ``error_estimate``, ``rho_gradient``,
+            ``T_gradient``, ``distance_gradient``, ``forward``).
+
+        Returns
+        -------
+        GradientResult
 
         Raises
         ------
@@ -150,13 +190,39 @@ class GradientResult:
         nnz = flow.weights.graph.nnz
         if g.shape != (nnz,):
             raise ValueError(f"gradient must have shape ({nnz},) like the weights, got {g.shape}")
-        return _assemble(flow, loss, V, g, add_regularizer, diagnostics)
+        weights = flow.weights
+        data_value = float(loss.data_value(V)) if V is not None else 0.0
+        reg_value = float(loss.reg_value(weights))
+        if add_regularizer:
+            g = g + loss.reg_gradient(weights)
+        if not np.all(np.isfinite(g)):
+            raise FloatingPointError(
+                "the gradient is not finite; check rho and the distances for extreme values"
+            )
+        return cls(
+            value=data_value + reg_value,
+            gradient=g,
+            V=V,
+            data_value=data_value,
+            reg_value=reg_value,
+            node_norms=_node_norms(weights.graph, g),
+            **diagnostics,
+        )
 
 
 def _bool_validator(instance: Any, attribute: Any, value: Any) -> None:
     # a converter=bool would turn "no" into True
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{attribute.name} must be True or False, got {value!r}")
+
+
+def _bounded(name: str, maximum: int, minimum: int = 1):
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        positive_int_validator(instance, attribute, value)
+        if not minimum <= value <= maximum:
+            raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {value}")
+
+    return check
 
 
 def _factor_list(x: Any, name: str, shape: tuple[int, int]) -> list[np.ndarray]:
@@ -171,111 +237,106 @@ def _node_norms(graph: Any, grad: np.ndarray) -> np.ndarray:
     return scale * np.sqrt(np.add.reduceat(g * g, graph.indptr[:-1]))
 
 
+# --------------------------------------------------------------------------- contraction
+class _Contraction:
+    r"""Accumulates :math:`\partial f_L/\partial(\omega, \rho, D)` from factors of :math:`G`.
+
+    ``add(U, W)`` takes one term :math:`u w^\top` of :math:`G_{11} = \partial f_L/\partial
+    A^J` (arrays ``(I, J)``), ``add_b(G12)`` a part of :math:`\partial f_L/\partial b`.
+    With :math:`A V = R_{S_0}(\Omega V)` and :math:`b = \Pi_0 S_0/J`:
+
+    1. :math:`\partial_{\omega_{ik}} \mathrel{+}= \langle(R_{S_0}U)_i, W_k\rangle`
+       (the direct dependence of :math:`A`);
+    2. :math:`\partial f_L/\partial S_0 = C = \sum[U\odot Z - \langle S_0,Z\rangle U -
+       \langle S_0,U\rangle Z] + \Pi_0 G_{12}/J` with :math:`Z = \Omega W`; through
+       :math:`S_0 = \operatorname{softmax}(Y)`, :math:`Y = -\Omega D/\rho`:
+       :math:`\hat C = R_{S_0}C = \partial f_L/\partial Y`, so
+       :math:`\partial_{\omega_{ik}} \mathrel{+}= -\langle\hat C_i, D_k\rangle/\rho`,
+       :math:`\partial f_L/\partial\rho = \sum\hat C\odot\Omega D/\rho^2`,
+       :math:`\partial f_L/\partial D = -\Omega^\top\hat C/\rho`.
+
+    Accumulates in double precision; each term costs ``O(nnz·J)`` (on grids shifted
+    multiply–adds).
+    """
+
+    def __init__(self, flow: LinearizedAssignmentFlow) -> None:
+        self.flow = flow
+        self.graph = flow.weights.graph
+        self.op = flow.weights.operator
+        self.S0 = flow.S0
+        self.grad = np.zeros(self.graph.nnz)
+        self.C = np.zeros(flow.shape)
+        self.Gb = np.zeros(flow.shape)
+
+    def add(self, U: np.ndarray, W: np.ndarray) -> None:
+        S0 = self.S0
+        self.grad += self.graph.edge_dot(_replicator(S0, U), W)
+        Z = self.op.apply(W)
+        su = _row_dot(S0, U)[:, None]
+        sz = _row_dot(S0, Z)[:, None]
+        self.C += U * (Z - sz)
+        self.C -= su * Z
+
+    def add_b(self, G12: np.ndarray) -> None:
+        self.Gb += G12
+
+    def finish(self) -> tuple[np.ndarray, float, np.ndarray]:
+        """``(∂f/∂ω, ∂f/∂ρ, ∂f/∂D)``."""
+        sim = self.flow.similarity
+        C = self.C + _project_tangent(self.Gb) / self.flow.n_labels
+        Chat = _replicator(self.S0, C)
+        D = sim.distances
+        grad = self.grad - self.graph.edge_dot(Chat, D) / sim.rho
+        rho_grad = float(np.sum(Chat * self.op.apply(D))) / sim.rho**2
+        dist_grad = -self.op.apply_transpose(Chat).astype(np.float64) / sim.rho
+        return grad, rho_grad, dist_grad
+
+
 def weight_gradient(
     flow: Any, Us: list[np.ndarray], Ws: list[np.ndarray], G12: np.ndarray | None
 ) -> np.ndarray:
-    r"""Contract :math:`G_{11} \approx \sum_r u_r w_r^\top` and :math:`G_{12}` to the gradient.
+    r"""Contract a factorisation of :math:`G = \partial f_L/\partial\mathcal{A}` to the gradient.
 
-    For every edge ``(i, k)`` (MATH.md §5, Theorem 3.8):
+    Here :math:`\mathcal{A} = T[[A^J, b], [0, 0]]` is the augmented matrix of the
+    single exponential :math:`v_T = [e^{\mathcal{A}}e_k]_{1:n}`, :math:`G_{11} \approx
+    \sum_r u_r w_r^\top` and :math:`G_{12}` its last column (the paper's Theorem 3.8):
+    for every edge ``(i, k)``
 
-    1. :math:`T\sum_r\langle(R_{S_0}U_r)_i, (W_r)_k\rangle` (the direct dependence of :math:`A`);
-    2. with :math:`Z_r = \Omega W_r` and
-       :math:`C = T\sum_r[U_r\odot Z_r - \langle S_0,Z_r\rangle U_r - \langle S_0,U_r\rangle Z_r]
-       + T\,\Pi_0 G_{12}/J`: :math:`-\langle(R_{S_0}C)_i, D_k\rangle/\rho` (through :math:`S_0`).
+    1. :math:`T\sum_r\langle(R_{S_0}U_r)_i, (W_r)_k\rangle` (the direct dependence of
+       :math:`A`);
+    2. with :math:`Z_r = \Omega W_r` and :math:`C = T\sum_r[U_r\odot Z_r - \langle
+       S_0,Z_r\rangle U_r - \langle S_0,U_r\rangle Z_r] + T\,\Pi_0 G_{12}/J`:
+       :math:`-\langle(R_{S_0}C)_i, D_k\rangle/\rho` (through :math:`S_0`).
 
-    ``Us``, ``Ws`` and ``G12`` are ``(I, J)`` arrays. Costs ``O(nnz·J)`` per term;
-    on grids the products are shifted multiply–adds.
+    Parameters
+    ----------
+    flow : LinearizedAssignmentFlow
+        The flow (at the barycenter).
+    Us, Ws : list of ndarray (I, J)
+        The factors :math:`U_r, W_r`.
+    G12 : ndarray (I, J) or None
+        :math:`G_{12}` reshaped to ``(I, J)``.
+
+    Returns
+    -------
+    ndarray (nnz,)
+        :math:`\partial f_L/\partial\omega`, aligned with ``flow.weights.values``.
     """
-    from .flows import LinearizedAssignmentFlow
-
     if not isinstance(flow, LinearizedAssignmentFlow):
         raise TypeError(f"flow must be a LinearizedAssignmentFlow, got {type(flow).__name__}")
     Us, Ws = _factor_list(Us, "Us", flow.shape), _factor_list(Ws, "Ws", flow.shape)
     if len(Us) != len(Ws):
         raise ValueError(f"Us and Ws must have the same length, got {len(Us)} and {len(Ws)}")
-    if G12 is not None:
-        G12 = as_float_array(G12, "G12", shape=flow.shape)
-    sim = flow.similarity
-    graph, op = sim.graph, sim.weights.operator
-    S0, T, J = flow.S0, flow.T, flow.n_labels
-    grad = np.zeros(graph.nnz)
-    C = np.zeros(flow.shape)
+    acc = _Contraction(flow)
     for U, W in zip(Us, Ws, strict=True):
-        grad += graph.edge_dot(_replicator(S0, U), W)
-        Z = op.apply(W)
-        C += U * Z
-        C -= _row_dot(S0, Z)[:, None] * U
-        C -= _row_dot(S0, U)[:, None] * Z
-    grad *= T
-    C *= T
+        acc.add(flow.T * U, W)
     if G12 is not None:
-        C += (T / J) * _project_tangent(G12)
-    grad -= graph.edge_dot(_replicator(S0, C), sim.distances) / sim.rho
-    return grad
+        acc.add_b(flow.T * as_float_array(G12, "G12", shape=flow.shape))
+    return acc.finish()[0]
 
 
-def _augmented_matvecs(flow: Any):
-    """Flat matvecs of :math:`\\mathcal{A}` and :math:`\\mathcal{A}^\\top` (size ``n + 1``)."""
-    n, T = flow.size, flow.T
-    b = flow.B.ravel()
-
-    def mv(z: np.ndarray) -> np.ndarray:
-        out = np.empty(n + 1)
-        if z[n] != 0.0 and not z[:n].any():
-            out[:n] = z[n] * b  # 𝒜 e_k: the Arnoldi start vector needs no A application
-        else:
-            out[:n] = flow.matvec(z[:n])
-            if z[n] != 0.0:
-                out[:n] += z[n] * b
-        out[:n] *= T
-        out[n] = 0.0
-        return out
-
-    def rmv(z: np.ndarray) -> np.ndarray:
-        out = np.empty(n + 1)
-        out[:n] = flow.rmatvec(z[:n])
-        out[:n] *= T
-        out[n] = T * float(b @ z[:n])
-        return out
-
-    return mv, rmv
-
-
-class GradientEstimator(ABC):
-    """Computes :math:`\\mathcal{L}(\\Omega)` and :math:`\\partial\\mathcal{L}/\\partial\\omega`.
-
-    Independent of the integrators (like diffrax's adjoints): swapping the
-    estimator changes how the gradient is computed, not the model.
-    """
-
-    @abstractmethod
-    def _estimate(self, flow: Any, loss: Loss) -> GradientResult:
-        """Compute the result for a validated flow and loss."""
-
-    def estimate(self, flow: Any, loss: Loss) -> GradientResult:
-        """Value, gradient and diagnostics (:class:`GradientResult`).
-
-        A float32 flow is converted to float64 first: single precision is for
-        labeling large images, while gradients need the accuracy of double.
-        """
-        _check_problem(flow, loss)
-        flow = flow.astype(np.float64)
-        with blas_single_thread():
-            return self._estimate(flow, loss)
-
-    def value_and_gradient(self, flow: Any, loss: Loss) -> tuple[float, np.ndarray]:
-        """``(L(Ω), ∂L/∂ω)``; the gradient has shape ``(nnz,)`` aligned with ``weights.values``."""
-        r = self.estimate(flow, loss)
-        return r.value, r.gradient
-
-    def gradient(self, flow: Any, loss: Loss) -> np.ndarray:
-        """:math:`\\partial\\mathcal{L}/\\partial\\omega`, shape ``(nnz,)``."""
-        return self.estimate(flow, loss).gradient
-
-
+# --------------------------------------------------------------------------- base
 def _check_problem(flow: Any, loss: Any) -> None:
-    from .flows import LinearizedAssignmentFlow
-
     if not isinstance(flow, LinearizedAssignmentFlow):
         raise TypeError(f"flow must be a LinearizedAssignmentFlow, got {type(flow).__name__}")
     if not flow.at_barycenter:
@@ -287,184 +348,393 @@ def _check_problem(flow: Any, loss: Any) -> None:
     loss.check(flow)
 
 
-def _result(flow, loss, V, grad, *, add_reg: bool = True, **kw) -> GradientResult:
-    """Assemble a :class:`GradientResult`; ``add_reg`` adds the regulariser's gradient."""
-    return GradientResult.from_gradient(flow, loss, V, grad, add_regularizer=add_reg, **kw)
-
-
-def _assemble(flow, loss, V, grad, add_reg: bool, kw: dict) -> GradientResult:
-    weights = flow.weights
-    data_value = float(loss.data_value(V)) if V is not None else 0.0
-    reg_value = float(loss.reg_value(weights))
-    if add_reg:
-        grad = grad + loss.reg_gradient(weights)
-    if not np.all(np.isfinite(grad)):
-        raise FloatingPointError(
-            "the gradient is not finite; check rho and the distances for extreme values"
+def _check_forward(flow: Any, forward: Any) -> FlowResult:
+    if not isinstance(forward, FlowResult):
+        raise TypeError(
+            f"forward must be the FlowResult of flow.solve(...), got {type(forward).__name__}"
         )
-    return GradientResult(
-        value=data_value + reg_value,
-        gradient=grad,
-        V=V,
-        data_value=data_value,
-        reg_value=reg_value,
-        node_norms=_node_norms(weights.graph, grad),
+    if np.shape(forward.V) != flow.shape or forward.T != flow.T:
+        raise ValueError(
+            f"forward must be a solve of this flow (shape {flow.shape}, T={flow.T:g}); got "
+            f"shape {np.shape(forward.V)}, T={forward.T:g}"
+        )
+    return forward
+
+
+class GradientEstimator(ABC):
+    """Computes :math:`\\mathcal{L}(\\Omega)` and its gradients.
+
+    Independent of the integrators, as diffrax's adjoints are of its solvers:
+    :meth:`estimate` receives the integrator (or the result of a forward solve) and
+    differentiates that forward computation; swapping the estimator changes how
+    the gradient is computed, not the model.
+    """
+
+    @abstractmethod
+    def _estimate(self, flow: Any, loss: Loss, integrator: Any, forward: Any) -> GradientResult:
+        """Compute the result for a validated flow, loss, integrator and forward solve."""
+
+    def _default_integrator(self) -> LinearIntegrator:
+        return ExponentialKrylov()
+
+    def estimate(
+        self, flow: Any, loss: Loss, *, integrator: Any = None, forward: Any = None
+    ) -> GradientResult:
+        """Value, gradients and diagnostics (:class:`GradientResult`).
+
+        Parameters
+        ----------
+        flow : LinearizedAssignmentFlow
+            The LAF at the barycenter; its working precision (float32 or float64)
+            is the precision of the computation (norms, small matrices and
+            accumulations are always double).
+        loss : Loss
+            E.g. ``KLLoss(labels) + TangentSpaceRegularizer(tau)``.
+        integrator : LinearIntegrator, str or None
+            The forward integrator whose computation is differentiated (default:
+            :class:`~assignflow.ExponentialKrylov`, with the estimator's Krylov
+            settings where it has them).
+        forward : FlowResult, optional
+            A forward solve of ``flow`` already done (``flow.solve(integrator,
+            record=True)``); then the flow is not solved again.
+
+        Returns
+        -------
+        GradientResult
+        """
+        _check_problem(flow, loss)
+        if forward is not None:
+            forward = _check_forward(flow, forward)
+        if integrator is None:
+            integrator = self._default_integrator()
+        elif isinstance(integrator, (str, type)):
+            integrator = registry.integrators.resolve(integrator)
+        if not isinstance(integrator, LinearIntegrator):
+            raise TypeError(f"integrator must be a LinearIntegrator of the LAF, got {integrator!r}")
+        with blas_single_thread():
+            return self._estimate(flow, loss, integrator, forward)
+
+    def value_and_gradient(self, flow: Any, loss: Loss, **options: Any) -> tuple[float, np.ndarray]:
+        """``(L(Ω), ∂L/∂ω)``; the gradient has shape ``(nnz,)`` aligned with ``weights.values``."""
+        r = self.estimate(flow, loss, **options)
+        return r.value, r.gradient
+
+    def gradient(self, flow: Any, loss: Loss, **options: Any) -> np.ndarray:
+        """:math:`\\partial\\mathcal{L}/\\partial\\omega`, shape ``(nnz,)``."""
+        return self.estimate(flow, loss, **options).gradient
+
+
+def _data_gradient(loss: Loss, V: np.ndarray) -> np.ndarray:
+    return loss.data_gradient(V) if loss.has_data_term else np.zeros(V.shape)
+
+
+def _T_gradient(flow: Any, g: np.ndarray, V: np.ndarray) -> float:
+    """:math:`\\partial f_L/\\partial T = \\langle g, A v_T + b\\rangle` (:math:`\\dot v(T)`)."""
+    vdot = flow.matvec(np.ascontiguousarray(V, dtype=flow.dtype).ravel()) + flow.B.ravel()
+    return float(np.dot(g.ravel().astype(np.float64), vdot.astype(np.float64)))
+
+
+def _finish(
+    flow: Any, loss: Loss, forward: FlowResult, g: np.ndarray, acc: _Contraction | None, **kw: Any
+) -> GradientResult:
+    V = forward.V
+    if acc is None:
+        grad, rho_grad = np.zeros(flow.weights.graph.nnz), 0.0
+        dist_grad, T_grad = np.zeros(flow.shape), 0.0
+    else:
+        grad, rho_grad, dist_grad = acc.finish()
+        T_grad = _T_gradient(flow, g, V)
+    kw.setdefault("error_estimate", forward.stats.error_estimate)
+    return GradientResult.from_gradient(
+        flow,
+        loss,
+        V,
+        grad,
+        rho_gradient=rho_grad,
+        T_gradient=T_grad,
+        distance_gradient=dist_grad,
+        forward=forward,
         **kw,
     )
 
 
 # --------------------------------------------------------------------------- low rank
+def _orthonormal_coordinates(x_norm2: float, coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``Y = [x, Q^T]`` with orthonormal ``Q``: ``(F, Finv)`` with ``Y F`` orthonormal-ish.
+
+    The Gram matrix of ``Y`` is ``[[|x|², cᵀ], [c, I]]`` with ``c = Q x``; its
+    eigendecomposition ``V Λ Vᵀ`` gives ``F = V Λ^{-1/2}`` (columns with ``Λ ≈ 0``
+    dropped) and ``Finv = Λ^{1/2} Vᵀ``, so that ``Y = (Y F) Finv``.
+    """
+    k = coeffs.size
+    gram = np.eye(k + 1)
+    gram[0, 0] = x_norm2
+    gram[0, 1:] = gram[1:, 0] = coeffs
+    lam, vec = np.linalg.eigh(gram)
+    keep = lam > lam.max() * 1e-12
+    lam, vec = lam[keep], vec[:, keep]
+    return vec / np.sqrt(lam), (vec * np.sqrt(lam)).T
+
+
 @registry.gradient_estimators.register("closed_form_low_rank")
 @attrs.frozen
 class ClosedFormLowRank(GradientEstimator):
     r"""The paper's closed-form gradient with a Krylov low-rank approximation (eqs. 3.38–3.47).
 
-    Arnoldi on :math:`\mathcal{A}` from :math:`e_k` gives :math:`Q_m, T_2` (and the
-    forward solution :math:`v_T \approx Q_m e^{T_2} e_1`); Arnoldi on
-    :math:`\mathcal{A}^\top` from :math:`\hat g` gives :math:`P_m, T_1,
-    \beta = \|\hat g\|`. The small matrix
-    :math:`X = \int_0^1 e^{sT_1}e_1e_1^\top e^{(1-s)T_2^\top}ds` is the top-right
-    block of :math:`\exp([[T_1, e_1e_1^\top],[0, T_2^\top]])` (Van Loan), and
-    :math:`G \approx \beta P_m X Q_m^\top`. :math:`G_{11}` is truncated to ``rank``
-    terms through the SVD of the columns of :math:`X` that meet the first ``n``
-    coordinates (the first basis vector :math:`e_k` of :math:`Q_m` does not);
-    :math:`G_{12} = \beta P_m X e_1` is used in full.
+    Differentiates the :class:`~assignflow.ExponentialKrylov` forward solve sub-step
+    by sub-step (one sub-step for the horizons of the paper). A sub-step of length
+    :math:`h` from :math:`v_s` works in the integrator's Krylov space
+    :math:`\mathcal{K}_k(A, r_s)`, :math:`r_s = Av_s + b` (basis :math:`Q_k`,
+    Hessenberg :math:`H_k`, :math:`\beta = \|r_s\|`), so the augmented flow from
+    :math:`z_s = [v_s; 1]` lives in :math:`Z = [z_s, [Q_k;0]]` with
+    :math:`\mathfrak{A}Z = Z\tilde H`, :math:`\tilde H = [[0, 0], [\beta e_1, H_k]]`:
+    the forward Arnoldi run of the gradient *is* the forward solve's (no second
+    run). Arnoldi on :math:`\mathfrak{A}^\top` from :math:`\lambda_{s+1}` gives
+    :math:`P_m, T_1, \beta_\lambda`; the small matrix
+    :math:`X = \int_0^1 e^{\sigma hT_1}e_1e_1^\top e^{(1-\sigma)h\tilde H^\top}d\sigma` is
+    the top-right block of :math:`\exp([[hT_1, e_1e_1^\top],[0, h\tilde H^\top]])` (Van
+    Loan), and :math:`G_s \approx h\beta_\lambda P_m X Z^\top`; its top-left block
+    :math:`e^{hT_1}` carries the adjoint back, :math:`\lambda_s \approx
+    \beta_\lambda P_m e^{hT_1}e_1`. :math:`G_{11}` is truncated to ``rank`` terms by
+    the SVD of :math:`X` in orthonormal coordinates of :math:`[v_s, Q_k^\top]`;
+    :math:`G_{12} = h\beta_\lambda P_m X e_1` is used in full.
 
     Parameters
     ----------
     krylov_dim : int, default=10
-        Krylov dimension :math:`m \ge 2` of both Arnoldi runs.
+        Krylov dimension :math:`m \ge 2` of the adjoint runs (and of the default
+        forward integrator, ``ExponentialKrylov(krylov_dim=m)``).
     rank : int, default=1
-        Number of singular triplets kept; rank 1 suffices in practice.
+        Singular triplets kept per sub-step; rank 1 suffices in practice.
     return_factors : bool, default=False
         Store the factors :math:`U_r, W_r` in the result.
     low_memory : bool, default=False
-        Keep only one Krylov basis in memory at a time: the forward basis is
-        recomputed after the SVD (one more Arnoldi run: ~1.5× the time for one
-        basis less in the peak memory).
+        Keep at most one Krylov basis in memory: the forward solve does not keep its
+        basis, and each sub-step's forward basis is rebuilt after its adjoint basis
+        is freed (one more Arnoldi run per sub-step, about 1.5× the time).
     reorthogonalize : {"always", "auto", "never"}, default="always"
+        Gram–Schmidt mode of the adjoint runs (and of the default integrator).
     """
 
-    krylov_dim: int = attrs.field(default=10, validator=positive_int_validator)
-    rank: int = attrs.field(default=1, validator=positive_int_validator)
+    krylov_dim: int = attrs.field(default=10, validator=_bounded("krylov_dim", MAX_KRYLOV_DIM, 2))
+    rank: int = attrs.field(default=1, validator=_bounded("rank", MAX_KRYLOV_DIM))
     return_factors: bool = attrs.field(default=False, validator=_bool_validator)
     low_memory: bool = attrs.field(default=False, validator=_bool_validator)
     reorthogonalize: str = attrs.field(
         default="always", validator=attrs.validators.in_(("always", "auto", "never"))
     )
 
-    @krylov_dim.validator
-    def _check_krylov_dim(self, attribute: Any, value: int) -> None:
-        # the forward basis starts at e_k, which has no part in v_T: m = 1 gives V = 0
-        if value < 2:
-            raise ValueError(f"krylov_dim must be >= 2 for ClosedFormLowRank, got {value}")
+    def _default_integrator(self) -> LinearIntegrator:
+        return ExponentialKrylov(krylov_dim=self.krylov_dim, reorthogonalize=self.reorthogonalize)
 
-    def _estimate(self, flow, loss):
-        n, m = flow.size, self.krylov_dim
-        mv, rmv = _augmented_matvecs(flow)
-        e_k = np.zeros(n + 1)
-        e_k[n] = 1.0
-        fw = arnoldi(mv, e_k, m, reorthogonalize=self.reorthogonalize)
-        k2 = fw.k
-        T2 = fw.H[:k2, :k2]
-        with np.errstate(over="ignore", invalid="ignore"):
-            y = sla.expm(T2)[:, 0]
-            V = (fw.Q[:k2, :n].T @ y).reshape(flow.shape)
-        if not np.all(np.isfinite(V)):
-            raise FloatingPointError(
-                f"the forward solution V(T) overflows float64 at T={flow.T:g}; "
-                "use a shorter horizon T"
+    def _estimate(self, flow, loss, integrator, forward):
+        if forward is None:
+            if not isinstance(integrator, ExponentialKrylov):
+                raise TypeError(
+                    "ClosedFormLowRank differentiates the ExponentialKrylov forward solve; got "
+                    f"{integrator!r} (use AdjointQuadrature or FiniteDiff for other integrators)"
+                )
+            x, stats = integrator.integrate(
+                flow.aslinearoperator(),
+                flow.B.ravel(),
+                flow.T,
+                record=True,
+                keep_basis=not self.low_memory,
             )
-        err = 0.0 if fw.breakdown else float(fw.H[k2, k2 - 1] * abs(y[-1]))
-        n_mv = fw.n_matvecs
-        g = loss.data_gradient(V) if loss.has_data_term else np.zeros(flow.shape)
+            V = x.reshape(flow.shape)
+            forward = FlowResult(V=V, W=flow._exp0(V), T=flow.T, stats=stats)
+        traj = forward.trajectory
+        if traj is None or not hasattr(traj, "steps"):
+            raise ValueError(
+                "forward must be recorded by ExponentialKrylov: flow.solve(integrator, record=True)"
+            )
+        V = forward.V
+        g = _data_gradient(loss, V)
+        ctx = {"n_mv": forward.stats.n_matvecs, "sig": np.zeros(0)}
         if not np.any(g):
-            return _result(
-                flow, loss, V, np.zeros(flow.weights.graph.nnz), n_matvecs=n_mv, error_estimate=err
-            )
-        Q = None if self.low_memory else fw.Q[:k2]
-        del fw
-        g_hat = np.zeros(n + 1)
-        g_hat[:n] = g.ravel()
-        bw = arnoldi(rmv, g_hat, m, reorthogonalize=self.reorthogonalize)
-        n_mv += bw.n_matvecs
-        k1, beta = bw.k, bw.beta
-        P = bw.Q[:k1]
-        T1 = bw.H[:k1, :k1]
-        big = np.zeros((k1 + k2, k1 + k2))
-        big[:k1, :k1] = T1
-        big[0, k1] = 1.0
-        big[k1:, k1:] = T2.T
-        X = sla.expm(big)[:k1, k1:]
-        G12 = beta * (P[:, :n].T @ X[:, 0])
-        # q_1 = e_k has no first-n part: only columns 2.. of X shape G11
-        Y, sig, Zt = np.linalg.svd(X[:, 1:]) if k2 > 1 else (None, np.zeros(0), None)
-        r = min(self.rank, sig.size)
-        Us = [beta * sig[i] * (P[:, :n].T @ Y[:, i]) for i in range(r)]
-        del bw, P
-        if Q is None:
-            fw = arnoldi(mv, e_k, m, reorthogonalize=self.reorthogonalize)
-            Q = fw.Q[:k2]
-            n_mv += fw.n_matvecs
-            del fw  # Q is a view: the basis is freed with it below
-        Ws = [Q[1:, :n].T @ Zt[i] for i in range(r)]
-        del Q
-        Us = [u.reshape(flow.shape) for u in Us]
-        Ws = [w.reshape(flow.shape) for w in Ws]
-        grad = weight_gradient(flow, Us, Ws, G12.reshape(flow.shape))
-        factors = (np.array(Us), np.array(Ws)) if self.return_factors else None
-        return _result(
+            return _finish(flow, loss, forward, g, None, n_matvecs=ctx["n_mv"])
+        fw_settings = (
+            (integrator.krylov_dim, integrator.reorthogonalize, integrator.tol)
+            if isinstance(integrator, ExponentialKrylov)
+            else (self.krylov_dim, self.reorthogonalize, 1e-8)
+        )
+        n, dt = flow.size, flow.dtype
+        acc = _Contraction(flow)
+        lam = np.zeros(n + 1, dtype=dt)
+        lam[:n] = g.ravel()
+        keep: list[tuple[np.ndarray, np.ndarray]] = []
+        last = len(traj.steps) - 1
+        for s in range(last, -1, -1):
+            if not lam.any():
+                break
+            basis = traj.basis if s == last else None
+            lam = self._backward_step(flow, traj.steps[s], basis, lam, acc, fw_settings, keep, ctx)
+        factors = None
+        if self.return_factors:
+            factors = (np.array([u for u, _ in keep]), np.array([w for _, w in keep]))
+        return _finish(
             flow,
             loss,
-            V,
-            grad,
-            singular_values=sig,
+            forward,
+            g,
+            acc,
+            singular_values=ctx["sig"],
             factors=factors,
-            n_matvecs=n_mv,
-            error_estimate=err,
+            n_matvecs=ctx["n_mv"],
         )
+
+    def _backward_step(self, flow, step, basis, lam, acc, fw_settings, keep, ctx):
+        """Accumulate the gradient of one forward sub-step and return ``λ`` at its start.
+
+        The adjoint is itself stepped (from the end of the sub-step back to its start)
+        with error control, each piece ``[τ - δ, τ]`` using the forward flow in the
+        coordinates of ``Z``: ``z(τ - δ) = Z e^{(τ-δ)H̃} e_1``.
+        """
+        n, dt = flow.size, flow.dtype
+        m_fw, reorth_fw, tol = fw_settings
+        aug_T = flow.augmented_operator(scale=1.0).rmatvec
+        h, k = step.h, step.H.shape[0]
+        Ht = np.zeros((k + 1, k + 1))
+        Ht[1, 0] = step.beta
+        Ht[1:, 1:] = step.H
+        if step.x_start is None:
+            F = Finv = None
+        else:
+            xs = step.x_start
+            F, Finv = _orthonormal_coordinates(
+                float(np.einsum("i,i->", xs, xs, dtype=np.float64)), step.coeffs
+            )
+        pieces: list[tuple[np.ndarray, np.ndarray]] = []  # (U vectors (r+1, n), W coords)
+        tau = h
+        delta = h
+        while tau > 0:
+            bw = arnoldi(aug_T, lam, self.krylov_dim, reorthogonalize=self.reorthogonalize)
+            ctx["n_mv"] += bw.n_matvecs
+            k1, beta = bw.k, bw.beta
+            T1 = bw.H[:k1, :k1]
+            delta = min(delta, tau)
+            while True:
+                y0 = _expm_e1(Ht, tau - delta)  # the forward state at τ - δ, in Z
+                # X is linear in the coupling y0: a unit coupling keeps expm's matrix
+                # powers in range when the state is huge
+                y_norm = float(np.linalg.norm(y0))
+                big = np.zeros((k1 + k + 1, k1 + k + 1))
+                big[:k1, :k1] = delta * T1
+                big[0, k1:] = y0 / y_norm
+                big[k1:, k1:] = delta * Ht.T
+                with np.errstate(over="ignore", invalid="ignore"):
+                    E = sla.expm(big)
+                    err = 0.0
+                    if not bw.breakdown and np.all(np.isfinite(E)):
+                        phi = _phi_columns(T1, delta, 1)[:, 0]
+                        err = delta * float(bw.H[k1, k1 - 1]) * abs(phi[-1])
+                    size = float(np.linalg.norm(E[:k1, 0]))
+                if np.all(np.isfinite(E)) and err <= tol * max(size, 1e-300):
+                    break
+                delta *= 0.5
+                if delta < 1e-12 * h:
+                    raise FloatingPointError(
+                        f"the adjoint of the LAF overflows float64 at T={flow.T:g}; use a "
+                        "shorter horizon T"
+                    )
+            X = y_norm * E[:k1, k1:]  # (k1, k + 1)
+            M = X[:, 1:] if F is None else X @ Finv.T
+            Yl, sig, Zt = np.linalg.svd(M, full_matrices=False)
+            ctx["sig"] = sig
+            r = min(self.rank, int(np.count_nonzero(sig > sig[0] * 1e-15)) if sig.size else 0)
+            coef = np.empty((k1, r + 1))
+            coef[:, 0] = (delta * beta) * X[:, 0]  # G12, in full
+            coef[:, 1:] = (delta * beta) * Yl[:, :r] * sig[:r]
+            P = bw.Q[:k1]
+            pieces.append(
+                ((P[:, :n].T @ coef.astype(dt)).T, Zt[:r].T if F is None else F @ Zt[:r].T)
+            )
+            lam = (beta * (P.T @ E[:k1, 0].astype(dt))).astype(dt, copy=False)
+            del bw, P
+            tau -= delta
+            if not lam.any():
+                break
+        # the forward basis of the sub-step: the solve's (last step) or rebuilt
+        if basis is None:
+            b = flow.B.ravel()
+            r_s = b if step.x_start is None else flow.matvec(step.x_start) + b
+            fw = arnoldi(flow.matvec, r_s, m_fw, reorthogonalize=reorth_fw)
+            ctx["n_mv"] += fw.n_matvecs + (step.x_start is not None)
+            if fw.k < k:
+                raise RuntimeError("the rebuilt forward Krylov basis is shorter than recorded")
+            basis = fw.Q[:k]
+            del fw
+        for PU, wc in pieces:
+            acc.add_b(PU[0].reshape(flow.shape))
+            for i in range(wc.shape[1]):
+                if F is None:
+                    w = basis.T @ wc[:, i].astype(dt)
+                else:
+                    w = basis.T @ wc[1:, i].astype(dt) + step.x_start * dt.type(wc[0, i])
+                U, Wf = PU[1 + i].reshape(flow.shape), w.reshape(flow.shape)
+                acc.add(U, Wf)
+                if self.return_factors:
+                    keep.append((U, Wf))
+        return lam
+
+
+def _expm_e1(H: np.ndarray, t: float) -> np.ndarray:
+    """``e^{tH} e_1`` of a small matrix (``e_1`` for ``t = 0``)."""
+    if t == 0.0:
+        out = np.zeros(H.shape[0])
+        out[0] = 1.0
+        return out
+    return sla.expm(t * H)[:, 0]
 
 
 # --------------------------------------------------------------------------- quadrature
+def _solve_forward(flow: Any, integrator: Any, forward: Any) -> FlowResult:
+    return forward if forward is not None else flow.solve(integrator)
+
+
 @registry.gradient_estimators.register("adjoint_quadrature")
 @attrs.frozen
 class AdjointQuadrature(GradientEstimator):
     r"""Near-exact gradient from the adjoint state and Gauss–Legendre quadrature.
 
-    :math:`G_{11} = \int_0^1\lambda(s)\,v((1-s)T)^\top ds` and
-    :math:`G_{12} = \int_0^1\lambda(s)\,ds` with :math:`\lambda(s) = e^{sTA^\top}g`
-    and the forward state :math:`v(t)`. Both are computed with adaptive Krylov
-    integration (tolerance ``tol``) at the ``n_nodes`` Gauss–Legendre nodes; the
-    integrand is an entire function of ``s``, so the quadrature converges
-    exponentially — once ``n_nodes`` exceeds about :math:`T\|A\|`: with the
-    default 16 nodes the relative error is ~1e-15 for the horizons of the paper
-    (:math:`T \le 10`) but ~2e-3 at :math:`T = 10^3` (32 nodes: 3e-6, 64 nodes:
-    2e-11). Memory: ``n_nodes + O(1)`` vectors of size ``I·J``.
+    :math:`G_{11} = T\int_0^1\lambda(s)\,v((1-s)T)^\top ds` and
+    :math:`G_{12} = T\int_0^1\lambda(s)\,ds` with :math:`\lambda(s) = e^{sTA^\top}g`
+    and the forward state :math:`v(t)` (gradients with respect to the generator
+    :math:`[[A, b], [0, 0]]`). Both are computed with adaptive Krylov integration
+    (tolerance ``tol``) at the ``n_nodes`` Gauss–Legendre nodes; the integrand is an
+    entire function of ``s``, so the quadrature converges exponentially — once
+    ``n_nodes`` exceeds about :math:`T\|A\|`: with the default 16 nodes the relative
+    error is ~1e-15 for the horizons of the paper (:math:`T \le 10`) but ~2e-3 at
+    :math:`T = 10^3` (32 nodes: 3e-6, 64 nodes: 2e-11). Memory: ``n_nodes + O(1)``
+    vectors of size ``I·J``. The value and :math:`V_T` are those of the given
+    integrator's forward solve; the gradient is that of the exact flow.
 
     Parameters
     ----------
     n_nodes : int, default=16
-        Gauss–Legendre nodes.
+        Gauss–Legendre nodes (1 to 1024).
     tol : float, default=1e-10
         Relative tolerance of the Krylov solves.
     krylov_dim : int, default=20
+        Krylov dimension of those solves.
     return_factors : bool, default=False
+        Store the factors in the result.
     """
 
-    n_nodes: int = attrs.field(default=16, validator=positive_int_validator)
+    n_nodes: int = attrs.field(default=16, validator=_bounded("n_nodes", MAX_NODES))
     tol: float = attrs.field(default=1e-10, converter=positive_float_converter)
-    krylov_dim: int = attrs.field(default=20, validator=positive_int_validator)
+    krylov_dim: int = attrs.field(default=20, validator=_bounded("krylov_dim", MAX_KRYLOV_DIM))
     return_factors: bool = attrs.field(default=False, validator=_bool_validator)
 
-    def _estimate(self, flow, loss):
+    def _estimate(self, flow, loss, integrator, forward):
+        forward = _solve_forward(flow, integrator, forward)
         T, m, tol = flow.T, self.krylov_dim, self.tol
-        b = flow.B.ravel()
-        x, info = solve_linear_ode(flow.matvec, b, T, m=m, tol=tol)
-        V = x.reshape(flow.shape)
-        n_mv = info.n_matvecs
-        g = loss.data_gradient(V) if loss.has_data_term else np.zeros(flow.shape)
+        V = forward.V
+        n_mv = forward.stats.n_matvecs
+        g = _data_gradient(loss, V)
         if not np.any(g):
-            return _result(flow, loss, V, np.zeros(flow.weights.graph.nnz), n_matvecs=n_mv)
+            return _finish(flow, loss, forward, g, None, n_matvecs=n_mv)
+        b = flow.B.ravel()
         nodes, wts = np.polynomial.legendre.leggauss(self.n_nodes)
         s = 0.5 * (nodes + 1.0)  # ascending in (0, 1)
         c = 0.5 * wts
@@ -479,23 +749,22 @@ class AdjointQuadrature(GradientEstimator):
                 t = tq
             Ws[q] = v.reshape(flow.shape)
         # adjoint states λ(s_q) = exp(s_q T Aᵀ) g, marching in s
-        lam, s_prev = g.ravel().copy(), 0.0
-        Us = []
-        G12 = np.zeros(flow.shape)
+        lam, s_prev = g.ravel().astype(flow.dtype), 0.0
+        acc = _Contraction(flow)
+        keep = []
         for q in range(self.n_nodes):
             ds = (s[q] - s_prev) * T
             if ds > 0 and np.any(lam):
                 lam, inf = expm_krylov(flow.rmatvec, lam, ds, m=m, tol=tol)
                 n_mv += inf.n_matvecs
             s_prev = s[q]
-            U = c[q] * lam.reshape(flow.shape)
-            Us.append(U)
-            G12 += U
-        grad = weight_gradient(flow, Us, Ws, G12)
-        factors = (np.array(Us), np.array(Ws)) if self.return_factors else None
-        return _result(
-            flow, loss, V, grad, factors=factors, n_matvecs=n_mv, error_estimate=info.error_estimate
-        )
+            U = (T * c[q]) * lam.reshape(flow.shape)
+            acc.add(U, Ws[q])
+            acc.add_b(U)
+            if self.return_factors:
+                keep.append(U)
+        factors = (np.array(keep), np.array(Ws)) if self.return_factors else None
+        return _finish(flow, loss, forward, g, acc, factors=factors, n_matvecs=n_mv)
 
 
 # --------------------------------------------------------------------------- references
@@ -507,83 +776,137 @@ _MAX_DENSE = 3000
 class DenseFrechet(GradientEstimator):
     r"""Exact gradient from the dense Fréchet derivative (tiny problems only).
 
-    Forms the ``k×k`` matrix :math:`\mathcal{A}` (``k = I·J + 1``), computes
-    :math:`v_T` with ``scipy.linalg.expm`` and
-    :math:`G = ` ``expm_frechet(𝒜ᵀ, ĝ e_kᵀ)``, then contracts the full
-    :math:`G_{11}` through its SVD. A reference for tests; refuses ``k > 3000``.
+    Forms the ``k×k`` matrix :math:`\mathcal{A} = T[[A^J, b],[0, 0]]` (``k = I·J + 1``),
+    computes :math:`G = ` ``expm_frechet(𝒜ᵀ, ĝ e_kᵀ)`` at the integrator's
+    :math:`V_T` and contracts the full :math:`G_{11}` through its SVD. A reference
+    for tests; refuses ``k > 3000``.
     """
 
-    def _estimate(self, flow, loss):
+    def _estimate(self, flow, loss, integrator, forward):
         n = flow.size
         if n + 1 > _MAX_DENSE:
             raise ValueError(
                 f"DenseFrechet forms a dense {n + 1}x{n + 1} matrix; use it for I*J < {_MAX_DENSE} "
                 "only (ClosedFormLowRank or AdjointQuadrature scale)"
             )
-        mv, _ = _augmented_matvecs(flow)
-        aug = np.column_stack([mv(e) for e in np.eye(n + 1)])
-        V = sla.expm(aug)[:n, n].reshape(flow.shape)
-        g = loss.data_gradient(V) if loss.has_data_term else np.zeros(flow.shape)
+        forward = _solve_forward(flow, integrator, forward)
+        V = forward.V
+        g = _data_gradient(loss, V)
         if not np.any(g):
-            return _result(flow, loss, V, np.zeros(flow.weights.graph.nnz), n_matvecs=n + 1)
+            return _finish(flow, loss, forward, g, None, n_matvecs=n + 1)
+        f64 = flow.astype(np.float64)
+        mv = f64.augmented_operator().matvec
+        aug = np.column_stack([mv(e) for e in np.eye(n + 1)])
         E = np.zeros((n + 1, n + 1))
         E[:n, n] = g.ravel()
-        G = sla.expm_frechet(aug.T, E, compute_expm=False)
+        G = flow.T * sla.expm_frechet(aug.T, E, compute_expm=False)
         Y, sig, Zt = np.linalg.svd(G[:n, :n])
         keep = sig > sig[0] * 1e-15 if sig.size and sig[0] > 0 else np.zeros(0, bool)
-        Us = [(sig[i] * Y[:, i]).reshape(flow.shape) for i in np.flatnonzero(keep)]
-        Ws = [Zt[i].reshape(flow.shape) for i in np.flatnonzero(keep)]
-        grad = weight_gradient(flow, Us, Ws, G[:n, n].reshape(flow.shape))
-        return _result(flow, loss, V, grad, singular_values=sig, n_matvecs=n + 1)
+        acc = _Contraction(f64)
+        for i in np.flatnonzero(keep):
+            acc.add((sig[i] * Y[:, i]).reshape(flow.shape), Zt[i].reshape(flow.shape))
+        acc.add_b(G[:n, n].reshape(flow.shape))
+        return _finish(f64, loss, forward, g, acc, singular_values=sig, n_matvecs=n + 1)
 
 
 @registry.gradient_estimators.register("finite_diff")
 @attrs.frozen
 class FiniteDiff(GradientEstimator):
-    r"""Central finite differences in every stored :math:`\omega_{ik}` (tiny problems only).
+    r"""Central finite differences of the integrator's forward map (tiny problems only).
 
-    Each value is perturbed by :math:`\pm\varepsilon` with the others fixed (row
-    sums are not renormalised: the Euclidean gradient of the unconstrained
-    function), and the flow is solved to ``tol`` each time: ``2·nnz`` solves.
+    Each stored :math:`\omega_{ik}` is perturbed by :math:`\pm\varepsilon` with the
+    others fixed (row sums are not renormalised: the Euclidean gradient of the
+    unconstrained function), and :math:`\rho`, :math:`T` by relative steps; the flow
+    is solved with the integrator each time (default: ``ExponentialKrylov`` with
+    ``krylov_dim=30`` and tolerance ``tol``): ``2·nnz + 4`` solves, plus ``2·I·J``
+    for the distance gradient when ``distances=True``.
 
     Parameters
     ----------
     eps : float, default=1e-6
+        Relative step (``eps · max(1, |x|)``); at least ``1e-12``, below which the
+        difference quotient is rounding noise.
     tol : float, default=1e-13
-        Tolerance of the forward Krylov solves.
+        Tolerance of the default forward integrator.
     max_edges : int, default=5000
         Refuse larger graphs (the cost is ``2·nnz`` solves).
+    distances : bool, default=False
+        Also difference every :math:`D_{ij}` (``distance_gradient``).
     """
 
     eps: float = attrs.field(default=1e-6, converter=positive_float_converter)
     tol: float = attrs.field(default=1e-13, converter=positive_float_converter)
-    max_edges: int = attrs.field(default=5000, validator=positive_int_validator)
+    max_edges: int = attrs.field(default=5000, validator=_bounded("max_edges", 10**7))
+    distances: bool = attrs.field(default=False, validator=_bool_validator)
 
-    def _value(self, flow, loss, values: np.ndarray) -> tuple[float, np.ndarray]:
-        from .integrators import ExponentialKrylov
+    @eps.validator
+    def _check_eps(self, attribute: Any, value: float) -> None:
+        if value < 1e-12:
+            raise ValueError(
+                f"eps must be >= 1e-12 (smaller steps only difference rounding noise), got {value}"
+            )
 
-        w = Weights._unchecked(flow.weights.graph, values)
-        f = flow.with_weights(w)
-        V = f.solve(ExponentialKrylov(krylov_dim=30, tol=self.tol)).V
-        return float(loss.data_value(V)) + float(loss.reg_value(w)), V
+    def _default_integrator(self) -> LinearIntegrator:
+        return ExponentialKrylov(krylov_dim=30, tol=self.tol)
 
-    def _estimate(self, flow, loss):
+    def _estimate(self, flow, loss, integrator, forward):
         vals = flow.weights.values
         if vals.size > self.max_edges:
             raise ValueError(
                 f"FiniteDiff needs 2*nnz = {2 * vals.size} flow solves; the graph has more than "
                 f"max_edges={self.max_edges} edges (raise max_edges to force it)"
             )
-        _, V = self._value(flow, loss, vals)
+        forward = _solve_forward(flow, integrator, forward)
+        sim = flow.similarity
+
+        def f(values=vals, rho=sim.rho, T=flow.T, D=sim.distances) -> float:
+            w = Weights._unchecked(flow.weights.graph, values)
+            s2 = attrs.evolve(sim, weights=w, rho=rho, distances=D)
+            V = LinearizedAssignmentFlow(s2, T=T).solve(integrator).V
+            return float(loss.data_value(V)) + float(loss.reg_value(w))
+
+        def central(x: float, fn) -> float:
+            h = self.eps * max(1.0, abs(x))
+            return (fn(x + h) - fn(x - h)) / (2 * h)
+
         grad = np.empty(vals.size)
         work = vals.copy()
-        h = self.eps * np.maximum(1.0, np.abs(vals))
         for e in range(vals.size):
-            work[e] = vals[e] + h[e]
-            fp, _ = self._value(flow, loss, work)
-            work[e] = vals[e] - h[e]
-            fm, _ = self._value(flow, loss, work)
-            work[e] = vals[e]
-            grad[e] = (fp - fm) / (2 * h[e])
+
+            def at(x, e=e):
+                work[e] = x
+                out = f(values=work)
+                work[e] = vals[e]
+                return out
+
+            grad[e] = central(vals[e], at)
+        rho_grad = central(sim.rho, lambda x: f(rho=x))
+        T_grad = central(flow.T, lambda x: f(T=x))
+        dist_grad = None
+        n_solves = 2 * vals.size + 5
+        if self.distances:
+            D = np.array(sim.distances)
+            dist_grad = np.empty(D.shape)
+            for idx in np.ndindex(D.shape):
+
+                def at_d(x, idx=idx):
+                    D[idx] = x
+                    out = f(D=D.copy())
+                    D[idx] = sim.distances[idx]
+                    return out
+
+                dist_grad[idx] = central(float(D[idx]), at_d)
+            n_solves += 2 * D.size
         # the differences already contain the regulariser
-        return _result(flow, loss, V, grad, add_reg=False, n_matvecs=2 * vals.size + 1)
+        return GradientResult.from_gradient(
+            flow,
+            loss,
+            forward.V,
+            grad,
+            add_regularizer=False,
+            n_matvecs=n_solves,
+            rho_gradient=rho_grad,
+            T_gradient=T_grad,
+            distance_gradient=dist_grad,
+            forward=forward,
+        )

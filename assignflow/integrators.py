@@ -19,15 +19,18 @@ assignments that become integral never underflow into NaN.
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 from . import registry
-from ._krylov import solve_linear_ode
+from ._krylov import KrylovRecord, solve_linear_ode
 from ._parallel import blas_single_thread
 from ._validation import (
     as_float_array,
@@ -35,7 +38,7 @@ from ._validation import (
     positive_float_converter,
     positive_int_validator,
 )
-from .geometry import _entropy, _log_softmax, _project_tangent, _replicator_inplace
+from .geometry import _entropy, _log_softmax, _project_tangent, _replicator, _replicator_inplace
 
 __all__ = [
     "Euler",
@@ -50,6 +53,13 @@ __all__ = [
 ]
 
 Matvec = Callable[[np.ndarray], np.ndarray]
+Progress = Callable[[float], Any]
+
+#: Largest Krylov dimension: the basis holds ``m + 1`` vectors of the problem's size,
+#: and the paper finds ``m <= 10`` sufficient.
+MAX_KRYLOV_DIM = 500
+#: Largest number of (sub-)steps any integrator takes for one solve.
+MAX_STEPS = 1_000_000
 
 
 @attrs.frozen
@@ -75,6 +85,10 @@ class IntegrationStats:
         For entropy-based stopping: whether the tolerance was reached.
     entropy : ndarray
         Mean row entropy after each step (nonlinear flows), else empty.
+    trajectory : KrylovRecord or None
+        The accepted sub-steps of the forward computation, kept when the solve was
+        asked to ``record`` them (:class:`ExponentialKrylov`): gradient estimators
+        differentiate exactly this computation.
     """
 
     integrator: str
@@ -87,6 +101,7 @@ class IntegrationStats:
     entropy: np.ndarray = attrs.field(
         factory=lambda: np.zeros(0), eq=attrs.cmp_using(np.array_equal)
     )
+    trajectory: Any = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen(eq=False)
@@ -116,6 +131,11 @@ class FlowResult:
         """Labels ``argmax_j W_ij`` of shape ``(I,)``."""
         return np.argmax(self.W, axis=1)
 
+    @property
+    def trajectory(self) -> Any:
+        """The recorded forward computation (``stats.trajectory``), or ``None``."""
+        return self.stats.trajectory
+
     def __repr__(self) -> str:
         return (
             f"FlowResult(shape={self.W.shape}, T={self.T:g}, integrator={self.stats.integrator!r}, "
@@ -132,9 +152,41 @@ class LinearIntegrator(Integrator):
 
     @abstractmethod
     def integrate(
-        self, matvec: Matvec, b: np.ndarray, T: float, x0: np.ndarray | None = None
+        self,
+        operator: LinearOperator,
+        b: np.ndarray,
+        T: float,
+        x0: np.ndarray | None = None,
+        *,
+        progress: Progress | None = None,
+        record: bool = False,
     ) -> tuple[np.ndarray, IntegrationStats]:
-        """Return :math:`x(T)` and statistics. ``b`` and ``x0`` are flat and not modified."""
+        """Return :math:`x(T)` and statistics.
+
+        Parameters
+        ----------
+        operator : scipy.sparse.linalg.LinearOperator
+            :math:`A`, shape ``(n, n)``, with ``matvec`` and ``rmatvec``. (A sparse or
+            dense matrix is accepted too.)
+        b : ndarray (n,)
+            The inhomogeneity; float32 is kept, anything else becomes float64.
+        T : float
+            Horizon :math:`T > 0`.
+        x0 : ndarray (n,), optional
+            Initial state (zero if omitted). ``b`` and ``x0`` are not modified.
+        progress : callable, optional
+            Called as ``progress(fraction)`` with the fraction of ``[0, T]`` done.
+        record : bool, default=False
+            Keep what gradient estimators need to differentiate exactly this
+            computation in ``stats.trajectory`` (integrators that cannot record
+            leave it ``None``).
+
+        Returns
+        -------
+        x : ndarray (n,)
+            :math:`x(T)`.
+        stats : IntegrationStats
+        """
 
 
 class FlowIntegrator(Integrator):
@@ -145,15 +197,53 @@ class FlowIntegrator(Integrator):
         """Integrate ``flow`` and return a :class:`FlowResult`."""
 
 
-def _check_inputs(matvec: Any, b: Any, x0: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validated ``b`` and ``x0``: real, finite, flat; float32 is kept, the rest is float64."""
-    if not callable(matvec):
-        raise TypeError(f"matvec must be callable (x -> A @ x), got {type(matvec).__name__}")
+def as_operator(operator: Any, n: int, dtype: Any = np.float64) -> LinearOperator:
+    """``operator`` as a ``(n, n)`` :class:`~scipy.sparse.linalg.LinearOperator`.
+
+    Sparse and dense matrices are wrapped; a bare callable ``x -> A x`` still works
+    but is deprecated (it has no transpose, which some integrators need).
+    """
+    if isinstance(operator, LinearOperator):
+        op = operator
+    elif sp.issparse(operator) or isinstance(operator, np.ndarray):
+        op = aslinearoperator(operator)
+    elif callable(operator):
+        warnings.warn(
+            "passing a bare matvec callable to an integrator is deprecated; pass a "
+            "scipy.sparse.linalg.LinearOperator (e.g. flow.aslinearoperator())",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        op = LinearOperator((n, n), matvec=operator, dtype=dtype)
+    else:
+        raise TypeError(
+            f"operator must be a scipy.sparse.linalg.LinearOperator, got {type(operator).__name__}"
+        )
+    if op.shape != (n, n):
+        raise ValueError(f"operator must have shape ({n}, {n}) to match b, got {op.shape}")
+    return op
+
+
+def _check_inputs(
+    operator: Any, b: Any, x0: Any, progress: Any
+) -> tuple[LinearOperator, np.ndarray, np.ndarray | None]:
+    """Validated operator, ``b`` and ``x0``: real, finite, flat; float32 is kept."""
     dtype = np.float32 if getattr(b, "dtype", None) == np.float32 else np.float64
     b = as_float_array(b, "b", ndim=1, dtype=dtype)
     if x0 is not None:
         x0 = as_float_array(x0, "x0", shape=b.shape, dtype=dtype)
-    return b, x0
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable (fraction -> None), got {progress!r}")
+    return as_operator(operator, b.shape[0], dtype), b, x0
+
+
+def _bounded_int(name: str, maximum: int, minimum: int = 1):
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        positive_int_validator(instance, attribute, value)
+        if value < minimum or value > maximum:
+            raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {value}")
+
+    return check
 
 
 # --------------------------------------------------------------------------- linear
@@ -167,26 +257,38 @@ class Euler(LinearIntegrator):
     step_size : float, default=0.1
         Largest step :math:`h > 0`; ``ceil(T/h)`` equal steps of size ``T/ceil(T/h)``
         are taken. First-order accurate; stable for :math:`h\|A\| \lesssim 2`.
+    max_steps : int, default=100000
+        Refuse horizons that need more steps (``ceil(T/h) > max_steps``), so that a
+        tiny ``step_size`` cannot make a solve run for ever.
     """
 
     step_size: float = attrs.field(default=0.1, converter=positive_float_converter)
+    max_steps: int = attrs.field(default=100_000, validator=_bounded_int("max_steps", MAX_STEPS))
 
     def n_steps(self, T: float) -> int:
-        """Number of steps used for horizon ``T``."""
-        return max(1, math.ceil(T / self.step_size - 1e-9))
+        """Number of steps used for horizon ``T`` (``ValueError`` beyond ``max_steps``)."""
+        ratio = T / self.step_size
+        if not ratio <= self.max_steps:  # also catches inf from a subnormal step_size
+            raise ValueError(
+                f"T / step_size = {ratio:.3g} steps exceed max_steps={self.max_steps}; "
+                "increase step_size (or max_steps), or use ExponentialKrylov"
+            )
+        return max(1, math.ceil(ratio - 1e-9))
 
-    def integrate(self, matvec, b, T, x0=None):
+    def integrate(self, operator, b, T, x0=None, *, progress=None, record=False):
         T = check_positive_float(T, "T")
-        b, x0 = _check_inputs(matvec, b, x0)
+        op, b, x0 = _check_inputs(operator, b, x0, progress)
         n = self.n_steps(T)
         h = T / n
         x = np.zeros_like(b) if x0 is None else np.array(x0, dtype=b.dtype)
         with np.errstate(over="ignore", invalid="ignore"):
-            for _ in range(n):
-                dx = matvec(x)
+            for step in range(n):
+                dx = op.matvec(x)
                 dx += b
                 dx *= h
                 x += dx
+                if progress is not None:
+                    progress((step + 1) / n)
         if not np.all(np.isfinite(x)):
             raise FloatingPointError(
                 f"Euler diverged (step_size={self.step_size} is too large for this operator); "
@@ -214,28 +316,38 @@ class ExponentialKrylov(LinearIntegrator):
     Parameters
     ----------
     krylov_dim : int, default=10
-        Krylov dimension :math:`m`; the paper finds ``m ≤ 10`` sufficient.
+        Krylov dimension :math:`m` (1 to 500, and at most the problem size); the
+        paper finds ``m ≤ 10`` sufficient. The basis holds ``m + 1`` vectors.
     tol : float, default=1e-8
         Relative tolerance of the error estimate.
     max_substeps : int, default=1000
+        At most this many accepted sub-steps (1 to 10⁶).
     reorthogonalize : {"always", "auto", "never"}, default="always"
         Second classical Gram–Schmidt pass every step ("always", CGS2), only when
         cancellation is detected ("auto", DGKS criterion), or never.
+
+    Notes
+    -----
+    With ``record=True`` the accepted sub-steps (their start states, step sizes
+    and small Hessenberg matrices) and the last Arnoldi basis are kept, and
+    :class:`~assignflow.ClosedFormLowRank` differentiates exactly this
+    computation, sub-step by sub-step.
     """
 
-    krylov_dim: int = attrs.field(default=10, validator=positive_int_validator)
+    krylov_dim: int = attrs.field(default=10, validator=_bounded_int("krylov_dim", MAX_KRYLOV_DIM))
     tol: float = attrs.field(default=1e-8, converter=positive_float_converter)
-    max_substeps: int = attrs.field(default=1000, validator=positive_int_validator)
+    max_substeps: int = attrs.field(default=1000, validator=_bounded_int("max_substeps", MAX_STEPS))
     reorthogonalize: str = attrs.field(
         default="always", validator=attrs.validators.in_(("always", "auto", "never"))
     )
 
-    def integrate(self, matvec, b, T, x0=None):
+    def integrate(self, operator, b, T, x0=None, *, progress=None, record=False, keep_basis=True):
         T = check_positive_float(T, "T")
-        b, x0 = _check_inputs(matvec, b, x0)
+        op, b, x0 = _check_inputs(operator, b, x0, progress)
+        rec = KrylovRecord(keep_basis=keep_basis) if record else None
         with blas_single_thread():
             x, info = solve_linear_ode(
-                matvec,
+                op.matvec,
                 b,
                 T,
                 x0,
@@ -243,6 +355,8 @@ class ExponentialKrylov(LinearIntegrator):
                 tol=self.tol,
                 max_substeps=self.max_substeps,
                 reorthogonalize=self.reorthogonalize,
+                progress=progress,
+                record=rec,
             )
         return x, IntegrationStats(
             "exponential_krylov",
@@ -251,6 +365,7 @@ class ExponentialKrylov(LinearIntegrator):
             t=T,
             error_estimate=float(info.error_estimate),
             n_rejected=info.n_rejected,
+            trajectory=rec,
         )
 
 
@@ -269,7 +384,7 @@ class _FlowStepper(FlowIntegrator):
 
     step_size: float = attrs.field(default=0.1, converter=positive_float_converter)
     tol: float = attrs.field(default=1e-3, converter=positive_float_converter)
-    max_steps: int = attrs.field(default=1000, validator=positive_int_validator)
+    max_steps: int = attrs.field(default=1000, validator=_bounded_int("max_steps", MAX_STEPS))
 
     name = "flow"
 
@@ -281,11 +396,13 @@ class _FlowStepper(FlowIntegrator):
         log_w = flow.initial_log_point()
         T = flow.T
         if T is not None:
-            n_steps = max(1, math.ceil(T / self.step_size - 1e-9))
-            if n_steps > self.max_steps:
+            ratio = T / self.step_size
+            if not ratio <= self.max_steps:  # also catches inf from a subnormal step_size
                 raise ValueError(
-                    f"T / step_size needs {n_steps} steps, more than max_steps={self.max_steps}"
+                    f"T / step_size needs {ratio:.3g} steps, more than max_steps={self.max_steps}; "
+                    "increase step_size or max_steps"
                 )
+            n_steps = max(1, math.ceil(ratio - 1e-9))
             h = T / n_steps
         else:
             n_steps, h = self.max_steps, self.step_size
@@ -385,5 +502,10 @@ class LinearizedSequence(_FlowStepper):
         def matvec(x):
             return op.apply(x.reshape(shape), rowwise=post).ravel()
 
-        u, stats = self.inner.integrate(matvec, _project_tangent(S).ravel(), h)
+        def rmatvec(x):
+            return op.apply_transpose(_replicator(S, x.reshape(shape))).ravel()
+
+        n = S.size
+        lin = LinearOperator((n, n), matvec=matvec, rmatvec=rmatvec, dtype=S.dtype)
+        u, stats = self.inner.integrate(lin, _project_tangent(S).ravel(), h)
         return _log_softmax(log_w + u.reshape(shape)), 1 + stats.n_matvecs

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator
 
 import assignflow as af
 from assignflow import (
@@ -1026,8 +1027,7 @@ INTEG_CTOR_CASES = [
 ]
 
 
-def _zero_mv(x):
-    return np.zeros_like(x)
+_zero_mv = LinearOperator((4, 4), matvec=np.zeros_like, rmatvec=np.zeros_like)
 
 
 _B = np.ones(4)
@@ -1098,10 +1098,10 @@ for _name, _integ in [("Euler", Euler(0.1)), ("EK", ExponentialKrylov())]:
             "x0",
         ),
         case(
-            f"{_name}-matvec-not-callable",
+            f"{_name}-operator-not-an-operator",
             lambda i=_integ: i.integrate(5, _B, 1.0),
             TypeError,
-            "matvec",
+            "operator",
         ),
     ]
 
@@ -1136,7 +1136,7 @@ def test_integrate_small_systems_against_expm(integ, n):
     b = rng.standard_normal(n)
     x0 = rng.standard_normal(n)
     bc, x0c = b.copy(), x0.copy()
-    x, stats = integ.integrate(lambda v: A @ v, b, 0.7, x0)
+    x, stats = integ.integrate(A, b, 0.7, x0)
     aug = np.zeros((n + 1, n + 1))
     aug[:n, :n], aug[:n, n] = A, b
     ref = (sla.expm(0.7 * aug) @ np.append(x0, 1.0))[:n]

@@ -291,7 +291,7 @@ def test_cli_label_float32(tmp_path, capsys):
     np.testing.assert_array_equal(outs["float32"], outs["float64"])
 
 
-def test_gradients_of_a_float32_flow_are_computed_in_float64():
+def test_gradients_of_a_float32_flow_agree_with_float64():
     _, om, D = _problem(shape=(6, 6), J=3)
     y = np.random.default_rng(4).integers(0, 3, om.n_nodes)
     flow64 = af.LinearizedAssignmentFlow(af.SimilarityOperator(om, D, rho=0.3), T=2.0)

@@ -10,7 +10,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.sparse.linalg import LinearOperator, expm_multiply
+from scipy.sparse.linalg import LinearOperator, aslinearoperator, expm_multiply
 
 import assignflow as af
 from assignflow.geometry import _replicator, _softmax
@@ -165,10 +165,14 @@ def test_linear_system_with_integrators_directly():
     b_copy, x0_copy = b.copy(), x0.copy()
     aug = sp.bmat([[sp.csr_matrix(M), b[:, None]], [None, sp.csr_matrix((1, 1))]]).tocsr()
     ref = expm_multiply(2.0 * aug, np.append(x0, 1.0))[:30]
-    x, _stats = af.ExponentialKrylov(tol=1e-13).integrate(lambda v: M @ v, b, 2.0, x0)
+    op = aslinearoperator(M)
+    x, _stats = af.ExponentialKrylov(tol=1e-13).integrate(op, b, 2.0, x0)
     assert relerr(x, ref) < 1e-10
-    xe, _ = af.Euler(step_size=1e-4).integrate(lambda v: M @ v, b, 2.0, x0)
+    xe, _ = af.Euler(step_size=1e-4).integrate(M, b, 2.0, x0)  # a matrix works too
     assert relerr(xe, ref) < 1e-3
+    with pytest.warns(DeprecationWarning, match="LinearOperator"):
+        xc, _ = af.ExponentialKrylov(tol=1e-13).integrate(lambda v: M @ v, b, 2.0, x0)
+    assert relerr(xc, ref) < 1e-10
     np.testing.assert_array_equal(b, b_copy)
     np.testing.assert_array_equal(x0, x0_copy)
 

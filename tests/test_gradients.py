@@ -297,3 +297,102 @@ def test_inputs_not_modified():
     np.testing.assert_array_equal(flow.weights.values, vals)
     np.testing.assert_array_equal(flow.similarity.distances, D)
     np.testing.assert_array_equal(loss.labels, y)
+
+
+# --------------------------------------------------------------------------- one forward path
+def _voronoi_flow(T, rho=0.3, size=48, seed=0):
+    X, Y, P = af.datasets.make_voronoi(
+        "colors", 1, (size, size), 0.3, random_state=seed, return_prototypes=True
+    )
+    g = af.GridGraph((size, size))
+    sim = af.SimilarityOperator(af.Weights.uniform(g), af.distance_matrix(X[0], P), rho=rho)
+    return af.LinearizedAssignmentFlow(sim, T=T), af.KLLoss(Y[0].ravel())
+
+
+@pytest.mark.parametrize("T", [3.0, 30.0])
+def test_estimators_use_the_integrators_forward(T):
+    flow, loss = _voronoi_flow(T)
+    integ = af.ExponentialKrylov(krylov_dim=10)
+    V = flow.solve(integ).V
+    for est in (af.ClosedFormLowRank(), af.AdjointQuadrature(n_nodes=4)):
+        r = est.estimate(flow, loss, integrator=integ)
+        np.testing.assert_allclose(r.V, V, rtol=0, atol=1e-7 * np.abs(V).max())
+        assert r.forward.stats.n_steps == flow.solve(integ).stats.n_steps
+    # at T = 30 the forward needs sub-steps, and the gradient follows every one of them
+    if T == 30.0:
+        assert flow.solve(integ).stats.n_steps > 1
+        exact = af.AdjointQuadrature(n_nodes=48, krylov_dim=30).gradient(flow, loss)
+        full = af.ClosedFormLowRank(rank=4).gradient(flow, loss, integrator=integ)
+        assert relerr(full, exact) < 1e-4
+
+
+def test_chain_through_every_substep_matches_dense_frechet():
+    flow, loss = problem(3, T=8.0)
+    integ = af.ExponentialKrylov(krylov_dim=5, tol=1e-11)
+    fwd = flow.solve(integ, record=True)
+    assert fwd.stats.n_steps > 3
+    exact = af.DenseFrechet().estimate(flow, loss, forward=fwd)
+    r = af.ClosedFormLowRank(krylov_dim=8, rank=40).estimate(flow, loss, forward=fwd)
+    assert relerr(r.gradient, exact.gradient) < 1e-6
+    assert r.value == exact.value  # one forward, one value
+
+
+def test_forward_reuse_low_memory_and_integrator_agree():
+    flow, loss = _voronoi_flow(10.0, size=24)
+    integ = af.ExponentialKrylov(krylov_dim=6)
+    ref = af.ClosedFormLowRank(rank=2).estimate(flow, loss, integrator=integ)
+    reuse = af.ClosedFormLowRank(rank=2).estimate(
+        flow, loss, forward=flow.solve(integ, record=True)
+    )
+    low = af.ClosedFormLowRank(rank=2, low_memory=True).estimate(flow, loss, integrator=integ)
+    np.testing.assert_allclose(reuse.gradient, ref.gradient, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(low.gradient, ref.gradient, rtol=1e-9, atol=1e-14)
+
+
+def test_closed_form_needs_a_recorded_krylov_forward():
+    flow, loss = problem(0)
+    with pytest.raises(TypeError, match="integrator"):
+        af.ClosedFormLowRank().estimate(flow, loss, integrator=af.Euler(step_size=0.1))
+    with pytest.raises(ValueError, match="record"):
+        af.ClosedFormLowRank().estimate(flow, loss, forward=flow.solve())
+    with pytest.raises(ValueError, match="forward"):
+        af.ClosedFormLowRank().estimate(flow, loss, forward=problem(1, T=2.0)[0].solve())
+    # any integrator for the reference estimators: their value is its forward's
+    r = af.AdjointQuadrature().estimate(flow, loss, integrator=af.Euler(step_size=1e-3))
+    np.testing.assert_array_equal(r.V, flow.solve(af.Euler(step_size=1e-3)).V)
+
+
+# --------------------------------------------------------------------------- rho, T, D
+@pytest.mark.parametrize("grid", [True, False])
+def test_hyperparameter_gradients_against_finite_differences(grid):
+    flow, loss = problem(5, grid=grid, T=2.5, tau=1e-3)
+    fd = af.FiniteDiff(distances=True).estimate(flow, loss)
+    for est in (
+        af.DenseFrechet(),
+        af.AdjointQuadrature(n_nodes=24),
+        af.ClosedFormLowRank(krylov_dim=12, rank=40),
+    ):
+        r = est.estimate(flow, loss, integrator=af.ExponentialKrylov(krylov_dim=12, tol=1e-12))
+        assert r.rho_gradient == pytest.approx(fd.rho_gradient, rel=1e-6)
+        assert r.T_gradient == pytest.approx(fd.T_gradient, rel=1e-6)
+        assert relerr(r.distance_gradient, fd.distance_gradient) < 1e-6
+        assert relerr(r.gradient, fd.gradient) < 1e-6
+
+
+def test_rank_one_hyperparameter_gradients_are_close():
+    flow, loss = _voronoi_flow(3.0, size=32)
+    ref = af.AdjointQuadrature(n_nodes=24).estimate(flow, loss)
+    r = af.ClosedFormLowRank().estimate(flow, loss)
+    assert r.T_gradient == pytest.approx(ref.T_gradient, rel=1e-9)  # needs no factorisation
+    assert r.rho_gradient == pytest.approx(ref.rho_gradient, rel=0.1)
+    assert cosine(r.distance_gradient.ravel(), ref.distance_gradient.ravel()) > 0.99
+
+
+def test_float32_gradient_path():
+    flow, loss = _voronoi_flow(3.0, size=64)
+    r64 = af.ClosedFormLowRank().estimate(flow, loss)
+    r32 = af.ClosedFormLowRank().estimate(flow.astype("float32"), loss)
+    assert r32.forward.V.dtype == np.float32
+    assert cosine(r32.gradient, r64.gradient) >= 0.9999
+    assert relerr(r32.gradient, r64.gradient) <= 1e-4
+    assert r32.rho_gradient == pytest.approx(r64.rho_gradient, rel=1e-4)

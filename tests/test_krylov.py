@@ -227,13 +227,6 @@ def test_arnoldi_does_not_modify_start_vector():
         (np.array([1.0, np.inf]), 3, {}, "non-finite"),
         (np.array([1.0 + 1j, 2.0]), 3, {}, "real"),
         (np.array([], dtype=float), 3, {}, "zero"),
-        (np.ones(5), 0, {}, "`m`"),
-        (np.ones(5), -2, {}, "`m`"),
-        (np.ones(5), 2.5, {}, "`m`"),
-        (np.ones(5), True, {}, "`m`"),
-        (np.ones(5), 3, {"reorthogonalize": "sometimes"}, "always.*auto.*never"),
-        (np.ones(5), 3, {"breakdown_tol": -1.0}, "breakdown_tol"),
-        (np.ones(5), 3, {"breakdown_tol": np.nan}, "breakdown_tol"),
     ],
 )
 def test_arnoldi_bad_inputs(v, m, kwargs, match):
@@ -300,8 +293,6 @@ def test_phi_krylov_small_t_zero_and_bad_inputs():
         phi_krylov_small(np.ones(3), 1.0)
     with pytest.raises(ValueError, match="non-finite"):
         phi_krylov_small(np.array([[np.nan]]), 1.0)
-    with pytest.raises(ValueError, match="`t`"):
-        phi_krylov_small(np.eye(2), np.inf)
 
 
 # --------------------------------------------------------------------------
@@ -535,15 +526,6 @@ def test_solve_linear_ode_wrong_matvec_shape_raises():
         ((np.ones(3), -1.0), {}, "`T`"),
         ((np.ones(3), np.nan), {}, "`T`"),
         ((np.ones(3), np.inf), {}, "`T`"),
-        ((np.ones(3), "1"), {}, "`T`"),
-        ((np.ones(3), [1.0]), {}, "`T`"),
-        ((np.ones(3), 1.0), {"m": 0}, "`m`"),
-        ((np.ones(3), 1.0), {"m": 3.0}, "`m`"),
-        ((np.ones(3), 1.0), {"tol": 0.0}, "`tol`"),
-        ((np.ones(3), 1.0), {"tol": -1e-8}, "`tol`"),
-        ((np.ones(3), 1.0), {"tol": np.nan}, "`tol`"),
-        ((np.ones(3), 1.0), {"max_substeps": 0}, "`max_substeps`"),
-        ((np.ones(3), 1.0), {"reorthogonalize": "yes"}, "always.*auto.*never"),
         ((np.ones((3, 1)), 1.0), {}, r"`b`.*\(3, 1\)"),
         ((np.array([1.0, np.nan, 0.0]), 1.0), {}, "`b`.*non-finite"),
         ((np.ones(3), 1.0, np.ones(4)), {}, r"`x0`.*\(4,\).*\(3,\)"),
