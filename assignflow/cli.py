@@ -30,7 +30,8 @@ Outputs never lose data:
   name and renamed into place, so an interrupted run leaves no partial file.
 
 Every failure ends in one line ``assignflow <command>: error: <message>; <hint>`` on
-stderr and exit code 2 (130 after Ctrl-C), never a traceback; warnings are printed
+stderr and exit code 2 (130 after Ctrl-C; 141, silently, when the reader of stdout
+goes away), never a traceback; warnings are printed
 as one line ``assignflow <command>: warning: <message>``. Progress bars with an
 estimate of the remaining time (tqdm, on stderr) are shown for ``label``,
 ``predict`` and ``fit`` when stderr is a terminal, unless ``--quiet`` is given.
@@ -93,19 +94,20 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows ``(default: ...)`` except for options without a value by default."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
             return action.help or ""
         return super()._get_help_string(action) or ""
 
 
-def _number(interval: Interval, *options: str) -> Callable[[str], float | str]:
-    """An argparse type: a float in ``interval`` (sklearn's check), or one of ``options``."""
+def _number(interval: Interval, *options: str) -> Callable[[str], Any]:
+    """An argparse type: a number in ``interval`` (sklearn's check), or one of ``options``."""
+    convert = int if interval.type is Integral else float
 
-    def parse(text: str) -> float | str:
+    def parse(text: str) -> Any:
         if text in options:
             return text
         try:
-            value = float(text)
+            value = convert(text)
         except ValueError:
             value = None
         if value is None or value not in interval:
@@ -113,23 +115,21 @@ def _number(interval: Interval, *options: str) -> Callable[[str], float | str]:
             raise argparse.ArgumentTypeError(f"must be {interval}{alt}, got {text!r}")
         return value
 
-    parse.__name__ = "number"
+    parse.__name__ = convert.__name__
     return parse
 
 
-#: rho: a normal (not subnormal) positive float; T: a positive finite float.
+#: rho: a normal (not subnormal) positive float or "auto"; T: a positive finite float
+#: (or "auto" where the estimator chooses it).
 _RHO = _number(Interval(Real, np.finfo(np.float64).tiny, None, closed="left"), "auto")
-_T = _number(Interval(Real, 0, None, closed="neither"), "auto")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+_T = _number(Interval(Real, 0, None, closed="neither"))
+_T_OR_AUTO = _number(Interval(Real, 0, None, closed="neither"), "auto")
+_COUNT = _number(Interval(Integral, 1, None, closed="left"))
+_RHO_HELP = (
+    "scale of the distances, a number > 0 or 'auto' (the median gap between the distances "
+    "of a pixel to its two nearest prototypes, assignflow.estimate_rho)"
+)
+_T_HELP = "time horizon of the LAF, a number > 0 or 'auto' (chosen by the estimator)"
 
 
 # --------------------------------------------------------------------------- outputs
@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     images.add_argument(
         "--max-pixels",
-        type=_positive_int,
+        type=_COUNT,
         default=io.MAX_PIXELS,
         help="refuse images with more pixels (checked before decoding)",
     )
@@ -442,8 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
         + ", ".join(f"{k} {v}" for k, v in DEMO_NOISE.items())
         + ")",
     )
-    d.add_argument("--rho", type=_RHO, default=_LABELER["rho"].default, help="distance scale")
-    d.add_argument("--T", type=_T, default=_LABELER["T"].default, help="LAF time horizon")
+    d.add_argument("--rho", type=_RHO, default=_LABELER["rho"].default, help=_RHO_HELP)
+    d.add_argument("--T", type=_T_OR_AUTO, default=_LABELER["T"].default, help=_T_HELP)
     d.add_argument("--max-iter", type=int, default=30, help="training iterations")
     d.add_argument("--krylov-dim", type=int, default=10, help="Krylov dimension of the LAF")
     d.add_argument("--step-size", type=float, default=0.5, help="geometric Euler step")
@@ -459,13 +459,15 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument(
         "--n-labels", type=int, default=_UNIFORM_ONLY["n_labels"], help="k-means labels"
     )
-    lb.add_argument("--rho", type=_RHO, default=_UNIFORM_ONLY["rho"], help="distance scale")
-    lb.add_argument("--T", type=_T, default=_UNIFORM_ONLY["T"], help="LAF time horizon")
+    lb.add_argument("--rho", type=_RHO, default=_UNIFORM_ONLY["rho"], help=_RHO_HELP)
+    lb.add_argument("--T", type=_T, default=_UNIFORM_ONLY["T"], help="time horizon of the LAF")
     lb.add_argument(
         "--radius", type=int, default=_UNIFORM_ONLY["radius"], help="neighbourhood radius"
     )
     lb.add_argument(
-        "--output", help="output stem: writes STEM.png and STEM.npy (default: IMAGE-labels)"
+        "--output",
+        help="output stem (an extension is dropped): writes STEM.png and STEM.npy "
+        "(default: IMAGE-labels)",
     )
     lb.set_defaults(func=_cmd_label)
 
@@ -478,8 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="label images in the same order (.npy, grey/palette ids, or colours as classes)",
     )
     ft.add_argument("--output", required=True, help="the model file to write")
-    ft.add_argument("--rho", type=_RHO, default=_LABELER["rho"].default, help="distance scale")
-    ft.add_argument("--T", type=_T, default=_LABELER["T"].default, help="LAF time horizon")
+    ft.add_argument("--rho", type=_RHO, default=_LABELER["rho"].default, help=_RHO_HELP)
+    ft.add_argument("--T", type=_T_OR_AUTO, default=_LABELER["T"].default, help=_T_HELP)
     ft.add_argument(
         "--radius", type=int, default=_LABELER["radius"].default, help="neighbourhood radius"
     )
@@ -577,13 +579,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        The exit code: 0 on success, 2 on an error, 130 when interrupted. Argument
-        errors exit through ``SystemExit(2)`` after one error line.
+        The exit code: 0 on success, 2 on an error, 130 when interrupted, 141 when
+        stdout was closed by its reader. Argument errors exit through
+        ``SystemExit(2)`` after one error line.
     """
     args = build_parser().parse_args(argv)
     with _one_line_warnings(args.command):
         try:
             return int(args.func(args))
+        except BrokenPipeError:  # the reader of stdout went away (``| head``): stop quietly
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
         except (KeyboardInterrupt, Exception) as exc:
             message, hint = _failure(exc, args.command)
             print(f"assignflow {args.command}: error: {message}; {hint}", file=sys.stderr)

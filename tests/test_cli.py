@@ -235,6 +235,15 @@ def test_every_failure_class_ends_in_one_line(
     assert os.listdir(tmp_path) == []
 
 
+def test_closed_stdout_stops_quietly(capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(af.registry, "all_registries", broken)
+    code, _, err = run(["plugins"], capsys=capsys)
+    assert code == 141 and err == ""
+
+
 def test_interrupt_while_writing_leaves_no_partial_file(files, capsys, monkeypatch, tmp_path):
     def interrupted_save(path, *args, **kwargs):
         Path(path).write_bytes(b"half")
@@ -462,7 +471,9 @@ def test_every_option_has_help_and_shows_its_default(command, capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     for action in sub._actions:
-        if action.option_strings and action.default not in (None, False, "==SUPPRESS=="):
+        if action.option_strings and not (
+            action.default is None or action.default is False or action.default == "==SUPPRESS=="
+        ):
             assert f"default: {action.default}" in " ".join(text.split()), action.dest
 
 
