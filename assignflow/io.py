@@ -51,6 +51,7 @@ every failure is a ``ValueError`` that names the file.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 import stat
@@ -130,7 +131,7 @@ def _read_npy(path: str, max_pixels: int) -> np.ndarray:
                 )
             if len(shape) in (2, 3):
                 _check_pixels(path, shape, max_pixels)
-            n = int(np.prod(shape, dtype=np.float64))
+            n = math.prod(shape)
             if n > 4 * max_pixels:
                 raise ValueError(f"its shape {shape} holds more than 4 * max_pixels values")
             if os.fstat(fh.fileno()).st_size - fh.tell() < n * dtype.itemsize:
