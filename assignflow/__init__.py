@@ -10,7 +10,7 @@ from ._parallel import get_num_threads, set_num_threads
 from ._version import __version__
 from .classifier import AssignmentFlowClassifier, label_graph
 from .estimators import ImageLabeler
-from .flows import AssignmentFlow, LinearizedAssignmentFlow
+from .flows import AssignmentFlow, DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
 from .geometry import AssignmentManifold
 from .gradients import (
     AdjointQuadrature,
@@ -19,6 +19,7 @@ from .gradients import (
     FiniteDiff,
     GradientEstimator,
     GradientResult,
+    StackGradientResult,
 )
 from .graphs import Graph, GridGraph
 from .integrators import (
@@ -35,7 +36,8 @@ from .integrators import (
 from .learning import DescentResult, multiplicative_update, riemannian_gradient_descent
 from .losses import CompositeLoss, KLLoss, Loss, TangentSpaceRegularizer
 from .persistence import load, save
-from .predictor import WeightPredictor, affinity_features, window_features
+from .predictor import affinity_features, window_features
+from .predictors import EdgePredictor, Predictor, WeightPredictor
 from .similarity import SimilarityOperator, distance_matrix, estimate_rho
 from .weights import Weights
 
@@ -46,8 +48,10 @@ __all__ = [
     "AssignmentManifold",
     "ClosedFormLowRank",
     "CompositeLoss",
+    "DeepLinearizedAssignmentFlow",
     "DenseFrechet",
     "DescentResult",
+    "EdgePredictor",
     "Euler",
     "ExponentialKrylov",
     "FiniteDiff",
@@ -66,7 +70,9 @@ __all__ = [
     "LinearizedAssignmentFlow",
     "LinearizedSequence",
     "Loss",
+    "Predictor",
     "SimilarityOperator",
+    "StackGradientResult",
     "TangentSpaceRegularizer",
     "WeightPredictor",
     "Weights",

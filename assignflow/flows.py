@@ -43,11 +43,12 @@ from .integrators import (
     FlowIntegrator,
     FlowResult,
     GeometricEuler,
+    IntegrationStats,
     LinearIntegrator,
 )
 from .similarity import SimilarityOperator
 
-__all__ = ["AssignmentFlow", "LinearizedAssignmentFlow"]
+__all__ = ["AssignmentFlow", "DeepLinearizedAssignmentFlow", "LinearizedAssignmentFlow"]
 
 
 def _check_similarity(s: Any) -> SimilarityOperator:
@@ -426,3 +427,150 @@ class AssignmentFlow:
         """
         integ = _check_integrator(integrator, FlowIntegrator, "assignment flow", GeometricEuler())
         return integ.solve(self)
+
+
+def _as_layers(layers: Any) -> tuple[SimilarityOperator, ...]:
+    if isinstance(layers, SimilarityOperator):
+        return (layers,)
+    try:
+        out = tuple(layers)
+    except TypeError:
+        raise TypeError(
+            f"layers must be a sequence of SimilarityOperator, got {type(layers).__name__}"
+        ) from None
+    if not out:
+        raise ValueError("layers must hold at least one SimilarityOperator")
+    for k, s in enumerate(out):
+        if not isinstance(s, SimilarityOperator):
+            raise TypeError(f"layers[{k}] must be a SimilarityOperator, got {type(s).__name__}")
+        if s.distances.shape != out[0].distances.shape:
+            raise ValueError(
+                f"layers[{k}] has distances of shape {s.distances.shape}, layers[0] "
+                f"{out[0].distances.shape}: every layer labels the same nodes with the same labels"
+            )
+    return out
+
+
+@attrs.frozen(eq=False, repr=False)
+class DeepLinearizedAssignmentFlow:
+    r"""A deep linearized assignment flow: ``K`` LAF layers, each relinearised at the last output.
+
+    The sequence of linearized flows (the paper's eq. 1.6) and its compositions
+    (Sect. 5.2) with weights of their own per layer: layer :math:`\ell` linearises
+    the assignment flow at the previous output :math:`W_{\ell-1}` (the barycenter
+    for :math:`\ell = 1`) with its weights :math:`\Omega_\ell`, scale
+    :math:`\rho_\ell` and horizon :math:`h_\ell`, and maps it to
+    :math:`W_\ell = \operatorname{Exp}_{W_{\ell-1}}(V_\ell(h_\ell))`.
+
+    A layer is computed as a LAF at the barycenter: in lifted coordinates
+    (:math:`V = R_{W_0}U`) the LAF at :math:`W_0` reads :math:`\dot U =
+    R_{S_0}(\Omega U) + \Pi_0 S_0` with :math:`S_0 = \operatorname{softmax}(\Omega(\log
+    W_0 - D/\rho))`, and :math:`W^+ = \operatorname{softmax}(\log W_0 + U(h))`. That
+    is the LAF at the barycenter (with :math:`U = JV`) of the *shifted distances*
+
+    .. math::
+        D'_\ell = D - \rho_\ell \log W_{\ell-1},\qquad
+        \log W_\ell = \log W_{\ell-1} + J V_\ell \pmod{\text{row constants}} .
+
+    So :math:`W_K = \operatorname{softmax}(J\sum_\ell V_\ell)`, the stack's
+    tangent vector is :math:`V = \sum_\ell V_\ell`, every loss of one flow applies
+    unchanged, and every gradient estimator differentiates a stack layer by layer
+    (the chain through the base points runs through :math:`D'_\ell`, see
+    :meth:`~assignflow.GradientEstimator.estimate`). With the same weights in every
+    layer this is :class:`~assignflow.LinearizedSequence`.
+
+    Parameters
+    ----------
+    layers : sequence of SimilarityOperator
+        Weights, distances and scale of every layer (same nodes and labels).
+    T : float or sequence of float
+        The horizon :math:`h_\ell` of every layer (one value: the same for all).
+
+    Examples
+    --------
+    >>> import assignflow as af
+    >>> g = af.GridGraph((8, 8))
+    >>> S = af.SimilarityOperator(af.Weights.uniform(g), np.random.rand(64, 3), rho=0.2)
+    >>> deep = af.DeepLinearizedAssignmentFlow([S, S], T=1.0)
+    >>> deep.solve().W.shape
+    (64, 3)
+    """
+
+    layers: tuple[SimilarityOperator, ...] = attrs.field(converter=_as_layers)
+    T: tuple[float, ...] = attrs.field(default=1.0)
+
+    def __attrs_post_init__(self) -> None:
+        T = self.T
+        if np.ndim(T) == 0:
+            T = (T,) * len(self.layers)
+        T = tuple(check_positive_float(t, "T") for t in T)
+        if len(T) != len(self.layers):
+            raise ValueError(
+                f"T must hold one horizon per layer ({len(self.layers)}), got {len(T)}"
+            )
+        object.__setattr__(self, "T", T)
+
+    def __repr__(self) -> str:
+        return f"DeepLinearizedAssignmentFlow(n_layers={self.n_layers}, T={self.T})"
+
+    @property
+    def n_layers(self) -> int:
+        """Number of layers ``K``."""
+        return len(self.layers)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(I, J)``."""
+        return self.layers[0].distances.shape
+
+    def layer_flow(self, layer: int, V_before: np.ndarray | None) -> LinearizedAssignmentFlow:
+        r"""The LAF of ``layer`` given :math:`\sum_{m<\ell}V_m` (``None``: the first layer)."""
+        sim = self.layers[layer]
+        if V_before is not None:
+            shift = (sim.rho * self.shape[1]) * np.asarray(V_before, dtype=np.float64)
+            sim = attrs.evolve(sim, distances=sim.distances - shift.astype(sim.dtype))
+        return LinearizedAssignmentFlow(sim, T=self.T[layer])
+
+    def solve(
+        self, integrator: Any = None, *, progress: Any = None, record: bool = False
+    ) -> FlowResult:
+        r"""Solve every layer in turn; ``result.layers`` holds the layers' results.
+
+        Parameters
+        ----------
+        integrator : LinearIntegrator, str or class, default=ExponentialKrylov()
+            Solver of every layer.
+        progress : callable, optional
+            Called as ``progress(fraction)`` with the fraction of the layers done.
+        record : bool, default=False
+            Record every layer's forward computation (for gradient estimators).
+
+        Returns
+        -------
+        FlowResult
+            ``V`` :math:`= \sum_\ell V_\ell`, ``W`` :math:`= W_K`, ``T`` the total
+            horizon, ``layers`` the per-layer results.
+        """
+        K = self.n_layers
+        results = []
+        V = None
+        for layer in range(K):
+
+            def part(x: float, layer: int = layer) -> None:
+                progress((layer + x) / K)
+
+            res = self.layer_flow(layer, V).solve(
+                integrator, progress=None if progress is None else part, record=record
+            )
+            V = res.V.copy() if V is None else V + res.V
+            results.append(res)
+        stats = IntegrationStats(
+            results[0].stats.integrator,
+            n_steps=sum(r.stats.n_steps for r in results),
+            n_matvecs=sum(r.stats.n_matvecs for r in results),
+            t=float(sum(self.T)),
+            error_estimate=float(sum(r.stats.error_estimate for r in results)),
+            n_rejected=sum(r.stats.n_rejected for r in results),
+        )
+        W = _softmax(V * self.shape[1])
+        return FlowResult(V=V, W=W, T=float(sum(self.T)), stats=stats, layers=tuple(results))

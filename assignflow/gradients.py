@@ -60,7 +60,7 @@ from . import registry
 from ._krylov import _phi_columns, arnoldi, expm_krylov, solve_linear_ode
 from ._parallel import blas_single_thread
 from ._validation import as_float_array, positive_float_converter, positive_int_validator
-from .flows import LinearizedAssignmentFlow
+from .flows import DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
 from .geometry import _project_tangent, _replicator, _row_dot
 from .integrators import ExponentialKrylov, FlowResult, LinearIntegrator
 from .losses import Loss
@@ -73,6 +73,7 @@ __all__ = [
     "FiniteDiff",
     "GradientEstimator",
     "GradientResult",
+    "StackGradientResult",
     "weight_gradient",
 ]
 
@@ -337,6 +338,11 @@ def weight_gradient(
 
 # --------------------------------------------------------------------------- base
 def _check_problem(flow: Any, loss: Any) -> None:
+    if isinstance(flow, DeepLinearizedAssignmentFlow):
+        if not isinstance(loss, Loss):
+            raise TypeError(f"loss must be an assignflow Loss, got {type(loss).__name__}")
+        loss.check(flow)
+        return
     if not isinstance(flow, LinearizedAssignmentFlow):
         raise TypeError(f"flow must be a LinearizedAssignmentFlow, got {type(flow).__name__}")
     if not flow.at_barycenter:
@@ -384,10 +390,12 @@ class GradientEstimator(ABC):
 
         Parameters
         ----------
-        flow : LinearizedAssignmentFlow
-            The LAF at the barycenter; its working precision (float32 or float64)
-            is the precision of the computation (norms, small matrices and
-            accumulations are always double).
+        flow : LinearizedAssignmentFlow or DeepLinearizedAssignmentFlow
+            The LAF at the barycenter (its working precision, float32 or float64, is
+            the precision of the computation; norms, small matrices and
+            accumulations are always double), or a stack of them: then every layer
+            is differentiated by this estimator and the result is a
+            :class:`StackGradientResult`.
         loss : Loss
             E.g. ``KLLoss(labels) + TangentSpaceRegularizer(tau)``.
         integrator : LinearIntegrator, str or None
@@ -400,10 +408,10 @@ class GradientEstimator(ABC):
 
         Returns
         -------
-        GradientResult
+        GradientResult or StackGradientResult
         """
         _check_problem(flow, loss)
-        if forward is not None:
+        if forward is not None and not isinstance(flow, DeepLinearizedAssignmentFlow):
             forward = _check_forward(flow, forward)
         if integrator is None:
             integrator = self._default_integrator()
@@ -412,6 +420,8 @@ class GradientEstimator(ABC):
         if not isinstance(integrator, LinearIntegrator):
             raise TypeError(f"integrator must be a LinearIntegrator of the LAF, got {integrator!r}")
         with blas_single_thread():
+            if isinstance(flow, DeepLinearizedAssignmentFlow):
+                return _estimate_stack(self, flow, loss, integrator, forward)
             return self._estimate(flow, loss, integrator, forward)
 
     def value_and_gradient(self, flow: Any, loss: Loss, **options: Any) -> tuple[float, np.ndarray]:
@@ -685,6 +695,125 @@ def _expm_e1(H: np.ndarray, t: float) -> np.ndarray:
         out[0] = 1.0
         return out
     return sla.expm(t * H)[:, 0]
+
+
+# --------------------------------------------------------------------------- deep stacks
+class _LinearLoss(Loss):
+    """``<G, V>`` plus the regulariser of another loss: the loss seen by one layer of a stack."""
+
+    def __init__(self, G: np.ndarray, base: Loss) -> None:
+        self.G = G
+        self.base = base
+
+    def data_value(self, V):
+        return float(np.sum(self.G * V))
+
+    def data_gradient(self, V):
+        return self.G
+
+    def reg_value(self, weights):
+        return self.base.reg_value(weights)
+
+    def reg_gradient(self, weights):
+        return self.base.reg_gradient(weights)
+
+
+@attrs.frozen(eq=False)
+class StackGradientResult:
+    r"""Value and gradients of a loss of a :class:`~assignflow.DeepLinearizedAssignmentFlow`.
+
+    Attributes
+    ----------
+    value : float
+        :math:`f_L(V) + \sum_\ell\mathcal{R}(\Omega_\ell)` with :math:`V = \sum_\ell V_\ell`.
+    data_value : float
+    V : ndarray (I, J)
+        The stack's tangent vector (:math:`W_K = \operatorname{softmax}(JV)`).
+    layers : tuple of GradientResult
+        Per layer: ``gradient`` :math:`\partial\mathcal{L}/\partial\omega_\ell` (with
+        its regulariser), ``rho_gradient`` :math:`\partial\mathcal{L}/\partial\rho_\ell`
+        and ``distance_gradient`` :math:`\partial\mathcal{L}/\partial D_\ell` (both
+        including the paths through the later layers' base points),
+        ``T_gradient`` :math:`\partial\mathcal{L}/\partial h_\ell`.
+    base_gradients : tuple of ndarray (I, J)
+        :math:`\partial\mathcal{L}/\partial(\sum_{m<\ell}V_m)` at every layer's input
+        (zero for the first layer).
+    forward : FlowResult
+        The stack's forward solve.
+    """
+
+    value: float
+    data_value: float
+    V: np.ndarray
+    layers: tuple[GradientResult, ...]
+    base_gradients: tuple[np.ndarray, ...]
+    forward: FlowResult
+
+    @property
+    def gradient(self) -> np.ndarray:
+        """All layers' weight gradients, concatenated."""
+        return np.concatenate([r.gradient for r in self.layers])
+
+    @property
+    def distance_gradient(self) -> np.ndarray:
+        r""":math:`\partial\mathcal{L}/\partial D` when all layers share :math:`D`."""
+        return sum(r.distance_gradient for r in self.layers)
+
+
+def _estimate_stack(
+    est: GradientEstimator,
+    stack: DeepLinearizedAssignmentFlow,
+    loss: Loss,
+    integrator: Any,
+    forward: Any,
+    feature_hook: Any = None,
+) -> StackGradientResult:
+    """Backward through the layers; ``feature_hook(layer, grad_weights)`` may add
+    ``∂L/∂(Σ_{m<ℓ} V_m)`` for weights that depend on the layer's input."""
+    K = stack.n_layers
+    if forward is None:
+        forward = stack.solve(integrator, record=True)
+    elif not isinstance(forward, FlowResult) or forward.layers is None:
+        raise TypeError("forward must be the FlowResult of stack.solve(..., record=True)")
+    elif len(forward.layers) != K:
+        raise ValueError(f"forward has {len(forward.layers)} layers, the stack {K}")
+    J = stack.shape[1]
+    V = forward.V
+    g = _data_gradient(loss, V)
+    before = [None]
+    for r in forward.layers[:-1]:
+        before.append(r.V.copy() if before[-1] is None else before[-1] + r.V)
+    carry = np.zeros(stack.shape)
+    out: list[GradientResult] = [None] * K  # type: ignore[list-item]
+    base_grads: list[np.ndarray] = [np.zeros(stack.shape)] * K
+    for layer in range(K - 1, -1, -1):
+        flow = stack.layer_flow(layer, before[layer])
+        g_layer = g + carry
+        r = est._estimate(flow, _LinearLoss(g_layer, loss), integrator, forward.layers[layer])
+        rho = stack.layers[layer].rho
+        rho_grad = r.rho_gradient
+        if before[layer] is not None:
+            # D' = D - ρ J Σ_{m<ℓ} V_m: the base point enters through the distances
+            d_before = -(rho * J) * r.distance_gradient
+            rho_grad += float(np.sum(r.distance_gradient * (-J * before[layer])))
+            if feature_hook is not None:
+                extra = feature_hook(layer, r.gradient)
+                if extra is not None:
+                    d_before = d_before + extra
+            base_grads[layer] = d_before
+            carry = carry + d_before
+        out[layer] = attrs.evolve(r, rho_gradient=rho_grad)
+    reg = sum(float(loss.reg_value(s.weights)) for s in stack.layers)
+    data_value = float(loss.data_value(V)) if loss.has_data_term else 0.0
+    fixed = tuple(attrs.evolve(r, value=data_value + reg, data_value=data_value, V=V) for r in out)
+    return StackGradientResult(
+        value=data_value + reg,
+        data_value=data_value,
+        V=V,
+        layers=fixed,
+        base_gradients=tuple(base_grads),
+        forward=forward,
+    )
 
 
 # --------------------------------------------------------------------------- quadrature

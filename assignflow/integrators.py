@@ -119,12 +119,16 @@ class FlowResult:
     T : float
         Final time.
     stats : IntegrationStats
+    layers : tuple of FlowResult or None
+        For a :class:`~assignflow.DeepLinearizedAssignmentFlow`, the result of every
+        layer (``V`` of a layer is its own tangent vector, at its base point).
     """
 
     V: np.ndarray
     W: np.ndarray
     T: float
     stats: IntegrationStats
+    layers: tuple[FlowResult, ...] | None = None
 
     @property
     def labels(self) -> np.ndarray:

@@ -60,6 +60,7 @@ __all__ = [
     "graphs",
     "integrators",
     "losses",
+    "predictors",
 ]
 
 _T = TypeVar("_T")
@@ -756,6 +757,7 @@ graphs = Registry("graph", group="assignflow.graphs")
 integrators = Registry("integrator", group="assignflow.integrators")
 losses = Registry("loss", group="assignflow.losses")
 gradient_estimators = Registry("gradient_estimator", group="assignflow.gradient_estimators")
+predictors = Registry("predictor", group="assignflow.predictors")
 
 #: Registries by entry-point group suffix (``"assignflow.<key>"``).
 REGISTRIES: dict[str, Registry] = {
@@ -763,6 +765,7 @@ REGISTRIES: dict[str, Registry] = {
     "integrators": integrators,
     "losses": losses,
     "gradient_estimators": gradient_estimators,
+    "predictors": predictors,
 }
 
 

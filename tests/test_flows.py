@@ -415,3 +415,55 @@ def test_linear_operator_view():
     x = np.random.default_rng(0).standard_normal(flow.size)
     np.testing.assert_allclose(op @ x, dense_A(flow) @ x, atol=1e-14)
     np.testing.assert_allclose(op.rmatvec(x), dense_A(flow).T @ x, atol=1e-14)
+
+
+# --------------------------------------------------------------------------- deep stacks
+def _layers(seed, K=3, J=3, shape=(4, 5)):
+    rng = np.random.default_rng(seed)
+    g = af.GridGraph(shape)
+    D = rng.uniform(0, 2, (g.n_nodes, J))
+    return [
+        af.SimilarityOperator(af.Weights.normalized(g, rng.uniform(0.1, 1, g.nnz)), D, rho=rho)
+        for rho in (0.5, 0.8, 0.3)[:K]
+    ]
+
+
+def test_deep_flow_layer_is_the_laf_at_the_previous_output():
+    layers = _layers(0)
+    deep = af.DeepLinearizedAssignmentFlow(layers, T=[1.0, 0.7, 1.5])
+    integ = af.ExponentialKrylov(tol=1e-13)
+    res = deep.solve(integ)
+    assert len(res.layers) == 3 and res.T == pytest.approx(3.2)
+    # reference: the library's LAF at W0 (V-form, W+ = Exp_W0(V)) layer by layer
+    M = layers[0].manifold
+    W = None
+    for S, h in zip(layers, deep.T, strict=True):
+        f = af.LinearizedAssignmentFlow(S, T=h, W0=W)
+        V = f.solve(integ).V
+        W = M.exp(f.base_point, V)
+    np.testing.assert_allclose(res.W, W, rtol=0, atol=1e-12)
+    assert M.belongs(res.W) and M.is_tangent(res.V)
+
+
+def test_deep_flow_with_shared_weights_is_the_linearized_sequence():
+    S = _layers(1, K=1)[0]
+    deep = af.DeepLinearizedAssignmentFlow([S] * 4, T=0.5)
+    seq = af.AssignmentFlow(S, T=2.0).solve(
+        af.LinearizedSequence(step_size=0.5, inner=af.ExponentialKrylov(tol=1e-13))
+    )
+    np.testing.assert_allclose(deep.solve(af.ExponentialKrylov(tol=1e-13)).W, seq.W, atol=1e-12)
+    one = af.DeepLinearizedAssignmentFlow([S], T=2.0).solve()
+    np.testing.assert_array_equal(one.V, af.LinearizedAssignmentFlow(S, T=2.0).solve().V)
+
+
+def test_deep_flow_bad_input():
+    S = _layers(2, K=1)[0]
+    with pytest.raises(ValueError, match="T"):
+        af.DeepLinearizedAssignmentFlow([S, S], T=[1.0])
+    with pytest.raises(ValueError, match="layers"):
+        af.DeepLinearizedAssignmentFlow([])
+    with pytest.raises(TypeError, match="layers"):
+        af.DeepLinearizedAssignmentFlow([S, "x"])
+    other = af.SimilarityOperator(af.Weights.uniform(af.GridGraph((2, 10))), np.ones((20, 2)))
+    with pytest.raises(ValueError, match="layers"):
+        af.DeepLinearizedAssignmentFlow([S, other])

@@ -396,3 +396,85 @@ def test_float32_gradient_path():
     assert cosine(r32.gradient, r64.gradient) >= 0.9999
     assert relerr(r32.gradient, r64.gradient) <= 1e-4
     assert r32.rho_gradient == pytest.approx(r64.rho_gradient, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- deep stacks
+def _stack(seed, shape=(4, 5), J=3):
+    rng = np.random.default_rng(seed)
+    g = af.GridGraph(shape)
+    D = rng.uniform(0, 2, (g.n_nodes, J))
+    layers = [
+        af.SimilarityOperator(af.Weights.normalized(g, rng.uniform(0.1, 1, g.nnz)), D, rho=rho)
+        for rho in (0.5, 0.8, 0.3)
+    ]
+    deep = af.DeepLinearizedAssignmentFlow(layers, T=[1.0, 0.7, 1.5])
+    return deep, af.KLLoss(rng.integers(0, J, g.n_nodes)) + af.TangentSpaceRegularizer(1e-3)
+
+
+def test_stack_gradient_matches_finite_differences_through_dense_expm():
+    deep, loss = _stack(0, shape=(3, 4))
+    n = deep.shape[0] * deep.shape[1]
+
+    def value(layers, T):
+        """Independent forward: every layer by dense expm of its augmented matrix."""
+        V = np.zeros(deep.shape)
+        for ell in range(len(layers)):
+            f = af.DeepLinearizedAssignmentFlow(layers, T=T).layer_flow(ell, V if ell else None)
+            M = np.column_stack([f.augmented_operator().matvec(e) for e in np.eye(n + 1)])
+            V = V + sla.expm(M)[:n, n].reshape(deep.shape)
+        return loss.data_value(V) + sum(loss.reg_value(s.weights) for s in layers)
+
+    integ = af.ExponentialKrylov(krylov_dim=20, tol=1e-13)
+    for est in (af.ClosedFormLowRank(krylov_dim=20, rank=60), af.DenseFrechet()):
+        res = est.estimate(deep, loss, integrator=integ)
+        assert isinstance(res, af.StackGradientResult)
+        assert res.value == pytest.approx(value(deep.layers, deep.T), rel=1e-12)
+        for ell in (0, 2):
+            S = deep.layers[ell]
+            vals = S.weights.values
+            edges = np.random.default_rng(ell).choice(vals.size, 12, replace=False)
+            fd = np.empty(edges.size)
+            for j, e in enumerate(edges):
+                out = []
+                for sgn in (1, -1):
+                    v = vals.copy()
+                    v[e] += sgn * 1e-6
+                    L = list(deep.layers)
+                    L[ell] = S.with_weights(af.Weights._unchecked(S.graph, v))
+                    out.append(value(L, deep.T))
+                fd[j] = (out[0] - out[1]) / 2e-6
+            assert relerr(res.layers[ell].gradient[edges], fd) < 1e-6
+            import attrs
+
+            rho = [value([*deep.layers[:ell], attrs.evolve(S, rho=S.rho * (1 + s * 1e-6)),
+                          *deep.layers[ell + 1:]], deep.T) for s in (1, -1)]  # fmt: skip
+            fd_rho = (rho[0] - rho[1]) / (2e-6 * S.rho)
+            assert res.layers[ell].rho_gradient == pytest.approx(fd_rho, rel=1e-5)
+            T = [list(deep.T) for _ in range(2)]
+            T[0][ell] *= 1 + 1e-6
+            T[1][ell] *= 1 - 1e-6
+            fd_T = (value(deep.layers, T[0]) - value(deep.layers, T[1])) / (2e-6 * deep.T[ell])
+            assert res.layers[ell].T_gradient == pytest.approx(fd_T, rel=1e-5)
+
+
+def test_stack_gradient_per_layer_against_adjoint_quadrature():
+    X, Y, P = af.datasets.make_voronoi(
+        "colors", 1, (32, 32), 0.3, random_state=0, return_prototypes=True
+    )
+    g = af.GridGraph((32, 32))
+    D = af.distance_matrix(X[0], P)
+    rng = np.random.default_rng(0)
+    layers = [
+        af.SimilarityOperator(af.Weights.normalized(g, rng.uniform(0.2, 1, g.nnz)), D, rho=0.3)
+        for _ in range(2)
+    ]
+    deep = af.DeepLinearizedAssignmentFlow(layers, T=[2.0, 3.0])
+    loss = af.KLLoss(Y[0].ravel())
+    ref = af.AdjointQuadrature(n_nodes=24).estimate(deep, loss)
+    r = af.ClosedFormLowRank(rank=3).estimate(deep, loss)
+    for a, b in zip(r.layers, ref.layers, strict=True):
+        assert relerr(a.gradient, b.gradient) < 1e-4
+        assert a.rho_gradient == pytest.approx(b.rho_gradient, rel=1e-4)
+    r1 = af.ClosedFormLowRank().estimate(deep, loss)
+    for a, b in zip(r1.layers, ref.layers, strict=True):
+        assert cosine(a.gradient, b.gradient) > 0.999

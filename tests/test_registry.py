@@ -70,6 +70,7 @@ def test_module_level_registries():
         "integrators": integrators,
         "losses": losses,
         "gradient_estimators": gradient_estimators,
+        "predictors": REGISTRIES["predictors"],
     }
     for suffix, reg in REGISTRIES.items():
         assert reg.group == f"assignflow.{suffix}"

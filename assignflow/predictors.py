@@ -1,0 +1,674 @@
+r"""Weight predictors: the weights :math:`\Omega` as a differentiable function of features.
+
+Learned weights depend on the data they were learned on. To label *unseen* data, the
+weights are predicted from features of the data itself by a predictor with
+parameters :math:`\theta`, and :math:`\theta` is trained through the closed-form
+gradient :math:`\partial\mathcal{L}/\partial\omega` (chain rule through
+:meth:`Predictor.vjp`). Every predictor is a frozen value object registered in
+``af.registry.predictors`` (third-party packages add more through the entry-point
+group ``assignflow.predictors``) with one interface:
+
+``predict_weights(graph, features) -> Weights``
+    :math:`\hat\Omega(\theta; f)` on the graph from per-node features ``(I, d)``.
+``vjp(graph, features, grad_weights) -> dict``
+    :math:`\partial\mathcal{L}/\partial\theta` from :math:`\partial\mathcal{L}/\partial\omega`
+    (one array per entry of :meth:`params`).
+``feature_vjp(graph, features, grad_weights) -> ndarray (I, d)``
+    :math:`\partial\mathcal{L}/\partial f` (used when the features depend on earlier
+    layers of a deep flow; treating them as constants instead is a documented
+    stop-gradient option).
+``params() -> dict`` / ``with_params(params) -> Predictor``
+    The trainable parameters, and the same predictor with new ones.
+
+Two predictors are built in:
+
+:class:`EdgePredictor` (``"edge"``)
+    A log-linear model of the edge weights: for every edge :math:`(i, k)`
+    :math:`z_{ik} = \beta_{o(ik)} - \sum_f \theta_f\,\phi_{ik,f}` with feature
+    differences :math:`\phi_{ik,f} = \sum_{c\in g_f}(f_{ic} - f_{kc})^2 / s_f` over
+    groups :math:`g_f` of feature channels (e.g. an image smoothed at several
+    scales, and the previous layer's assignment), a bias per window offset
+    :math:`o(ik)` (self / other on general graphs) and fixed scales :math:`s_f`;
+    :math:`\hat\Omega_i = \operatorname{softmax}_{k\in\mathcal{N}_i}(z_{ik})`. A
+    learned, multi-scale bilateral filter; any graph.
+:class:`WeightPredictor` (``"prototype"``)
+    The paper's predictor (Sect. 4.4): :math:`N` feature prototypes :math:`p_j`,
+    tangent vectors :math:`\nu_j` over the window and a scale :math:`\sigma`,
+    :math:`s_{ij} = e^{-\sigma\|f_i - p_j\|}`, :math:`\hat\Omega_i =
+    \exp_{\mathbb{1}}(\sum_j (s_{ij}/\sum_l s_{il})\nu_j)`; grids only.
+
+Both evaluate in row chunks in the precision of the features (never a dense
+``(pixels × prototypes)`` or ``(edges × features)`` array of a whole large image at
+once, beyond the ``nnz`` output values).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import attrs
+import numpy as np
+import scipy.sparse as sp
+
+from . import registry
+from ._validation import (
+    as_float_array,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+)
+from .geometry import _softmax
+from .graphs import Graph, GridGraph
+from .weights import Weights
+
+__all__ = ["EdgePredictor", "Predictor", "WeightPredictor", "edge_offset_classes"]
+
+#: Edges (or pixels) per chunk of the chunked evaluation.
+_CHUNK = 1 << 16
+
+
+def _row_chunks(graph: Graph, rows_per_chunk: int):
+    """``(a, c, ea, ec)``: rows ``a:c`` and their edges ``ea:ec`` in CSR order."""
+    n = graph.n_nodes
+    for a in range(0, n, rows_per_chunk):
+        c = min(n, a + rows_per_chunk)
+        yield a, c, int(graph.indptr[a]), int(graph.indptr[c])
+
+
+def _segment_softmax(z: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """Softmax of ``z`` over each CSR row segment (``indptr`` relative to ``z``)."""
+    deg = np.diff(indptr)
+    zmax = np.maximum.reduceat(z, indptr[:-1])
+    e = np.exp(z - np.repeat(zmax, deg))
+    # a spread beyond ~745 underflows: weights stay strictly positive
+    np.maximum(e, np.finfo(np.float64).tiny, out=e)
+    e /= np.repeat(np.add.reduceat(e, indptr[:-1]), deg)
+    return e
+
+
+def _segment_softmax_vjp(om: np.ndarray, g: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """``∂L/∂z = ω ⊙ (g − <ω, g>)`` per row segment."""
+    wg = om * g
+    return wg - om * np.repeat(np.add.reduceat(wg, indptr[:-1]), np.diff(indptr))
+
+
+def edge_offset_classes(graph: Graph) -> tuple[np.ndarray, int]:
+    """A class per stored edge for per-offset biases: ``(classes (nnz,), n_classes)``.
+
+    On grids the class is the window offset (``K`` classes); on other graphs it is
+    self-loop (0) or neighbour (1).
+    """
+    if isinstance(graph, GridGraph):
+        return np.nonzero(graph.valid)[1].astype(np.int64), graph.window_size
+    cls = np.ones(graph.nnz, dtype=np.int64)
+    cls[graph.self_loop_positions] = 0
+    return cls, 2
+
+
+class Predictor(ABC):
+    """Base of the weight predictors; see the module documentation for the interface."""
+
+    @abstractmethod
+    def predict_weights(self, graph: Graph, features: Any) -> Weights:
+        """The predicted weights :math:`\\hat\\Omega` on ``graph``."""
+
+    @abstractmethod
+    def vjp(self, graph: Graph, features: Any, grad_weights: Any) -> dict[str, np.ndarray]:
+        """Parameter gradients, keyed like :meth:`params`, from the weight gradient."""
+
+    @abstractmethod
+    def feature_vjp(self, graph: Graph, features: Any, grad_weights: Any) -> np.ndarray:
+        """:math:`\\partial\\mathcal{L}/\\partial f` ``(I, d)``."""
+
+    @abstractmethod
+    def params(self) -> dict[str, np.ndarray]:
+        """The trainable parameters (a fresh dict of arrays)."""
+
+    @abstractmethod
+    def with_params(self, params: dict[str, Any]) -> Predictor:
+        """The same predictor with other parameters."""
+
+    def _grad_arg(self, graph: Graph, grad_weights: Any) -> np.ndarray:
+        g = as_float_array(grad_weights, "grad_weights")
+        if g.shape != (graph.nnz,):
+            raise ValueError(f"grad_weights must have shape ({graph.nnz},), got {g.shape}")
+        return g
+
+
+# --------------------------------------------------------------------------- edge predictor
+def _groups(value: Any) -> tuple[tuple[int, int], ...]:
+    try:
+        out = tuple((int(a), int(b)) for a, b in value)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"groups must be a sequence of (start, stop) column ranges, got {value!r}"
+        ) from None
+    if not out:
+        raise ValueError("groups must hold at least one (start, stop) column range")
+    for a, b in out:
+        if not 0 <= a < b:
+            raise ValueError(f"groups must hold ranges 0 <= start < stop, got ({a}, {b})")
+    return out
+
+
+def _vector(name: str):
+    def convert(x: Any) -> np.ndarray:
+        return as_float_array(x, name, ndim=1, copy=True)
+
+    return convert
+
+
+@registry.predictors.register("edge")
+@attrs.frozen(eq=False)
+class EdgePredictor(Predictor):
+    r"""Edge weights from feature differences: a learned, multi-scale bilateral filter.
+
+    .. math::
+        z_{ik} = \beta_{o(ik)} - \sum_f \theta_f\,\phi_{ik,f},\qquad
+        \phi_{ik,f} = \frac{1}{s_f}\sum_{c\in g_f}(f_{ic} - f_{kc})^2,\qquad
+        \hat\Omega_i = \operatorname{softmax}_{k\in\mathcal{N}_i}(z_{ik}).
+
+    Parameters
+    ----------
+    groups : sequence of (start, stop)
+        Column ranges of the node features, one per edge feature :math:`\phi_f`.
+    theta : array (n_groups,)
+        Weights :math:`\theta_f` of the edge features (positive: similar
+        neighbours get more weight).
+    bias : array (n_classes,)
+        :math:`\beta_o` per edge class (:func:`edge_offset_classes`: the window
+        offset on grids, self/other elsewhere).
+    scale : array (n_groups,)
+        Fixed scales :math:`s_f > 0` of the edge features (not trained; set by
+        :meth:`initialize` to the median feature difference).
+
+    Examples
+    --------
+    >>> import assignflow as af
+    >>> g = af.GridGraph((4, 4))
+    >>> f = np.random.default_rng(0).normal(size=(16, 2))
+    >>> p = af.EdgePredictor(groups=[(0, 2)], theta=[1.0], bias=np.zeros(9), scale=[1.0])
+    >>> p.predict_weights(g, f).values.shape == (g.nnz,)
+    True
+    """
+
+    groups: tuple[tuple[int, int], ...] = attrs.field(converter=_groups)
+    theta: np.ndarray = attrs.field(converter=_vector("theta"))
+    bias: np.ndarray = attrs.field(converter=_vector("bias"))
+    scale: np.ndarray = attrs.field(converter=_vector("scale"))
+
+    def __attrs_post_init__(self) -> None:
+        F = len(self.groups)
+        if self.theta.shape != (F,) or self.scale.shape != (F,):
+            raise ValueError(
+                f"theta and scale must have one entry per group ({F}), got {self.theta.shape} "
+                f"and {self.scale.shape}"
+            )
+        if np.any(self.scale <= 0):
+            raise ValueError("scale must be > 0")
+        if self.bias.size < 1:
+            raise ValueError("bias must hold at least one edge class")
+        for a in (self.theta, self.bias, self.scale):
+            a.flags.writeable = False
+
+    def __repr__(self) -> str:
+        return f"EdgePredictor(n_features={len(self.groups)}, n_classes={self.bias.size})"
+
+    @property
+    def n_features_in(self) -> int:
+        """Columns of the node features the groups read."""
+        return max(b for _, b in self.groups)
+
+    # ------------------------------------------------------------------ helpers
+    def _check(self, graph: Any, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(graph, Graph):
+            raise TypeError(f"graph must be an assignflow Graph, got {type(graph).__name__}")
+        dtype = np.float32 if getattr(features, "dtype", None) == np.float32 else np.float64
+        f = as_float_array(features, "features", ndim=2, dtype=dtype)
+        if f.shape[0] != graph.n_nodes or f.shape[1] < self.n_features_in:
+            raise ValueError(
+                f"features must have shape ({graph.n_nodes}, >= {self.n_features_in}) for this "
+                f"graph and these groups, got {f.shape}"
+            )
+        cls, n_cls = edge_offset_classes(graph)
+        if n_cls != self.bias.size:
+            raise ValueError(
+                f"bias has {self.bias.size} entries but the graph has {n_cls} edge classes "
+                "(window offsets on grids, self/other elsewhere)"
+            )
+        return f, cls
+
+    def _phi(self, f: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Edge features ``(E, n_groups)`` for the given edges (float64)."""
+        out = np.empty((rows.size, len(self.groups)))
+        for j, (a, b) in enumerate(self.groups):
+            d = f[rows, a:b] - f[cols, a:b]
+            out[:, j] = np.einsum("ij,ij->i", d, d, dtype=np.float64)
+        out /= self.scale
+        return out
+
+    def _chunks(self, graph: Graph):
+        rows_per = max(1, _CHUNK // max(1, int(graph.degrees.max(initial=1))))
+        return _row_chunks(graph, rows_per)
+
+    def _weights_chunk(self, graph, f, cls, a, c, ea, ec):
+        rows = graph.rows[ea:ec]
+        cols = graph.indices[ea:ec]
+        phi = self._phi(f, rows, cols)
+        z = self.bias[cls[ea:ec]] - phi @ self.theta
+        return _segment_softmax(z, graph.indptr[a : c + 1] - ea), phi, rows, cols
+
+    # ------------------------------------------------------------------ interface
+    def predict_weights(self, graph: Graph, features: Any) -> Weights:
+        f, cls = self._check(graph, features)
+        vals = np.empty(graph.nnz)
+        for a, c, ea, ec in self._chunks(graph):
+            vals[ea:ec] = self._weights_chunk(graph, f, cls, a, c, ea, ec)[0]
+        return Weights._unchecked(graph, vals)
+
+    def _backward(self, graph, features, grad_weights, want_features: bool):
+        f, cls = self._check(graph, features)
+        g = self._grad_arg(graph, grad_weights)
+        g_theta = np.zeros(len(self.groups))
+        g_bias = np.zeros(self.bias.size)
+        gz_all = np.empty(graph.nnz) if want_features else None
+        for a, c, ea, ec in self._chunks(graph):
+            om, phi, _, _ = self._weights_chunk(graph, f, cls, a, c, ea, ec)
+            gz = _segment_softmax_vjp(om, g[ea:ec], graph.indptr[a : c + 1] - ea)
+            g_theta -= gz @ phi
+            g_bias += np.bincount(cls[ea:ec], weights=gz, minlength=self.bias.size)
+            if gz_all is not None:
+                gz_all[ea:ec] = gz
+        return f, g_theta, g_bias, gz_all
+
+    def vjp(self, graph: Graph, features: Any, grad_weights: Any) -> dict[str, np.ndarray]:
+        """Gradients ``{"theta": (n_groups,), "bias": (n_classes,)}``."""
+        _, g_theta, g_bias, _ = self._backward(graph, features, grad_weights, False)
+        return {"theta": g_theta, "bias": g_bias}
+
+    def feature_vjp(self, graph: Graph, features: Any, grad_weights: Any) -> np.ndarray:
+        r""":math:`\partial\mathcal{L}/\partial f` ``(I, d)`` through the feature differences.
+
+        With :math:`\gamma_{ik} = \partial\mathcal{L}/\partial z_{ik}`, the pull-back is
+        :math:`-\sum_f (2\theta_f/s_f)\,L_\gamma f_{g_f}` where
+        :math:`L_\gamma = \operatorname{diag}((\Gamma + \Gamma^\top)\mathbb{1}) -
+        (\Gamma + \Gamma^\top)` is the Laplacian of the symmetrised :math:`\Gamma`.
+        """
+        f, _, _, gz = self._backward(graph, features, grad_weights, True)
+        n = graph.n_nodes
+        G = sp.csr_matrix((gz, graph.indices, graph.indptr), shape=(n, n))
+        S = (G + G.T).tocsr()
+        deg = np.asarray(S.sum(axis=1)).ravel()
+        out = np.zeros(f.shape)
+        for j, (a, b) in enumerate(self.groups):
+            block = f[:, a:b].astype(np.float64)
+            lap = deg[:, None] * block - S @ block
+            out[:, a:b] -= (2.0 * self.theta[j] / self.scale[j]) * lap
+        return out
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {"theta": np.array(self.theta), "bias": np.array(self.bias)}
+
+    def with_params(self, params: dict[str, Any]) -> EdgePredictor:
+        return attrs.evolve(
+            self,
+            theta=params.get("theta", self.theta),
+            bias=params.get("bias", self.bias),
+        )
+
+    # ------------------------------------------------------------------ init
+    @classmethod
+    def initialize(
+        cls,
+        graphs: list[Graph],
+        features: list[np.ndarray],
+        labels: list[np.ndarray],
+        groups: Any,
+        *,
+        max_edges: int = 200_000,
+        random_state: Any = None,
+    ) -> EdgePredictor:
+        r"""Initialise from training data: scales by medians, :math:`\theta` by logistic regression.
+
+        The scales :math:`s_f` are the median feature differences over the
+        non-self edges; :math:`\theta` comes from a logistic regression of "same
+        label" on the scaled differences (so neighbours across a label boundary get
+        little weight from the start), and the biases start at zero.
+
+        Parameters
+        ----------
+        graphs, features, labels : lists
+            One graph, node-feature array ``(I, d)`` and label vector ``(I,)`` per
+            training example.
+        groups : sequence of (start, stop)
+            Column ranges of the features, one per edge feature.
+        max_edges : int, default=200000
+            Edges sampled for the medians and the regression.
+        random_state : int, Generator or None
+            Seeds the edge sample.
+
+        Returns
+        -------
+        EdgePredictor
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        groups = _groups(groups)
+        max_edges = check_positive_int(max_edges, "max_edges")
+        if not graphs or len(graphs) != len(features) or len(graphs) != len(labels):
+            raise ValueError("graphs, features and labels must be lists of the same length >= 1")
+        rng = np.random.default_rng(random_state)
+        probe = cls(groups, np.zeros(len(groups)), np.zeros(1), np.ones(len(groups)))
+        phis, same = [], []
+        per = max(1, max_edges // len(graphs))
+        for g, f, y in zip(graphs, features, labels, strict=True):
+            f = as_float_array(f, "features", ndim=2)
+            y = np.asarray(y).ravel()
+            off = np.flatnonzero(g.rows != g.indices)
+            if off.size == 0:
+                continue
+            pick = rng.choice(off, size=min(per, off.size), replace=False)
+            phis.append(probe._phi(f, g.rows[pick], g.indices[pick]))
+            same.append(y[g.rows[pick]] == y[g.indices[pick]])
+        n_cls = edge_offset_classes(graphs[0])[1]
+        if not phis:
+            return cls(groups, np.ones(len(groups)), np.zeros(n_cls), np.ones(len(groups)))
+        phi = np.concatenate(phis)
+        lab = np.concatenate(same)
+        scale = np.median(phi, axis=0)
+        scale = np.where(scale > 0, scale, np.maximum(phi.mean(axis=0), 1e-12))
+        theta = np.ones(len(groups))
+        if 0 < lab.sum() < lab.size:
+            lr = LogisticRegression(C=1.0).fit(phi / scale, lab)
+            theta = np.maximum(-lr.coef_[0], 0.0)
+            if not np.any(theta > 0):
+                theta = np.ones(len(groups))
+        return cls(groups, theta, np.zeros(n_cls), scale)
+
+
+# --------------------------------------------------------------------------- prototype predictor
+def _matrix(name: str):
+    def convert(x: Any) -> np.ndarray:
+        if np.iscomplexobj(x):
+            raise TypeError(f"{name} must be real, got a complex array")
+        return as_float_array(x, name, ndim=2, copy=True)
+
+    return convert
+
+
+@registry.predictors.register("prototype")
+@attrs.frozen
+class WeightPredictor(Predictor):
+    r"""The weight predictor :math:`\hat\Omega(\nu, p, \sigma)` of the paper's Sect. 4.4.
+
+    .. math::
+        s_{ij} = e^{-\sigma\|f_i - p_j\|},\qquad
+        \hat\Omega_i = \exp_{\mathbb{1}}\Big(\sum_j \frac{s_{ij}}{\sum_l s_{il}}\,\nu_j\Big),
+
+    a softmax over the neighbourhood (over the entries inside the image at the
+    border). Grids only.
+
+    Parameters
+    ----------
+    prototypes : array (N, d)
+        Feature prototypes :math:`p_j` (``d`` = window size × channels).
+    nu : array (N, K)
+        Tangent vectors :math:`\nu_j` over the ``K = (2r+1)²`` window offsets
+        (projected to zero mean).
+    sigma : float
+        Scale :math:`\sigma > 0` of the feature similarities.
+    """
+
+    prototypes: np.ndarray = attrs.field(
+        converter=_matrix("prototypes"), eq=attrs.cmp_using(np.array_equal)
+    )
+    nu: np.ndarray = attrs.field(converter=_matrix("nu"), eq=attrs.cmp_using(np.array_equal))
+    sigma: float = attrs.field(default=1.0, converter=lambda x: check_positive_float(x, "sigma"))
+
+    def __attrs_post_init__(self) -> None:
+        if self.prototypes.shape[0] < 1 or self.prototypes.shape[1] < 1:
+            raise ValueError(
+                f"prototypes must have shape (N, d) with N, d >= 1, got {self.prototypes.shape}"
+            )
+        if self.nu.shape[1] < 1:
+            raise ValueError(f"nu must have at least one column, got shape {self.nu.shape}")
+        if self.nu.shape[0] != self.prototypes.shape[0]:
+            raise ValueError(
+                f"nu must have one row per prototype ({self.prototypes.shape[0]}), "
+                f"got shape {self.nu.shape}"
+            )
+        mean = self.nu.mean(axis=1, keepdims=True)
+        # project onto T0 only when needed, so that rebuilding a predictor from its
+        # own (already centred) values reproduces it bit for bit
+        if np.any(np.abs(mean) > 1e-12 * max(1.0, float(np.abs(self.nu).max(initial=0.0)))):
+            object.__setattr__(self, "nu", self.nu - mean)
+        for a in (self.prototypes, self.nu):
+            a.flags.writeable = False
+
+    @property
+    def n_prototypes(self) -> int:
+        """Number :math:`N` of prototypes."""
+        return self.prototypes.shape[0]
+
+    @property
+    def window_size(self) -> int:
+        """Number ``K`` of window offsets."""
+        return self.nu.shape[1]
+
+    # ------------------------------------------------------------------ forward
+    def _check(self, graph: Any, features: Any) -> np.ndarray:
+        if not isinstance(graph, GridGraph):
+            raise TypeError(f"graph must be a GridGraph, got {type(graph).__name__}")
+        if graph.window_size != self.window_size:
+            raise ValueError(
+                f"the graph's window has {graph.window_size} offsets but nu has "
+                f"{self.window_size} columns"
+            )
+        dtype = np.float32 if getattr(features, "dtype", None) == np.float32 else np.float64
+        f = as_float_array(features, "features", ndim=2, dtype=dtype)
+        if f.shape != (graph.n_nodes, self.prototypes.shape[1]):
+            raise ValueError(
+                f"features must have shape ({graph.n_nodes}, {self.prototypes.shape[1]}), "
+                f"got {f.shape}"
+            )
+        return f
+
+    def _assignments(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distances ``d_ij = ||f_i - p_j||`` and ``a_ij = softmax_j(-σ d_ij)`` of a chunk."""
+        p = self.prototypes
+        sq = (
+            np.einsum("ij,ij->i", f, f, dtype=np.float64)[:, None]
+            - 2.0 * (f @ p.T.astype(f.dtype)).astype(np.float64)
+            + np.einsum("ij,ij->i", p, p)[None, :]
+        )
+        d = np.sqrt(np.maximum(sq, 0.0))
+        return d, _softmax(-self.sigma * d)
+
+    def _pixel_chunks(self, n: int):
+        step = max(1, _CHUNK // max(1, self.n_prototypes))
+        for a in range(0, n, step):
+            yield a, min(n, a + step)
+
+    def _logit_patches(self, f: np.ndarray) -> np.ndarray:
+        """``a @ ν`` per pixel ``(I, K)``, evaluated in pixel chunks."""
+        out = np.empty((f.shape[0], self.window_size))
+        for a, c in self._pixel_chunks(f.shape[0]):
+            out[a:c] = self._assignments(f[a:c])[1] @ self.nu
+        return out
+
+    def predict_weights(self, graph: GridGraph, features: Any) -> Weights:
+        r""":math:`\hat\Omega` on ``graph`` from per-pixel ``features`` ``(h·w, d)``."""
+        f = self._check(graph, features)
+        z = self._logit_patches(f)[graph.valid]
+        return Weights._unchecked(graph, _segment_softmax(z, graph.indptr))
+
+    # ------------------------------------------------------------------ backward
+    def _logit_grad(self, graph, f, grad_weights) -> np.ndarray:
+        g = self._grad_arg(graph, grad_weights)
+        z = self._logit_patches(f)[graph.valid]
+        om = _segment_softmax(z, graph.indptr)
+        gz = np.zeros((graph.n_nodes, graph.window_size))
+        gz[graph.valid] = _segment_softmax_vjp(om, g, graph.indptr)
+        return gz
+
+    def _chunk_backward(self, f, gz, a, c):
+        d, asg = self._assignments(f[a:c])
+        cc = gz[a:c] @ self.nu.T  # ∂L/∂a_ij
+        e = asg * (cc - np.einsum("ij,ij->i", asg, cc)[:, None])  # ∂L/∂(−σ d_ij)
+        return d, asg, e
+
+    def vjp(self, graph: GridGraph, features: Any, grad_weights: Any) -> dict[str, Any]:
+        r"""Pull back :math:`\partial\mathcal{L}/\partial\omega`.
+
+        Returns a dict with the gradients ``"prototypes"`` ``(N, d)``, ``"nu"``
+        ``(N, K)`` (projected onto :math:`T_0`), ``"sigma"`` (float) and
+        ``"log_sigma"`` (the keys of :meth:`params`).
+        """
+        f = self._check(graph, features)
+        gz = self._logit_grad(graph, f, grad_weights)
+        grad_nu = np.zeros(self.nu.shape)
+        grad_p = np.zeros(self.prototypes.shape)
+        grad_sigma = 0.0
+        for a, c in self._pixel_chunks(f.shape[0]):
+            d, asg, e = self._chunk_backward(f, gz, a, c)
+            grad_nu += asg.T @ gz[a:c]
+            grad_sigma -= float(np.sum(e * d))
+            # ∂L/∂p_j = −σ Σ_i e_ij (p_j − f_i)/d_ij
+            coef = -self.sigma * e / np.maximum(d, 1e-300)
+            grad_p += coef.sum(axis=0)[:, None] * self.prototypes - coef.T @ f[a:c]
+        grad_nu -= grad_nu.mean(axis=1, keepdims=True)
+        return {
+            "prototypes": grad_p,
+            "nu": grad_nu,
+            "sigma": grad_sigma,
+            "log_sigma": np.array(grad_sigma * self.sigma),
+        }
+
+    def feature_vjp(self, graph: GridGraph, features: Any, grad_weights: Any) -> np.ndarray:
+        r""":math:`\partial\mathcal{L}/\partial f_i = -\sigma\sum_j e_{ij}(f_i - p_j)/d_{ij}`."""
+        f = self._check(graph, features)
+        gz = self._logit_grad(graph, f, grad_weights)
+        out = np.empty(f.shape)
+        for a, c in self._pixel_chunks(f.shape[0]):
+            d, _, e = self._chunk_backward(f, gz, a, c)
+            coef = -self.sigma * e / np.maximum(d, 1e-300)
+            out[a:c] = coef.sum(axis=1)[:, None] * f[a:c] - coef @ self.prototypes
+        return out
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {
+            "prototypes": np.array(self.prototypes),
+            "nu": np.array(self.nu),
+            "log_sigma": np.array(np.log(self.sigma)),
+        }
+
+    def with_params(self, params: dict[str, Any]) -> WeightPredictor:
+        sigma = float(np.exp(params["log_sigma"])) if "log_sigma" in params else self.sigma
+        return WeightPredictor(
+            params.get("prototypes", self.prototypes), params.get("nu", self.nu), sigma
+        )
+
+    # ------------------------------------------------------------------ init
+    @classmethod
+    def initialize_from_images(
+        cls,
+        feature_images: list[np.ndarray],
+        label_images: list[np.ndarray],
+        radius: int = 1,
+        n_prototypes: int = 50,
+        *,
+        strength: float = 2.0,
+        sigma: float = 1.0,
+        random_state: Any = None,
+        max_samples: int = 20000,
+        features: Any = None,
+    ) -> WeightPredictor:
+        r"""Initialise from training images, following the paper's Sect. 4.4.
+
+        Prototypes :math:`p_j` are k-means centres (scikit-learn) of the window
+        features of the (noise-free) ``feature_images``; :math:`\nu_j` points
+        towards the neighbours that share the label of the centre pixel, averaged
+        over the pixels of cluster ``j``, scaled by ``strength``; :math:`\sigma`
+        starts at ``sigma``.
+
+        Parameters
+        ----------
+        feature_images : list of arrays (h, w[, c])
+            Images whose window features are clustered.
+        label_images : list of int arrays (h, w)
+            Their labels.
+        radius : int, default=1
+            Window radius.
+        n_prototypes : int, default=50
+            Number :math:`N` of prototypes.
+        strength : float, default=2.0
+            Length of the initial :math:`\nu_j`.
+        sigma : float, default=1.0
+            Initial :math:`\sigma`.
+        random_state : int, Generator or None
+            Seeds the sample and k-means.
+        max_samples : int, default=20000
+            Pixels sampled for k-means.
+        features : list of arrays (h·w, d), optional
+            Replace the window features of each image (e.g.
+            :func:`~assignflow.affinity_features`; ``feature_images`` then only
+            provide the shapes).
+
+        Returns
+        -------
+        WeightPredictor
+        """
+        from sklearn.cluster import KMeans
+
+        from .predictor import window_features
+
+        radius = check_positive_int(radius, "radius", minimum=0)
+        n_prototypes = check_positive_int(n_prototypes, "n_prototypes")
+        max_samples = check_positive_int(max_samples, "max_samples")
+        strength = check_nonnegative_float(strength, "strength")
+        sigma = check_positive_float(sigma, "sigma")
+        feature_images, label_images = list(feature_images), list(label_images)
+        if not feature_images:
+            raise ValueError("feature_images must contain at least one image")
+        if len(label_images) != len(feature_images):
+            raise ValueError(
+                f"label_images must hold one label image per feature image "
+                f"({len(feature_images)}), got {len(label_images)}"
+            )
+        rng = np.random.default_rng(random_state)
+        feats, agree = [], []
+        for k, (img, lab) in enumerate(zip(feature_images, label_images, strict=True)):
+            lab = np.asarray(lab)
+            if np.ndim(img) not in (2, 3) or lab.shape != np.shape(img)[:2]:
+                raise ValueError(
+                    f"label_images[{k}] must have the shape (h, w) of feature_images[{k}] "
+                    f"{np.shape(img)}, got {lab.shape}"
+                )
+            h, w = lab.shape
+            if features is None:
+                feats.append(window_features(img, radius))
+            else:
+                f = as_float_array(features[k], f"features[{k}]", ndim=2)
+                if f.shape[0] != h * w:
+                    raise ValueError(
+                        f"features[{k}] must have one row per pixel ({h * w}), got {f.shape}"
+                    )
+                feats.append(f)
+            g = GridGraph((h, w), radius)
+            y = lab.ravel()
+            same = np.zeros((g.n_nodes, g.window_size))
+            same[g.valid] = (y[g.rows] == y[g.indices]).astype(float)
+            agree.append(same)
+        F = np.concatenate(feats)
+        Ag = np.concatenate(agree)
+        n = F.shape[0]
+        idx = rng.choice(n, size=min(n, max_samples), replace=False)
+        k = min(n_prototypes, len(idx))
+        km = KMeans(n_clusters=k, n_init=3, random_state=int(rng.integers(2**31 - 1))).fit(F[idx])
+        nu = np.zeros((k, Ag.shape[1]))
+        for j in range(k):
+            members = idx[km.labels_ == j]
+            if members.size:
+                nu[j] = strength * Ag[members].mean(axis=0)
+        return cls(km.cluster_centers_, nu, sigma)

@@ -1,0 +1,143 @@
+"""Weight predictors: the registry family, gradients against finite differences, chunking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import assignflow as af
+import assignflow.predictors as predictors_mod
+
+
+def _fd(fun, x, eps=1e-6):
+    x = np.array(x, dtype=float)
+    out = np.empty(x.shape)
+    for idx in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += eps
+        xm[idx] -= eps
+        out[idx] = (fun(xp) - fun(xm)) / (2 * eps)
+    return out
+
+
+def _edge_problem(grid=True, seed=0):
+    rng = np.random.default_rng(seed)
+    g = af.GridGraph((5, 6)) if grid else af.Graph.knn(rng.normal(size=(30, 2)), 4)
+    f = rng.normal(size=(g.n_nodes, 5))
+    n_cls = af.predictors.edge_offset_classes(g)[1]
+    p = af.EdgePredictor(
+        groups=[(0, 2), (2, 5)],
+        theta=rng.uniform(0.2, 1.5, 2),
+        bias=rng.normal(size=n_cls),
+        scale=[1.3, 0.7],
+    )
+    G = rng.normal(size=g.nnz)
+    return g, f, p, G
+
+
+@pytest.mark.parametrize("grid", [True, False])
+def test_edge_predictor_weights_are_row_stochastic(grid):
+    g, f, p, _ = _edge_problem(grid)
+    om = p.predict_weights(g, f)
+    assert np.all(om.values > 0)
+    np.testing.assert_allclose(np.add.reduceat(om.values, g.indptr[:-1]), 1.0, atol=1e-12)
+    # similar neighbours get more weight (theta > 0)
+    f2 = f.copy()
+    f2[1] = f2[0]
+    assert p.predict_weights(g, f2).to_csr()[0, 1] > om.to_csr()[0, 1]
+
+
+@pytest.mark.parametrize("grid", [True, False])
+def test_edge_predictor_vjp_matches_finite_differences(grid):
+    g, f, p, G = _edge_problem(grid, seed=1)
+    grads = p.vjp(g, f, G)
+    for key in ("theta", "bias"):
+        params = p.params()
+
+        def fun(x, key=key, params=params):
+            return p.with_params({**params, key: x}).predict_weights(g, f).values @ G
+
+        np.testing.assert_allclose(grads[key], _fd(fun, params[key]), rtol=1e-6, atol=1e-9)
+    gf = p.feature_vjp(g, f, G)
+    ref = _fd(lambda x: p.predict_weights(g, x).values @ G, f)
+    np.testing.assert_allclose(gf, ref, rtol=1e-6, atol=1e-9)
+
+
+def test_edge_predictor_chunks_and_float32(monkeypatch):
+    g, f, p, G = _edge_problem(True, seed=2)
+    full = p.predict_weights(g, f).values
+    vjp = p.vjp(g, f, G)
+    monkeypatch.setattr(predictors_mod, "_CHUNK", 7)
+    np.testing.assert_allclose(p.predict_weights(g, f).values, full, rtol=1e-13)
+    for k, v in p.vjp(g, f, G).items():
+        np.testing.assert_allclose(v, vjp[k], rtol=1e-12, atol=1e-14)
+    w32 = p.predict_weights(g, f.astype(np.float32)).values
+    np.testing.assert_allclose(w32, full, rtol=1e-5)
+
+
+def test_edge_predictor_initialization_prefers_same_label_neighbours():
+    X, Y = af.datasets.make_voronoi("colors", 2, (24, 24), 0.2, random_state=0)
+    graphs = [af.GridGraph((24, 24)) for _ in X]
+    feats = [x.reshape(-1, 3) for x in X]
+    labels = [y.ravel() for y in Y]
+    p = af.EdgePredictor.initialize(graphs, feats, labels, groups=[(0, 3)], random_state=0)
+    assert p.theta[0] > 0 and p.scale[0] > 0
+    om = p.predict_weights(graphs[0], feats[0])
+    y = labels[0]
+    same = y[graphs[0].rows] == y[graphs[0].indices]
+    off = graphs[0].rows != graphs[0].indices
+    assert om.values[same & off].mean() > 2 * om.values[~same].mean()
+
+
+def test_edge_predictor_bad_input():
+    g, f, p, G = _edge_problem(True)
+    with pytest.raises(ValueError, match="features"):
+        p.predict_weights(g, f[:, :3])
+    with pytest.raises(ValueError, match="bias"):
+        p.predict_weights(af.Graph.knn(f, 3), f)
+    with pytest.raises(ValueError, match="grad_weights"):
+        p.vjp(g, f, G[:-1])
+    with pytest.raises(ValueError, match="groups"):
+        af.EdgePredictor(groups=[(2, 1)], theta=[1.0], bias=[0.0], scale=[1.0])
+    with pytest.raises(ValueError, match="scale"):
+        af.EdgePredictor(groups=[(0, 1)], theta=[1.0], bias=[0.0], scale=[0.0])
+
+
+def test_prototype_predictor_gradients_match_finite_differences(monkeypatch):
+    rng = np.random.default_rng(3)
+    g = af.GridGraph((4, 5))
+    F = rng.normal(size=(g.n_nodes, 6))
+    P = af.WeightPredictor(rng.normal(size=(4, 6)), rng.normal(size=(4, 9)), 0.8)
+    G = rng.normal(size=g.nnz)
+    grads = P.vjp(g, F, G)
+    for key in ("prototypes", "nu", "log_sigma"):
+        params = P.params()
+
+        def fun(x, key=key, params=params):
+            return P.with_params({**params, key: x}).predict_weights(g, F).values @ G
+
+        ref = _fd(fun, params[key])
+        if key == "nu":  # tangent vectors: only the T0 part is a gradient
+            ref -= ref.mean(axis=1, keepdims=True)
+        np.testing.assert_allclose(grads[key], ref, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        P.feature_vjp(g, F, G),
+        _fd(lambda x: P.predict_weights(g, x).values @ G, F),
+        rtol=1e-6,
+        atol=1e-8,
+    )
+    full = P.predict_weights(g, F).values
+    monkeypatch.setattr(predictors_mod, "_CHUNK", 9)
+    np.testing.assert_allclose(P.predict_weights(g, F).values, full, rtol=1e-13)
+
+
+def test_predictors_registry_family():
+    assert af.registry.predictors.get("edge") is af.EdgePredictor
+    assert af.registry.predictors.get("prototype") is af.WeightPredictor
+    assert "predictors" in af.registry.all_registries()
+    with pytest.raises(ValueError, match="edge"):
+        af.registry.predictors.get("edgy")
+    p = _edge_problem()[2]
+    q = p.with_params(p.params())
+    np.testing.assert_array_equal(q.theta, p.theta)
+    np.testing.assert_array_equal(q.bias, p.bias)
