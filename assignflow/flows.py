@@ -48,7 +48,67 @@ from .integrators import (
 )
 from .similarity import SimilarityOperator
 
-__all__ = ["AssignmentFlow", "DeepLinearizedAssignmentFlow", "LinearizedAssignmentFlow"]
+__all__ = [
+    "AssignmentFlow",
+    "DeepLinearizedAssignmentFlow",
+    "LinearizedAssignmentFlow",
+    "augmented_operator",
+]
+
+
+def augmented_operator(operator: Any, b: Any, scale: float = 1.0) -> LinearOperator:
+    r"""The augmented operator :math:`s\,[[A, b], [0, 0]]` of :math:`\dot x = Ax + b`.
+
+    :math:`x(T)` is the first ``n`` entries of :math:`e^{T[[A, b], [0, 0]]}[x_0; 1]` (the
+    paper's eq. 2.24). Matrix-free: :math:`s[[A, b],[0, 0]][x;\xi] = s[Ax + b\xi; 0]`
+    and the transpose :math:`s[A^\top x; \langle b, x\rangle]`. This is the one builder
+    of the augmented operator (flows, gradient estimators and integrator plugins use
+    it).
+
+    Parameters
+    ----------
+    operator : scipy.sparse.linalg.LinearOperator
+        :math:`A`, shape ``(n, n)``, with ``matvec`` and ``rmatvec``.
+    b : array (n,)
+        The inhomogeneity.
+    scale : float, default=1.0
+        The factor :math:`s` (e.g. the horizon :math:`T`).
+
+    Returns
+    -------
+    scipy.sparse.linalg.LinearOperator
+        Shape ``(n + 1, n + 1)``, in ``b``'s precision (float32 or float64).
+    """
+    b = np.asarray(b).ravel()
+    n = b.size
+    if getattr(operator, "shape", None) != (n, n):
+        raise ValueError(f"operator must have shape ({n}, {n}) to match b")
+    s = float(scale)
+    dt = np.float32 if b.dtype == np.float32 else np.float64
+
+    def mv(z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z).ravel()
+        out = np.empty(n + 1, dtype=dt)
+        if z[n] != 0.0 and not z[:n].any():
+            np.multiply(b, z[n], out=out[:n])  # 𝒜 e_k: no A application needed
+        else:
+            out[:n] = operator.matvec(z[:n]).ravel()
+            if z[n] != 0.0:
+                out[:n] += z[n] * b
+        out[:n] *= s
+        out[n] = 0.0
+        return out
+
+    def rmv(z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z).ravel()
+        out = np.empty(n + 1, dtype=dt)
+        out[:n] = operator.rmatvec(z[:n]).ravel()
+        out[:n] *= s
+        # accumulate in double: in float32 a long dot product loses digits
+        out[n] = s * float(np.einsum("i,i->", b, z[:n], dtype=np.float64))
+        return out
+
+    return LinearOperator((n + 1, n + 1), matvec=mv, rmatvec=rmv, dtype=dt)
 
 
 def _check_similarity(s: Any) -> SimilarityOperator:
@@ -293,11 +353,8 @@ class LinearizedAssignmentFlow:
         r"""The augmented operator :math:`\mathcal{A} = s\,[[A^J, b], [0, 0]]` of size ``k = n+1``.
 
         With the default ``scale`` :math:`s = T`, :math:`v(T)` is the first ``n``
-        entries of :math:`e^{\mathcal{A}} e_k` (the paper's eq. 2.24). Matrix-free:
-        :math:`\mathcal{A}[x;\xi] = s[Ax + b\xi; 0]` and
-        :math:`\mathcal{A}^\top[x;\xi] = s[A^\top x; \langle b, x\rangle]`. This is
-        the one builder of the augmented operator (gradient estimators, plugins and
-        tests use it).
+        entries of :math:`e^{\mathcal{A}} e_k` (the paper's eq. 2.24); see
+        :func:`augmented_operator`.
 
         Parameters
         ----------
@@ -310,34 +367,9 @@ class LinearizedAssignmentFlow:
         scipy.sparse.linalg.LinearOperator
             Shape ``(n + 1, n + 1)``, in the flow's working precision.
         """
-        n = self.size
-        s = self.T if scale is None else float(scale)
-        b = self.B.ravel()
-        dt = self.dtype
-
-        def mv(z: np.ndarray) -> np.ndarray:
-            z = np.asarray(z).ravel()
-            out = np.empty(n + 1, dtype=dt)
-            if z[n] != 0.0 and not z[:n].any():
-                np.multiply(b, z[n], out=out[:n])  # 𝒜 e_k: no A application needed
-            else:
-                out[:n] = self.matvec(z[:n])
-                if z[n] != 0.0:
-                    out[:n] += z[n] * b
-            out[:n] *= s
-            out[n] = 0.0
-            return out
-
-        def rmv(z: np.ndarray) -> np.ndarray:
-            z = np.asarray(z).ravel()
-            out = np.empty(n + 1, dtype=dt)
-            out[:n] = self.rmatvec(z[:n])
-            out[:n] *= s
-            # accumulate in double: in float32 a long dot product loses digits
-            out[n] = s * float(np.einsum("i,i->", b, z[:n], dtype=np.float64))
-            return out
-
-        return LinearOperator((n + 1, n + 1), matvec=mv, rmatvec=rmv, dtype=dt)
+        return augmented_operator(
+            self.aslinearoperator(), self.B.ravel(), self.T if scale is None else scale
+        )
 
     # ------------------------------------------------------------------ solving
     def solve(

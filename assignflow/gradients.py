@@ -770,6 +770,11 @@ def _estimate_stack(
 ) -> StackGradientResult:
     """Backward through the layers; ``feature_hook(layer, grad_weights)`` may add
     ``∂L/∂(Σ_{m<ℓ} V_m)`` for weights that depend on the layer's input."""
+    with blas_single_thread():
+        return _stack_backward(est, stack, loss, integrator, forward, feature_hook)
+
+
+def _stack_backward(est, stack, loss, integrator, forward, feature_hook):
     K = stack.n_layers
     if forward is None:
         forward = stack.solve(integrator, record=True)

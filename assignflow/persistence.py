@@ -188,6 +188,9 @@ _REQUIRED = {
         "classes_",
         "prototypes_",
         "predictor_",
+        "predictors_",
+        "rho_",
+        "T_",
         "n_features_in_",
         "history_",
         "n_iter_",
@@ -216,10 +219,7 @@ def _check_state(est: Any, fitted: dict) -> None:
     from .weights import Weights
 
     name = type(est).__name__
-    if name == "ImageLabeler":
-        est._check_params()
-    else:
-        est._validate_params()
+    est._validate_params()
     if not fitted:
         return  # an unfitted estimator
     missing = [k for k in _REQUIRED[name] if k not in fitted]
@@ -250,13 +250,19 @@ def _check_state(est: Any, fitted: dict) -> None:
         raise ValueError(f"prototypes_ must have shape ({J}, {c}), got {protos.shape}")
     integer("n_iter_", 0)
     if name == "ImageLabeler":
+        from .predictors import Predictor
+
         integer("best_iter_", 0)
-        pred = fitted["predictor_"]
-        K = (2 * est.radius + 1) ** 2
-        if not isinstance(pred, WeightPredictor):
-            raise ValueError("predictor_ must be a WeightPredictor")
-        if pred.window_size != K or pred.prototypes.shape[1] != est._feature_dim(c):
-            raise ValueError("predictor_ does not match the radius and channel count")
+        preds = fitted["predictors_"]
+        if not isinstance(preds, tuple) or not all(isinstance(p, Predictor) for p in preds):
+            raise ValueError("predictors_ must be a tuple of Predictors")
+        for key in ("rho_", "T_"):
+            v = arr(key, 1)
+            if v.shape != (len(preds),) or np.any(v <= 0):
+                raise ValueError(f"{key} must hold one positive value per layer")
+        for p in preds:
+            if isinstance(p, WeightPredictor) and p.window_size != (2 * est.radius + 1) ** 2:
+                raise ValueError("predictors_ do not match the radius")
         if not isinstance(fitted["history_"], dict):
             raise ValueError("history_ must be a dict")
         return

@@ -2,7 +2,7 @@
 
 Every public entry point of the core -- graphs, weights, the assignment manifold,
 the similarity operator, the flows, the integrators, the losses, the gradient
-estimators, learning and the registries -- is fed wrong types (strings, ``None``,
+estimators and learning -- is fed wrong types (strings, ``None``,
 object/complex/bool arrays, ``bool`` for ``int``), wrong shapes, NaN and inf,
 empty inputs, out-of-range labels and non-positive settings.
 
@@ -25,7 +25,6 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
-import assignflow as af
 from assignflow import (
     AdjointQuadrature,
     AssignmentFlow,
@@ -47,11 +46,9 @@ from assignflow import (
     Weights,
     distance_matrix,
     multiplicative_update,
-    registry,
     riemannian_gradient_descent,
 )
 from assignflow.gradients import weight_gradient
-from assignflow.registry import Registry
 
 # --------------------------------------------------------------------------- helpers
 _FOREIGN = tuple(
@@ -1628,129 +1625,3 @@ def test_descent_on_disconnected_graph_runs_and_stays_valid():
     assert res.history["loss"].min() <= res.history["loss"][0]
     np.testing.assert_allclose(np.add.reduceat(res.weights.values, g.indptr[:-1]), 1.0)
     np.testing.assert_array_equal(res.weights.values[g.indptr[[5, 6]]], 1.0)
-
-
-# =========================================================================== registries
-class _Thing:
-    pass
-
-
-class _Other:
-    pass
-
-
-def _fresh():
-    return Registry("widget", group="assignflow.tests.nonexistent")
-
-
-def _taken():
-    reg = _fresh()
-    reg.register("a", _Thing)
-    reg.register("a", _Other)
-
-
-REG_CASES = [
-    case("graphs-typo", lambda: registry.graphs.get("gird"), ValueError, "Did you mean 'grid'"),
-    case("integrators-typo", lambda: registry.integrators.get("Eulr"), ValueError, "'euler'"),
-    case("losses-typo", lambda: registry.losses.get("kll"), ValueError, "Did you mean 'kl'"),
-    case(
-        "estimators-typo",
-        lambda: registry.gradient_estimators.get("finite-dif"),
-        ValueError,
-        "Did you mean 'finite_diff'",
-    ),
-    case("graphs-unknown", lambda: registry.graphs.get("zzzz"), ValueError, "Known graphs: "),
-    case(
-        "resolve-unknown",
-        lambda: registry.losses.resolve("nope"),
-        ValueError,
-        "Unknown loss 'nope'",
-    ),
-    case("get-int", lambda: registry.integrators.get(5), TypeError, "names must be strings"),
-    case("get-None", lambda: registry.losses.get(None), TypeError, "names must be strings"),
-    case("resolve-None", lambda: registry.integrators.resolve(None), TypeError, "is required"),
-    case(
-        "resolve-instance-kwargs",
-        lambda: registry.integrators.resolve(Euler(), step_size=1.0),
-        TypeError,
-        "Options",
-    ),
-    case(
-        "resolve-bad-kwarg",
-        lambda: registry.integrators.resolve("euler", bogus=1),
-        TypeError,
-        "bogus",
-    ),
-    case(
-        "resolve-bad-value",
-        lambda: registry.integrators.resolve("euler", step_size=-1),
-        ValueError,
-        "step_size",
-    ),
-    case("origin-unknown", lambda: registry.graphs.origin("nope"), ValueError, "Unknown graph"),
-    case("is_builtin-unknown", lambda: registry.losses.is_builtin("nope"), ValueError, "Unknown"),
-    case(
-        "unregister-builtin",
-        lambda: registry.integrators.unregister("euler"),
-        ValueError,
-        "built-in",
-    ),
-    case("unregister-unknown", lambda: _fresh().unregister("zzz"), ValueError, "Unknown widget"),
-    case(
-        "shadow-builtin",
-        lambda: registry.integrators.register("euler", _Thing),
-        ValueError,
-        "built-in names cannot be shadowed",
-    ),
-    case(
-        "shadow-builtin-overwrite",
-        lambda: registry.losses.register("kl", _Thing, overwrite=True),
-        ValueError,
-        "built-in",
-    ),
-    case("register-int", lambda: _fresh().register(5), TypeError, "expects a name"),
-    case(
-        "register-two-objects", lambda: _fresh().register(_Thing, _Other), TypeError, "two objects"
-    ),
-    case("register-not-callable", lambda: _fresh().register("x", 5), TypeError, "Only classes"),
-    case(
-        "register-bad-name", lambda: _fresh().register("bad name!", _Thing), ValueError, "Invalid"
-    ),
-    case("register-empty-name", lambda: _fresh().register("", _Thing), ValueError, "non-empty"),
-    case("register-blank-name", lambda: _fresh().register("   ", _Thing), ValueError, "non-empty"),
-    case("register-lambda", lambda: _fresh().register(lambda: None), TypeError, "Cannot derive"),
-    case("register-taken", _taken, ValueError, "already registered"),
-    case(
-        "register-dup-alias",
-        lambda: _fresh().register("a", _Thing, aliases=["a"]),
-        ValueError,
-        "Duplicate",
-    ),
-    case(
-        "register-alias-int",
-        lambda: _fresh().register("a", _Thing, aliases=[5]),
-        TypeError,
-        "names must be strings",
-    ),
-    case("registry-empty-kind", lambda: Registry(""), ValueError, "kind must be"),
-    case("registry-int-kind", lambda: Registry(5), ValueError, "kind must be"),
-]
-
-
-@pytest.mark.parametrize(("fn", "exc", "match"), REG_CASES)
-def test_registries_reject(fn, exc, match):
-    before = {name: reg.names() for name, reg in registry.REGISTRIES.items()}
-    _assert_raises(fn, exc, match)
-    # a failed call leaves the global registries as they were
-    assert {name: reg.names() for name, reg in registry.REGISTRIES.items()} == before
-
-
-def test_registry_rejections_are_atomic():
-    reg = _fresh()
-    reg.register("a", _Thing)
-    with pytest.raises(ValueError, match="already registered"):
-        reg.register("b", _Other, aliases=["a"])
-    assert reg.names() == ["a"] and reg.get("a") is _Thing
-    assert registry.integrators.get("euler") is Euler
-    assert af.registry.losses.get("kl") is KLLoss
-    assert (5 in registry.graphs) is False
