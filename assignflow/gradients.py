@@ -512,8 +512,8 @@ class ClosedFormLowRank(GradientEstimator):
     Parameters
     ----------
     krylov_dim : int, default=10
-        Krylov dimension :math:`m \ge 2` of the adjoint runs (and of the default
-        forward integrator, ``ExponentialKrylov(krylov_dim=m)``).
+        Krylov dimension :math:`m \ge 2` of the adjoint runs. (The forward solve is
+        the integrator's; by default ``ExponentialKrylov()``, as in ``flow.solve()``.)
     rank : int, default=1
         Singular triplets kept per sub-step; rank 1 suffices in practice.
     return_factors : bool, default=False
@@ -533,9 +533,6 @@ class ClosedFormLowRank(GradientEstimator):
     reorthogonalize: str = attrs.field(
         default="always", validator=attrs.validators.in_(("always", "auto", "never"))
     )
-
-    def _default_integrator(self) -> LinearIntegrator:
-        return ExponentialKrylov(krylov_dim=self.krylov_dim, reorthogonalize=self.reorthogonalize)
 
     def _estimate(self, flow, loss, integrator, forward):
         if forward is None:
