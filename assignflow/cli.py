@@ -32,7 +32,7 @@ Outputs never lose data:
 Every failure ends in one line ``assignflow <command>: error: <message>; <hint>`` on
 stderr and exit code 2 (130 after Ctrl-C; 141, silently, when the reader of stdout
 goes away), never a traceback; warnings are printed
-as one line ``assignflow <command>: warning: <message>``. Progress bars with an
+as one line ``assignflow <command>: warning: <message> (<category>)``. Progress bars with an
 estimate of the remaining time (tqdm, on stderr) are shown for ``label``,
 ``predict`` and ``fit`` when stderr is a terminal, unless ``--quiet`` is given.
 """
@@ -120,16 +120,15 @@ def _number(interval: Interval, *options: str) -> Callable[[str], Any]:
 
 
 #: rho: a normal (not subnormal) positive float or "auto"; T: a positive finite float
-#: (or "auto" where the estimator chooses it).
+#: or "auto".
 _RHO = _number(Interval(Real, np.finfo(np.float64).tiny, None, closed="left"), "auto")
-_T = _number(Interval(Real, 0, None, closed="neither"))
 _T_OR_AUTO = _number(Interval(Real, 0, None, closed="neither"), "auto")
 _COUNT = _number(Interval(Integral, 1, None, closed="left"))
 _RHO_HELP = (
     "scale of the distances, a number > 0 or 'auto' (the median gap between the distances "
     "of a pixel to its two nearest prototypes, assignflow.estimate_rho)"
 )
-_T_HELP = "time horizon of the LAF, a number > 0 or 'auto' (chosen by the estimator)"
+_T_HELP = "time horizon of the LAF, a number > 0 or 'auto' (the library's rule)"
 
 
 # --------------------------------------------------------------------------- outputs
@@ -213,9 +212,9 @@ class _Progress:
 _FRACTION = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
 
 
-def _hook(func: Any, name: str, value: Any) -> dict[str, Any]:
-    """``{name: value}`` if ``func`` takes that keyword (the library's progress hooks)."""
-    return {name: value} if name in inspect.signature(func).parameters else {}
+def _progress_of(func: Any, progress: Callable[[float], None]) -> dict[str, Any]:
+    """``{"progress": progress}`` if ``func`` takes it (label_graph gains it in labeling.py)."""
+    return {"progress": progress} if "progress" in inspect.signature(func).parameters else {}
 
 
 # --------------------------------------------------------------------------- commands
@@ -278,7 +277,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
     img = io.read_image(args.image, alpha=args.alpha, max_pixels=args.max_pixels)
     if args.model:
         with _Progress(args, "label", 1.0, bar_format=_FRACTION) as bar:
-            labels = model.predict([img], **_hook(model.predict, "progress", bar.to))[0]
+            labels = model.predict([img], progress=bar.to)[0]
         _write(stem, labels, model, model.prototypes_, args)
         return 0
     pixels = img.reshape(img.shape[0] * img.shape[1], -1)
@@ -298,7 +297,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
             rho=args.rho,
             T=args.T,
             dtype=args.dtype,
-            **_hook(label_graph, "progress", bar.to),
+            **_progress_of(label_graph, bar.to),
         )
     _write(stem, res.labels.reshape(img.shape[:2]), None, protos, args)
     return 0
@@ -328,12 +327,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
         def callback(iteration: int, record: dict[str, Any]) -> None:
             bar.to(iteration)
-            bar.bar.set_postfix(loss=f"{record['loss']:.4g}", val=f"{record['val_error']:.2%}")
+            shown = {"loss": f"{record['loss']:.4g}"}
+            for key, name in (("error", "train"), ("val_error", "val")):
+                if key in record:  # no "val_error" without validation images
+                    shown[name] = f"{record[key]:.2%}"
+            bar.bar.set_postfix(shown)
 
-        model = ImageLabeler(**params, **_hook(ImageLabeler, "callback", callback))
+        model = ImageLabeler(**params, callback=callback)
         model.fit(images, labels)
-    if "callback" in model.get_params():
-        model.set_params(callback=None)  # a function is not part of the model file
+    model.set_params(callback=None)  # a function is not part of the model file
     with io.atomic_path(args.output) as tmp:
         save(model, tmp)
     print(
@@ -362,8 +364,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     with _Progress(args, "predict", len(args.images), bar_format=_FRACTION) as bar:
         for k, (path, stem) in enumerate(zip(args.images, stems, strict=True)):
             img = io.read_image(path, alpha=args.alpha, max_pixels=args.max_pixels)
-            progress = _hook(model.predict, "progress", lambda f, k=k: bar.to(k + f))
-            labels = model.predict([img], **progress)[0]
+            labels = model.predict([img], progress=lambda f, k=k: bar.to(k + f))[0]
             bar.to(k + 1)
             _write(stem, labels, model, model.prototypes_, args)
     return 0
@@ -460,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-labels", type=int, default=_UNIFORM_ONLY["n_labels"], help="k-means labels"
     )
     lb.add_argument("--rho", type=_RHO, default=_UNIFORM_ONLY["rho"], help=_RHO_HELP)
-    lb.add_argument("--T", type=_T, default=_UNIFORM_ONLY["T"], help="time horizon of the LAF")
+    lb.add_argument("--T", type=_T_OR_AUTO, default=_UNIFORM_ONLY["T"], help=_T_HELP)
     lb.add_argument(
         "--radius", type=int, default=_UNIFORM_ONLY["radius"], help="neighbourhood radius"
     )
@@ -524,7 +525,9 @@ def _one_line(text: Any) -> str:
 
 @contextlib.contextmanager
 def _one_line_warnings(command: str) -> Iterator[None]:
-    """Warnings as ``assignflow <command>: warning: <message>``, without source lines.
+    """Warnings as ``assignflow <command>: warning: <message> (<category>)``, one line.
+
+    No source lines; the category is omitted for a plain ``UserWarning``.
 
     Only ``warnings.formatwarning`` is replaced (and restored): the standard
     ``showwarning`` writes its result to stderr, and code that records warnings
@@ -535,7 +538,8 @@ def _one_line_warnings(command: str) -> Iterator[None]:
     def fmt(message, category, filename, lineno, line=None) -> str:
         isatty = getattr(sys.stderr, "isatty", None)
         clear = "\r\x1b[K" if isatty and isatty() else ""
-        return f"{clear}assignflow {command}: warning: {_one_line(message)}\n"
+        kind = "" if category is UserWarning else f" ({category.__name__})"
+        return f"{clear}assignflow {command}: warning: {_one_line(message)}{kind}\n"
 
     saved = warnings.formatwarning
     warnings.formatwarning = fmt

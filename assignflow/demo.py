@@ -10,9 +10,12 @@ fitted, and the unseen scenes are labeled by
 3. the nonlinear assignment flow with uniform weights (geometric Euler),
 4. the LAF with learned (predicted) weights (``ImageLabeler.predict``).
 
-All four use the same :math:`\\rho` and :math:`T`: the defaults of
-:class:`~assignflow.ImageLabeler` unless given, with ``rho="auto"`` resolved per
-scene by :func:`~assignflow.estimate_rho` for the two flows with uniform weights.
+The estimator gets ``rho`` and ``T`` as given (the defaults of
+:class:`~assignflow.ImageLabeler`, ``"auto"``, unless given). The two flows with
+uniform weights use the same numbers when they are numbers; for ``rho="auto"`` the
+scale of each scene by :func:`~assignflow.estimate_rho`, for ``T="auto"`` the total
+horizon the estimator chose (``model.T_.sum()``), so that every flow runs as long
+as the learned one.
 """
 
 from __future__ import annotations
@@ -110,9 +113,9 @@ def run_demo(
         Standard deviation of the Gaussian noise; :data:`DEMO_NOISE` of the
         scenario (0.3 for lines, 0.5 for colors) if omitted.
     rho : float or "auto", optional
-        Scale :math:`\\rho` of the distances for all four methods;
-        ``ImageLabeler``'s default if omitted.
-    T : float, optional
+        Scale :math:`\\rho` of the distances; ``ImageLabeler``'s default if omitted
+        (see the module documentation for the flows with uniform weights).
+    T : float or "auto", optional
         Time horizon of the LAF; ``ImageLabeler``'s default if omitted.
     krylov_dim : int, default=10
         Krylov dimension of the exponential integrator of the uniform LAF (1..100).
@@ -171,7 +174,6 @@ def run_demo(
             prototypes=protos,
             rho=rho,
             T=T,
-            n_prototypes=20,
             max_iter=max_iter,
             random_state=rng.randint(2**31 - 1),
         ).fit(X, Y)
@@ -182,6 +184,7 @@ def run_demo(
     )
 
     graph = GridGraph(shape)
+    T_uniform = float(np.sum(model.T_)) if T == "auto" else T
     runs: dict[str, list[tuple[float, float, np.ndarray]]] = {}
 
     def record(name: str, labels: np.ndarray, seconds: float, truth: np.ndarray) -> None:
@@ -200,7 +203,7 @@ def run_demo(
             feats,
             protos,
             rho=rho_x,
-            T=T,
+            T=T_uniform,
             integrator=ExponentialKrylov(krylov_dim=krylov_dim),
         )
         record("LAF, uniform weights", laf.labels, time.perf_counter() - t0, y)

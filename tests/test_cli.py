@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.exceptions import ConvergenceWarning
 from test_io import write_png
 
 import assignflow as af
@@ -495,7 +496,21 @@ def test_rho_and_T_default_to_the_library():
 
 
 # =========================================================================== warnings, progress
-def test_warnings_are_one_line_and_the_hook_is_restored(files, tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def warning_label(files, tmp_path, monkeypatch):
+    """A ``label`` run during which the library warns (a two-line message)."""
+    real = cli.label_graph
+
+    def warn_then_label(*args, **kwargs):
+        warnings.warn("careful: rho is large\nsecond line", UserWarning, stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "label_graph", warn_then_label)
+    return ["label", str(files / "img.npy"), "--prototypes", "0;1", "--output",
+            str(tmp_path / "o")]  # fmt: skip
+
+
+def test_warnings_are_one_line_and_the_hook_is_restored(warning_label, capsys, monkeypatch):
     def show(message, category, filename, lineno, file=None, line=None):
         # what the standard showwarning does (pytest records warnings instead)
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
@@ -504,22 +519,23 @@ def test_warnings_are_one_line_and_the_hook_is_restored(files, tmp_path, capsys,
     saved = warnings.formatwarning
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        code, _, err = run(["fit", "--images", str(files / "img.npy"), "--labels",
-                            str(files / "lab.npy"), "--output", str(tmp_path / "m.afm"),
-                            "--max-iter", "1", "--n-prototypes", "3"], capsys=capsys)  # fmt: skip
+        code, _, err = run(warning_label, capsys=capsys)
     assert code == 0
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert lines and all(ln.startswith("assignflow fit: warning: ") for ln in lines), err
-    assert any("max_iter" in ln for ln in lines)
-    assert ".py:" not in err and "warn(" not in err
+    assert err == "assignflow label: warning: careful: rho is large second line\n"
     assert warnings.formatwarning is saved
 
 
-def test_warnings_reach_code_that_records_them(files, tmp_path, capsys):
-    with pytest.warns(Warning, match="max_iter"):
-        run(["fit", "--images", str(files / "img.npy"), "--labels", str(files / "lab.npy"),
-             "--output", str(tmp_path / "m.afm"), "--max-iter", "1", "--n-prototypes", "3"],
-            capsys=capsys)  # fmt: skip
+def test_warning_categories_other_than_userwarning_are_named():
+    with cli._one_line_warnings("fit"):
+        line = warnings.formatwarning("slow", ConvergenceWarning, "x.py", 1)
+        plain = warnings.formatwarning("plain", UserWarning, "x.py", 1)
+    assert line == "assignflow fit: warning: slow (ConvergenceWarning)\n"
+    assert plain == "assignflow fit: warning: plain\n"
+
+
+def test_warnings_reach_code_that_records_them(warning_label, capsys):
+    with pytest.warns(UserWarning, match="careful"):
+        assert run(warning_label, capsys=capsys)[0] == 0
 
 
 @pytest.fixture
@@ -550,11 +566,12 @@ def test_predict_and_fit_progress(files, tmp_path, capsys, tty):
     err = run(["fit", "--images", str(files / "img.npy"), "--labels", str(files / "lab.npy"),
                "--output", str(tmp_path / "m.afm"), "--max-iter", "2", "--n-prototypes", "3"],
               capsys=capsys)[2]  # fmt: skip
-    assert "fit:" in err
+    assert "fit:" in err and "2/2" in err and "loss=" in err and "train=" in err
 
 
-def test_progress_hooks_receive_fractions(files, tmp_path, monkeypatch, capsys):
-    if "progress" not in inspect.signature(af.label_graph).parameters:
+@pytest.mark.parametrize("command", ["label", "predict"])
+def test_progress_hooks_receive_fractions(files, tmp_path, monkeypatch, capsys, command):
+    if command == "label" and "progress" not in inspect.signature(af.label_graph).parameters:
         pytest.skip("label_graph has no progress hook yet")
     seen = []
     real = cli._Progress.to
@@ -564,9 +581,18 @@ def test_progress_hooks_receive_fractions(files, tmp_path, monkeypatch, capsys):
         real(self, position)
 
     monkeypatch.setattr(cli._Progress, "to", spy)
-    run(["label", str(files / "img.npy"), "--prototypes", "0;1", "--output",
-         str(tmp_path / "o")], capsys=capsys)  # fmt: skip
-    assert len(seen) >= 2 and all(0 <= s <= 1 for s in seen) and seen[-1] == 1
+    if command == "label":
+        argv = ["label", str(files / "img.npy"), "--prototypes", "0;1", "--output",
+                str(tmp_path / "o")]  # fmt: skip
+    else:
+        np.save(tmp_path / "other.npy", X8[1])
+        argv = ["predict", "--model", str(files / "m.afm"), str(files / "img.npy"),
+                str(tmp_path / "other.npy"), "--output-dir", str(tmp_path)]  # fmt: skip
+    assert run(argv, capsys=capsys)[0] == 0
+    total = 1 if command == "label" else 2
+    inside = [s for s in seen if 0 < s < total and s != 1]
+    assert inside, seen  # reported from within the solves, not only at the end
+    assert seen == sorted(seen) and seen[-1] == total
 
 
 # =========================================================================== entry point
