@@ -170,7 +170,7 @@ def _check_dir(path: str, option: str) -> None:
 def _write(stem: str, labels: np.ndarray, model: Any | None, prototypes: Any, args) -> None:
     index = None if model is None else np.searchsorted(model.classes_, labels)
     for f in io.write_labels(stem, labels, prototypes, index, overwrite=args.overwrite):
-        print(f"wrote {f}")
+        tqdm.write(f"wrote {f}", file=sys.stdout)  # clears a progress bar first
 
 
 # --------------------------------------------------------------------------- progress
@@ -316,6 +316,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     params = dict(
         rho=args.rho,
         T=args.T,
+        n_layers=args.n_layers,
+        predictor=args.predictor,
         radius=args.radius,
         features=args.features,
         n_prototypes=args.n_prototypes,
@@ -484,19 +486,28 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--rho", type=_RHO, default=_LABELER["rho"].default, help=_RHO_HELP)
     ft.add_argument("--T", type=_T_OR_AUTO, default=_LABELER["T"].default, help=_T_HELP)
     ft.add_argument(
+        "--n-layers", type=int, default=_LABELER["n_layers"].default, help="layers of the flow"
+    )
+    ft.add_argument(
+        "--predictor",
+        default=_LABELER["predictor"].default,
+        help="the weight predictor: a name registered in assignflow.registry.predictors "
+        "(see 'assignflow plugins')",
+    )
+    ft.add_argument(
         "--radius", type=int, default=_LABELER["radius"].default, help="neighbourhood radius"
     )
     ft.add_argument(
         "--features",
         choices=("window", "assignment"),
         default=_LABELER["features"].default,
-        help="input of the weight predictor",
+        help="input of the prototype predictor (--predictor prototype)",
     )
     ft.add_argument(
         "--n-prototypes",
         type=int,
         default=_LABELER["n_prototypes"].default,
-        help="prototypes of the weight predictor",
+        help="prototypes of the prototype predictor",
     )
     ft.add_argument(
         "--max-iter", type=int, default=_LABELER["max_iter"].default, help="training iterations"

@@ -134,6 +134,8 @@ BAD_CLI = [
                            "@nodir/m.afm"], "--output"),
     ("fit-max-iter-zero", [*FIT, "@lab.npy", "--max-iter", "0"], "max_iter"),
     ("fit-n-prototypes-zero", [*FIT, "@lab.npy", "--n-prototypes", "0"], "n_prototypes"),
+    ("fit-n-layers-zero", [*FIT, "@lab.npy", "--n-layers", "0"], "n_layers"),
+    ("fit-predictor-unknown", [*FIT, "@lab.npy", "--predictor", "nope"], "nope"),
     # predict
     ("predict-model-missing", ["predict", "--model", "@missing.afm", "@img.png"], "missing.afm"),
     ("predict-model-corrupt", ["predict", "--model", "@trunc.png", "@img.png"], "model"),
@@ -491,7 +493,7 @@ def test_rho_and_T_default_to_the_library():
     for command in ("fit", "demo"):
         assert defaults(command)["rho"] == il["rho"].default
         assert defaults(command)["T"] == il["T"].default
-    for name in ("radius", "n_prototypes", "max_iter", "features"):
+    for name in ("n_layers", "predictor", "radius", "n_prototypes", "max_iter", "features"):
         assert defaults("fit")[name] == il[name].default
 
 
