@@ -401,7 +401,7 @@ class EdgePredictor(Predictor):
         scale = np.where(scale > 0, scale, np.maximum(phi.mean(axis=0), 1e-12))
         theta = np.ones(len(groups))
         if 0 < lab.sum() < lab.size:
-            lr = LogisticRegression(C=1.0).fit(phi / scale, lab)
+            lr = LogisticRegression(C=1.0, max_iter=1000).fit(phi / scale, lab)
             theta = np.maximum(-lr.coef_[0], 0.0)
             if not np.any(theta > 0):
                 theta = np.ones(len(groups))
