@@ -57,7 +57,6 @@ from typing import Any, ClassVar
 
 import attrs
 import numpy as np
-from scipy import ndimage
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -68,13 +67,13 @@ from . import _parallel, persistence, registry
 from ._parallel import get_num_threads
 from ._simplex import replicator, softmax
 from ._validation import as_float_array
+from .features import affinity_features, gaussian_features, window_features
 from .flows import DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
 from .gradients import GradientEstimator, _estimate_stack
 from .graphs import GridGraph
 from .integrators import FlowResult, LinearIntegrator
 from .learning import Learner
 from .losses import Loss
-from .predictor import affinity_features, window_features
 from .predictors import EdgePredictor, Predictor, WeightPredictor
 from .similarity import SimilarityOperator, distance_matrix, estimate_rho
 from .weights import Weights
@@ -217,12 +216,10 @@ def _check_label_images(labels: Any, images: list[np.ndarray], single: bool) -> 
 # --------------------------------------------------------------------------- the model
 def _smoothed(image: np.ndarray, scales: tuple[float, ...], dtype: Any) -> np.ndarray:
     """The image smoothed at every scale, ``(pixels, n_scales · c)`` in ``dtype``."""
-    h, w, c = image.shape
-    out = np.empty((h * w, len(scales) * c), dtype=dtype)
-    for s, sigma in enumerate(scales):
-        sm = image if sigma == 0 else ndimage.gaussian_filter(image, (sigma, sigma, 0))
-        out[:, s * c : (s + 1) * c] = sm.reshape(h * w, c)
-    return out
+    grid = image.shape[:-1]
+    # a Gaussian wider than the grid only averages the replicated border
+    sig = [min(s, max(grid)) for s in scales]
+    return gaussian_features(image, sig, grid_ndim=len(grid), dtype=dtype)
 
 
 @attrs.frozen(eq=False)

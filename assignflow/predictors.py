@@ -50,6 +50,8 @@ from typing import Any
 import attrs
 import numpy as np
 import scipy.sparse as sp
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
 
 from . import persistence, registry
 from ._simplex import softmax
@@ -59,6 +61,7 @@ from ._validation import (
     check_positive_float,
     check_positive_int,
 )
+from .features import window_features
 from .graphs import Graph, GridGraph
 from .weights import Weights
 
@@ -373,8 +376,6 @@ class EdgePredictor(Predictor):
         -------
         EdgePredictor
         """
-        from sklearn.linear_model import LogisticRegression
-
         groups = _groups(groups)
         max_edges = check_positive_int(max_edges, "max_edges")
         if not graphs or len(graphs) != len(features) or len(graphs) != len(labels):
@@ -641,10 +642,6 @@ class WeightPredictor(Predictor):
         -------
         WeightPredictor
         """
-        from sklearn.cluster import KMeans
-
-        from .predictor import window_features
-
         radius = check_positive_int(radius, "radius", minimum=0)
         n_prototypes = check_positive_int(n_prototypes, "n_prototypes")
         max_samples = check_positive_int(max_samples, "max_samples")
