@@ -5,7 +5,7 @@ Zeilmann, Petra & Schnörr, *Learning Linearized Assignment Flows for Image
 Labeling*, J. Math. Imaging Vis. 65 (2023).
 """
 
-from . import datasets, registry
+from . import datasets, plotting, registry
 from ._parallel import get_num_threads, set_num_threads
 from ._version import __version__
 from .classifier import AssignmentFlowClassifier
@@ -86,6 +86,7 @@ __all__ = [
     "label_graph",
     "load",
     "multiplicative_update",
+    "plotting",
     "registry",
     "riemannian_gradient_descent",
     "save",

@@ -125,13 +125,16 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import registry
+from . import persistence, registry
+from ._validation import check_positive_float
 from .flows import LinearizedAssignmentFlow
 from .gradients import GradientEstimator
 from .graphs import Graph
 from .integrators import LinearIntegrator
 from .labeling import (
     DEGREE_POWER,
+    KAPPA,
+    MAX_ABS,
     as_graph,
     auto_horizon,
     check_magnitude,
@@ -216,6 +219,7 @@ def auto_n_neighbors(n_samples: int, class_share: np.ndarray) -> int:
     return int(max(1, min(k, smallest - 1, n_samples - 1)))
 
 
+@persistence.persistable("AssignmentFlowClassifier")
 class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
     r"""Semi-supervised classifier: the linearized assignment flow with clamped labeled rows.
 
@@ -712,3 +716,44 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.non_deterministic = False
         return tags
+
+    # ------------------------------------------------------------------ persistence hook
+    def _check_fitted_state(self) -> None:
+        """Validate the fitted attributes of a loaded model (called by :func:`~assignflow.load`)."""
+        resolve_integrator(self.integrator)  # unknown names fail here, not at predict
+        check, integer = persistence.check_fitted_array, persistence.check_fitted_int
+        J = len(self.classes_)
+        c = integer(self.n_features_in_, "n_features_in_", minimum=1)
+        check(self.prototypes_, "prototypes_", shape=(J, c), max_abs=MAX_ABS)
+        n = check(self.X_, "X_", shape=(None, c), max_abs=MAX_ABS).shape[0]
+        if n < 1:
+            raise ValueError("X_ must hold at least one training row")
+        y = check(self.y_, "y_", shape=(n,), kinds="iu")
+        if y.min() < 0 or y.max() >= J:
+            raise ValueError(f"y_ must hold {n} class indices in 0..{J - 1}")
+        sw = check(self.seed_weight_, "seed_weight_", shape=(n,))
+        if np.any(sw < 0) or not np.all(np.bincount(y[sw > 0], minlength=J) > 0):
+            raise ValueError("seed_weight_ must be >= 0 with a positive seed of every class")
+        cw = check(self.class_weight_, "class_weight_", shape=(J,))
+        if np.any(cw <= 0):
+            raise ValueError("class_weight_ must be > 0")
+        rho = check_positive_float(self.rho_, "rho_")
+        scale = KAPPA * rho * (float(sw.max()) + abs(float(np.log(cw.max() / cw.min()))))
+        if not np.isfinite(scale):
+            raise ValueError(f"rho_ is too large, got {self.rho_!r}")
+        check_positive_float(self.T_, "T_")
+        integer(self.n_neighbors_, "n_neighbors_", minimum=1)
+        if not isinstance(self.graph_, Graph) or self.graph_.n_nodes != n:
+            raise ValueError(f"graph_ must be a Graph on the {n} training rows")
+        Weights(self.graph_, check(self.weights_, "weights_", ndim=1))
+        trust = check(self.trust_, "trust_", shape=(n,))
+        if np.any(trust <= 0):  # column sums of positive weights
+            raise ValueError("trust_ must be > 0")
+        check(self.transduction_, "transduction_", shape=(n,), kinds=self.classes_.dtype.kind)
+        check(self.label_distributions_, "label_distributions_", shape=(n, J))
+        integer(self.n_iter_, "n_iter_")
+        if self.history_ is not None and not isinstance(self.history_, dict):
+            raise ValueError("history_ must be a dict or None")
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None:
+            check(names, "feature_names_in_", shape=(c,), kinds="O")

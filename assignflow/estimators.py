@@ -52,27 +52,28 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import attrs
 import numpy as np
-from scipy import ndimage
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import registry
+from . import _parallel, persistence, registry
+from ._parallel import get_num_threads
+from ._simplex import replicator, softmax
 from ._validation import as_float_array
+from .features import affinity_features, gaussian_features, window_features
 from .flows import DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
-from .geometry import _replicator, _softmax
 from .gradients import GradientEstimator, _estimate_stack
 from .graphs import GridGraph
 from .integrators import FlowResult, LinearIntegrator
 from .learning import Learner
 from .losses import Loss
-from .predictor import affinity_features, window_features
 from .predictors import EdgePredictor, Predictor, WeightPredictor
 from .similarity import SimilarityOperator, distance_matrix, estimate_rho
 from .weights import Weights
@@ -215,12 +216,10 @@ def _check_label_images(labels: Any, images: list[np.ndarray], single: bool) -> 
 # --------------------------------------------------------------------------- the model
 def _smoothed(image: np.ndarray, scales: tuple[float, ...], dtype: Any) -> np.ndarray:
     """The image smoothed at every scale, ``(pixels, n_scales · c)`` in ``dtype``."""
-    h, w, c = image.shape
-    out = np.empty((h * w, len(scales) * c), dtype=dtype)
-    for s, sigma in enumerate(scales):
-        sm = image if sigma == 0 else ndimage.gaussian_filter(image, (sigma, sigma, 0))
-        out[:, s * c : (s + 1) * c] = sm.reshape(h * w, c)
-    return out
+    grid = image.shape[:-1]
+    # a Gaussian wider than the grid only averages the replicated border
+    sig = [min(s, max(grid)) for s in scales]
+    return gaussian_features(image, sig, grid_ndim=len(grid), dtype=dtype)
 
 
 @attrs.frozen(eq=False)
@@ -259,7 +258,7 @@ class _Model:
     def layer_features(self, data: _Image, V_before: np.ndarray | None) -> np.ndarray:
         if not self.reads_previous or V_before is None:
             return data.features
-        W = _softmax(self.n_labels * np.asarray(V_before, dtype=np.float64))
+        W = softmax(self.n_labels * np.asarray(V_before, dtype=np.float64))
         return np.concatenate([data.features, np.sqrt(W).astype(data.features.dtype)], axis=1)
 
     def forward(self, params: dict, data: _Image, *, record: bool, progress: Any = None):
@@ -286,7 +285,7 @@ class _Model:
             results.append(res)
             feats.append(f)
         stack = DeepLinearizedAssignmentFlow(layers, T=[float(t) for t in Ts])
-        W = _softmax(self.n_labels * V)
+        W = softmax(self.n_labels * V)
         fwd = FlowResult(V=V, W=W, T=float(np.sum(Ts)), stats=results[-1].stats,
                          layers=tuple(results))  # fmt: skip
         return stack, fwd, feats, preds
@@ -309,10 +308,10 @@ class _Model:
                 gf = preds[ell].feature_vjp(data.graph, feats[ell], grad_w)
                 d0 = data.features.shape[1]
                 V_before = sum(r.V for r in fwd.layers[:ell])
-                W = _softmax(J * np.asarray(V_before, dtype=np.float64))
+                W = softmax(J * np.asarray(V_before, dtype=np.float64))
                 sq = np.sqrt(W)
                 gW = gf[:, d0:] / (2.0 * np.maximum(sq, 1e-150))
-                return J * _replicator(W, gW)  # ∂L/∂(Σ V): W = softmax(J Σ V)
+                return J * replicator(W, gW)  # ∂L/∂(Σ V): W = softmax(J Σ V)
 
         res = _estimate_stack(self.estimator, stack, loss, self.integrator, fwd, hook)
         grads: dict[str, Any] = {}
@@ -340,6 +339,7 @@ def _objective_of(model: _Model, params: dict, data: _Image):
 
 
 # --------------------------------------------------------------------------- estimator
+@persistence.persistable("ImageLabeler")
 class ImageLabeler(ClassifierMixin, BaseEstimator):
     """Label images with a (deep) linearized assignment flow whose weights are predicted.
 
@@ -664,10 +664,26 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         if not self.learn_prototypes:
             frozen.add("prototypes")
 
-        parallel = Parallel(n_jobs=self.n_jobs)
+        if self.n_jobs is None:
+            # the kernels run serially on small images (and thread on large ones): spread
+            # small images over the package's threads instead
+            small = max(d.features.shape[0] for d in train) * J < _parallel._MIN_PARALLEL
+            n_threads = min(len(train), get_num_threads()) if small else 1
+            pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
+
+            def run(p):
+                if pool is None:
+                    return [_objective_of(model, p, d) for d in train]
+                return list(pool.map(lambda d: _objective_of(model, p, d), train))
+        else:
+            pool = None
+            parallel = Parallel(n_jobs=self.n_jobs)
+
+            def run(p):
+                return parallel(delayed(_objective_of)(model, p, d) for d in train)
 
         def objective(p):
-            res = parallel(delayed(_objective_of)(model, p, d) for d in train)
+            res = run(p)
             loss = float(np.mean([r[0] for r in res]))
             err = float(np.mean([r[1] for r in res]))
             grads = {k: sum(r[2][k] for r in res) / len(res) for k in res[0][2] if k not in frozen}
@@ -685,14 +701,18 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             n_iter_no_change=self.n_iter_no_change,
             verbose=self.verbose,
         )
-        res = learner.run(
-            objective,
-            params,
-            validate=validate,
-            callback=self.callback,
-            lr_scale={"prototypes": 0.2},
-            name="ImageLabeler",
-        )
+        try:
+            res = learner.run(
+                objective,
+                params,
+                validate=validate,
+                callback=self.callback,
+                lr_scale={"prototypes": 0.2},
+                name="ImageLabeler",
+            )
+        finally:
+            if pool is not None:
+                pool.shutdown()
         if res.stop_reason == "max_iter":
             warnings.warn(
                 f"ImageLabeler: max_iter={self.max_iter} reached before the validation error "
@@ -930,6 +950,51 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 raise ValueError("sample_weight must be >= 0 with at least one positive weight")
         correct = sum(wk * np.sum(p == lab) for wk, p, lab in zip(w, pred, labs, strict=True))
         return float(correct / sum(wk * lab.size for wk, lab in zip(w, labs, strict=True)))
+
+    # ------------------------------------------------------------------ persistence hook
+    def _check_fitted_state(self) -> None:
+        """Validate the fitted attributes of a loaded model (called by :func:`~assignflow.load`).
+
+        A model file that loads predicts: everything ``predict`` relies on is checked.
+        """
+        _, _, _, scales = self._components()  # unknown names fail here, not at predict
+        check, J = persistence.check_fitted_array, len(self.classes_)
+        c = persistence.check_fitted_int(self.n_features_in_, "n_features_in_", minimum=1)
+        check(self.prototypes_, "prototypes_", shape=(J, c), max_abs=_MAX_ABS)
+        persistence.check_fitted_int(self.n_iter_, "n_iter_")
+        persistence.check_fitted_int(self.best_iter_, "best_iter_")
+        preds = self.predictors_
+        if (
+            not isinstance(preds, tuple)
+            or not 1 <= len(preds) <= MAX_LAYERS
+            or type(preds[0]) not in (EdgePredictor, WeightPredictor)
+            or any(type(p) is not type(preds[0]) for p in preds)
+        ):
+            raise ValueError(
+                f"predictors_ must be a tuple of 1 to {MAX_LAYERS} predictors of one class "
+                "(EdgePredictor or WeightPredictor)"
+            )
+        if not isinstance(self.predictor_, Predictor):
+            raise ValueError("predictor_ must be a Predictor")
+        for name in ("rho_", "T_"):
+            if np.any(check(getattr(self, name), name, shape=(len(preds),)) <= 0):
+                raise ValueError(f"{name} must hold one value > 0 per layer")
+        window = (2 * self.radius + 1) ** 2
+        for ell, p in enumerate(preds):
+            if isinstance(p, EdgePredictor):
+                # layer features: the smoothed image, then also the previous assignment
+                ok = p.bias.size == window and p.n_features_in <= c * len(scales) + J * (ell > 0)
+            else:
+                dim = window * c if self.features == "window" else window
+                ok = p.window_size == window and p.prototypes.shape[1] == dim
+                ok = ok and float(np.abs(p.prototypes).max()) <= _MAX_ABS  # squares overflow
+            if not ok:
+                raise ValueError(
+                    f"predictors_[{ell}] does not match radius, scales, features, "
+                    "n_features_in_ and classes_"
+                )
+        if not isinstance(self.history_, dict):
+            raise ValueError("history_ must be a dict")
 
 
 def _assignment_features(image, prototypes, radius, feature_rho, feature_T, dtype):

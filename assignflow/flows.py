@@ -36,8 +36,8 @@ from scipy.sparse.linalg import LinearOperator
 
 from . import registry
 from ._parallel import n_chunks_for, row_chunks, run_chunks
+from ._simplex import exp, project_tangent, replicator, replicator_inplace, softmax
 from ._validation import as_float_array, check_positive_float
-from .geometry import _exp, _project_tangent, _replicator, _replicator_inplace, _softmax
 from .integrators import (
     ExponentialKrylov,
     FlowIntegrator,
@@ -139,7 +139,7 @@ def _replicator_rows(p: np.ndarray, x: np.ndarray) -> np.ndarray:
         a, c = chunks[k]
         blk = out[a:c]
         blk[...] = x[a:c]
-        _replicator_inplace(p[a:c], blk)
+        replicator_inplace(p[a:c], blk)
 
     run_chunks(work, len(chunks))
     return out
@@ -251,8 +251,8 @@ class LinearizedAssignmentFlow:
         r""":math:`\operatorname{Exp}_{W_0}(V)` (the barycenter: :math:`\mathrm{softmax}(JV)`)."""
         if self.W0 is None:
             # no (I, J) array of 1/J: for large images every full-size array counts
-            return _softmax(V * self.n_labels)
-        return _exp(self._w0, V)
+            return softmax(V * self.n_labels)
+        return exp(self._w0, V)
 
     @cached_property
     def S0(self) -> np.ndarray:
@@ -267,10 +267,10 @@ class LinearizedAssignmentFlow:
     def B(self) -> np.ndarray:
         r""":math:`B = R_{W_0} S_0` (at the barycenter :math:`\Pi_0 S_0 / J`)."""
         if self.W0 is None:
-            out = _project_tangent(self.S0)
+            out = project_tangent(self.S0)
             out /= self.n_labels
         else:
-            out = _replicator(self._w0, self.S0)
+            out = replicator(self._w0, self.S0)
         out.flags.writeable = False
         return out
 
@@ -284,14 +284,14 @@ class LinearizedAssignmentFlow:
         if self.W0 is None:
 
             def post(block: np.ndarray, a: int, c: int) -> None:
-                _replicator_inplace(s0[a:c], block)
+                replicator_inplace(s0[a:c], block)
 
             return self.weights.operator.apply(V, rowwise=post)
         w0 = self._w0
 
         def post_w0(block: np.ndarray, a: int, c: int) -> None:
-            _replicator_inplace(s0[a:c], block)
-            _replicator_inplace(w0[a:c], block)
+            replicator_inplace(s0[a:c], block)
+            replicator_inplace(w0[a:c], block)
 
         return self.weights.operator.apply(V / w0, rowwise=post_w0)
 
@@ -447,7 +447,7 @@ class AssignmentFlow:
     def vector_field(self, W: Any) -> np.ndarray:
         """:math:`R_W S(W)`."""
         w = self.similarity.manifold._point(W)
-        return _replicator(w, self.similarity.similarity(w))
+        return replicator(w, self.similarity.similarity(w))
 
     def solve(self, integrator: Any = None) -> FlowResult:
         """Integrate the flow; returns a :class:`~assignflow.FlowResult`.
@@ -604,5 +604,5 @@ class DeepLinearizedAssignmentFlow:
             error_estimate=float(sum(r.stats.error_estimate for r in results)),
             n_rejected=sum(r.stats.n_rejected for r in results),
         )
-        W = _softmax(V * self.shape[1])
+        W = softmax(V * self.shape[1])
         return FlowResult(V=V, W=W, T=float(sum(self.T)), stats=stats, layers=tuple(results))

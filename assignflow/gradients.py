@@ -59,9 +59,9 @@ import scipy.linalg as sla
 from . import registry
 from ._krylov import _phi_columns, arnoldi, expm_krylov, solve_linear_ode
 from ._parallel import blas_single_thread
+from ._simplex import project_tangent, replicator, row_dot
 from ._validation import as_float_array, positive_float_converter, positive_int_validator
 from .flows import DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
-from .geometry import _project_tangent, _replicator, _row_dot
 from .integrators import ExponentialKrylov, FlowResult, LinearIntegrator
 from .losses import Loss
 from .weights import Weights
@@ -271,10 +271,10 @@ class _Contraction:
 
     def add(self, U: np.ndarray, W: np.ndarray) -> None:
         S0 = self.S0
-        self.grad += self.graph.edge_dot(_replicator(S0, U), W)
+        self.grad += self.graph.edge_dot(replicator(S0, U), W)
         Z = self.op.apply(W)
-        su = _row_dot(S0, U)[:, None]
-        sz = _row_dot(S0, Z)[:, None]
+        su = row_dot(S0, U)[:, None]
+        sz = row_dot(S0, Z)[:, None]
         self.C += U * (Z - sz)
         self.C -= su * Z
 
@@ -284,8 +284,8 @@ class _Contraction:
     def finish(self) -> tuple[np.ndarray, float, np.ndarray]:
         """``(∂f/∂ω, ∂f/∂ρ, ∂f/∂D)``."""
         sim = self.flow.similarity
-        C = self.C + _project_tangent(self.Gb) / self.flow.n_labels
-        Chat = _replicator(self.S0, C)
+        C = self.C + project_tangent(self.Gb) / self.flow.n_labels
+        Chat = replicator(self.S0, C)
         D = sim.distances
         grad = self.grad - self.graph.edge_dot(Chat, D) / sim.rho
         rho_grad = float(np.sum(Chat * self.op.apply(D))) / sim.rho**2
@@ -512,8 +512,8 @@ class ClosedFormLowRank(GradientEstimator):
     Parameters
     ----------
     krylov_dim : int, default=10
-        Krylov dimension :math:`m \ge 2` of the adjoint runs (and of the default
-        forward integrator, ``ExponentialKrylov(krylov_dim=m)``).
+        Krylov dimension :math:`m \ge 2` of the adjoint runs. (The forward solve is
+        the integrator's; by default ``ExponentialKrylov()``, as in ``flow.solve()``.)
     rank : int, default=1
         Singular triplets kept per sub-step; rank 1 suffices in practice.
     return_factors : bool, default=False
@@ -533,9 +533,6 @@ class ClosedFormLowRank(GradientEstimator):
     reorthogonalize: str = attrs.field(
         default="always", validator=attrs.validators.in_(("always", "auto", "never"))
     )
-
-    def _default_integrator(self) -> LinearIntegrator:
-        return ExponentialKrylov(krylov_dim=self.krylov_dim, reorthogonalize=self.reorthogonalize)
 
     def _estimate(self, flow, loss, integrator, forward):
         if forward is None:

@@ -138,7 +138,7 @@ _BRUTE_FORCE_PAIRS = 100_000_000
 #: Entries of one block of node-seed distances.
 _BLOCK = 1 << 22
 #: Largest accepted feature magnitude (larger values overflow the squared distances).
-_MAX_ABS = 1e150
+MAX_ABS = 1e150
 #: Tolerance of the default Krylov integrator: results must not depend on which
 #: other nodes are solved together (the classifier's queries), to well below 1e-7.
 _TIGHT_TOL = 1e-12
@@ -147,9 +147,9 @@ _TIGHT_TOL = 1e-12
 # --------------------------------------------------------------------------- helpers
 def check_magnitude(a: np.ndarray, name: str) -> None:
     """Reject values whose squares would overflow in the distances."""
-    if a.size and np.abs(a).max() > _MAX_ABS:
+    if a.size and np.abs(a).max() > MAX_ABS:
         raise ValueError(
-            f"{name} has values of magnitude > {_MAX_ABS:g} (squared distances would overflow); "
+            f"{name} has values of magnitude > {MAX_ABS:g} (squared distances would overflow); "
             "rescale it"
         )
 

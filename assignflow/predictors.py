@@ -50,15 +50,18 @@ from typing import Any
 import attrs
 import numpy as np
 import scipy.sparse as sp
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
 
-from . import registry
+from . import persistence, registry
+from ._simplex import softmax
 from ._validation import (
     as_float_array,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
 )
-from .geometry import _softmax
+from .features import window_features
 from .graphs import Graph, GridGraph
 from .weights import Weights
 
@@ -373,8 +376,6 @@ class EdgePredictor(Predictor):
         -------
         EdgePredictor
         """
-        from sklearn.linear_model import LogisticRegression
-
         groups = _groups(groups)
         max_edges = check_positive_int(max_edges, "max_edges")
         if not graphs or len(graphs) != len(features) or len(graphs) != len(labels):
@@ -401,7 +402,7 @@ class EdgePredictor(Predictor):
         scale = np.where(scale > 0, scale, np.maximum(phi.mean(axis=0), 1e-12))
         theta = np.ones(len(groups))
         if 0 < lab.sum() < lab.size:
-            lr = LogisticRegression(C=1.0).fit(phi / scale, lab)
+            lr = LogisticRegression(C=1.0, max_iter=1000).fit(phi / scale, lab)
             theta = np.maximum(-lr.coef_[0], 0.0)
             if not np.any(theta > 0):
                 theta = np.ones(len(groups))
@@ -418,6 +419,7 @@ def _matrix(name: str):
     return convert
 
 
+@persistence.persistable("WeightPredictor")
 @registry.predictors.register("prototype")
 @attrs.frozen
 class WeightPredictor(Predictor):
@@ -504,7 +506,7 @@ class WeightPredictor(Predictor):
             + np.einsum("ij,ij->i", p, p)[None, :]
         )
         d = np.sqrt(np.maximum(sq, 0.0))
-        return d, _softmax(-self.sigma * d)
+        return d, softmax(-self.sigma * d)
 
     def _pixel_chunks(self, n: int):
         step = max(1, _CHUNK // max(1, self.n_prototypes))
@@ -640,10 +642,6 @@ class WeightPredictor(Predictor):
         -------
         WeightPredictor
         """
-        from sklearn.cluster import KMeans
-
-        from .predictor import window_features
-
         radius = check_positive_int(radius, "radius", minimum=0)
         n_prototypes = check_positive_int(n_prototypes, "n_prototypes")
         max_samples = check_positive_int(max_samples, "max_samples")

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from scipy.sparse.linalg import LinearOperator, aslinearoperator, expm_multiply
 
 import assignflow as af
-from assignflow.geometry import _replicator, _softmax
+from assignflow._simplex import replicator as _replicator
+from assignflow._simplex import softmax as _softmax
 
 
 def random_problem(seed, *, grid=True, shape=(4, 5), n_nodes=17, J=3, rho=0.7):

@@ -337,7 +337,8 @@ def test_riemannian_descent_keeps_weights_feasible(sim, T, step, max_log_step, e
         assert_feasible(w, sim.graph)
     assert res.history["loss"].shape == (4,) and np.all(np.isfinite(res.history["loss"]))
     # keep_best: the returned weights have the smallest recorded loss
-    assert res.weights is seen[int(np.argmin(res.history["loss"]))]
+    best = seen[int(np.argmin(res.history["loss"]))]
+    np.testing.assert_array_equal(res.weights.values, best.values)
 
 
 # --------------------------------------------------------------------------- determinism

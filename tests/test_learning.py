@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import assignflow as af
-from assignflow.geometry import _log_softmax
+from assignflow._simplex import log_softmax as _log_softmax
 
 
 def voronoi_flow(shape=(24, 24), scenario="lines", noise=0.3, seed=1, T=3.0, rho=0.1):

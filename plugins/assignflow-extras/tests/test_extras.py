@@ -306,10 +306,6 @@ def test_balanced_kl_is_rebuilt_from_its_fields():
     assert af.registry.losses.name_of(again) == "balanced_kl"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="learning.py finds labels only on KLLoss (isinstance), not on any loss with labels",
-)
 def test_history_error_with_a_loss_that_has_labels():
     flow = _grid_flow(shape=(4, 4), J=2)
     y = (np.arange(16) % 3 == 0).astype(int)
