@@ -352,6 +352,28 @@ def test_save_load_semi_supervised(tmp_path):
     np.testing.assert_array_equal(back.transduction_, clf.transduction_)
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("seed_weight_", lambda c: -c.seed_weight_),
+        ("seed_weight_", lambda c: np.zeros_like(c.seed_weight_)),
+        ("class_weight_", lambda c: 0 * c.class_weight_),
+        ("T_", lambda c: -1.0),
+        ("n_neighbors_", lambda c: 0),
+        ("transduction_", lambda c: c.transduction_[:3]),
+        ("label_distributions_", lambda c: np.full_like(c.label_distributions_, np.nan)),
+    ],
+)
+def test_fitted_state_check_names_the_attribute(name, value):
+    X, y = make_blobs(30, centers=2, random_state=9)
+    y[::3] = -1
+    clf = AssignmentFlowClassifier().fit(X, y)
+    clf._check_fitted_state()
+    setattr(clf, name, value(clf))
+    with pytest.raises(ValueError, match=name):
+        clf._check_fitted_state()
+
+
 def test_params_clone():
     clf = AssignmentFlowClassifier(n_neighbors=5, T=1.5)
     params = clf.get_params()
