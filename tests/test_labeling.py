@@ -154,7 +154,7 @@ def test_label_graph_progress():
     seen = []
     res = label_graph(G, labels=seeds, progress=seen.append)
     assert seen and seen[-1] == pytest.approx(1.0)
-    assert all(0.0 <= f <= 1.0 for f in seen)
+    assert seen == sorted(seen) and all(0.0 <= f <= 1.0 for f in seen)
     np.testing.assert_array_equal(res.W, label_graph(G, labels=seeds).W)
     with pytest.raises(ValueError, match="progress"):
         label_graph(G, labels=seeds, progress=3)
