@@ -64,7 +64,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _parallel, persistence, registry
-from ._parallel import get_num_threads
+from ._parallel import blas_single_thread, get_num_threads
 from ._simplex import replicator, softmax
 from ._validation import as_float_array
 from .features import affinity_features, gaussian_features, window_features
@@ -702,14 +702,17 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             verbose=self.verbose,
         )
         try:
-            res = learner.run(
-                objective,
-                params,
-                validate=validate,
-                callback=self.callback,
-                lr_scale={"prototypes": 0.2},
-                name="ImageLabeler",
-            )
+            # BLAS threads only slow the Krylov kernels' BLAS-2 calls down; the limit is set
+            # here, in the calling thread, where OpenBLAS honours it for the worker threads
+            with blas_single_thread():
+                res = learner.run(
+                    objective,
+                    params,
+                    validate=validate,
+                    callback=self.callback,
+                    lr_scale={"prototypes": 0.2},
+                    name="ImageLabeler",
+                )
         finally:
             if pool is not None:
                 pool.shutdown()
