@@ -64,7 +64,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _parallel, persistence, registry
-from ._parallel import get_num_threads
+from ._parallel import blas_single_thread, get_num_threads
 from ._simplex import replicator, softmax
 from ._validation import as_float_array
 from .features import affinity_features, gaussian_features, window_features
@@ -103,8 +103,11 @@ def _as_array(x: Any, name: str) -> np.ndarray:
     return a
 
 
-def _split_images(images: Any, name: str, n_channels: int | None, single: bool | None):
-    """``(list of (h, w, c) float arrays, was_single)``; a single image or a batch."""
+def _split_images(images: Any, name: str, n_channels: int | None, single: bool | None, nd: int = 2):
+    """``(list of (*grid, c) float arrays, was_single)``; a single image or a batch.
+
+    ``nd`` is the number of grid axes (2: images, 3: volumes).
+    """
     if isinstance(images, (list, tuple)):
         if not images:
             raise ValueError(f"{name} must contain at least one image")
@@ -113,25 +116,26 @@ def _split_images(images: Any, name: str, n_channels: int | None, single: bool |
         a = _as_array(images, name)
         if a.dtype.kind not in "biuf":
             raise TypeError(
-                f"{name} must be an array (n, h, w[, c]) of numbers or a list of images, got "
+                f"{name} must be an array (n, *grid[, c]) of numbers or a list of images, got "
                 f"dtype {a.dtype}"
             )
         if single is None:
-            # told apart by shape: (h, w) or (h, w, c) is one image, (n, h, w[, c]) a batch;
-            # a 3-d array is one colour image when its last axis is the model's channels
-            if a.ndim == 2:
+            # told apart by shape: grid or (*grid, c) is one image, (n, *grid[, c]) a batch;
+            # an array of nd + 1 axes is one colour image when its last axis is the model's
+            # channel count
+            if a.ndim == nd:
                 single = True
-            elif a.ndim == 3:
+            elif a.ndim == nd + 1:
                 single = n_channels is not None and n_channels > 1 and a.shape[-1] == n_channels
             else:
                 single = False
         if single:
             seq, was_single = [a], True
         else:
-            if a.ndim not in (3, 4):
+            if a.ndim not in (nd + 1, nd + 2):
                 raise ValueError(
-                    f"{name} must have shape (h, w), (h, w, c), (n, h, w) or (n, h, w, c), "
-                    f"got {a.shape}"
+                    f"{name} must have {nd} grid axes: one image (*grid[, c]) or a batch "
+                    f"(n, *grid[, c]), got shape {a.shape}"
                 )
             seq, was_single = list(a), False
         if not seq:
@@ -141,18 +145,19 @@ def _split_images(images: Any, name: str, n_channels: int | None, single: bool |
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{name}[{k}] must hold numbers, got dtype {a.dtype}")
         a = a.astype(np.float64)
-        if a.ndim == 2:
-            a = a[:, :, None]
-        if a.ndim != 3 or min(a.shape) < 1:
+        if a.ndim == nd:
+            a = a[..., None]
+        if a.ndim != nd + 1 or min(a.shape) < 1:
             raise ValueError(
-                f"{name}[{k}] must be (h, w) or (h, w, c) with h, w, c >= 1, got {a.shape}"
+                f"{name}[{k}] must have {nd} grid axes and optionally channels, each >= 1, "
+                f"got {a.shape}"
             )
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{name}[{k}] contains NaN or inf")
         if np.abs(a).max() > _MAX_ABS:
             raise ValueError(f"{name}[{k}] has values of magnitude > {_MAX_ABS:g}; rescale it")
         out.append(a)
-    c = {a.shape[2] for a in out}
+    c = {a.shape[-1] for a in out}
     if len(c) > 1:
         raise ValueError(f"{name} must all have the same number of channels, got {sorted(c)}")
     return out, was_single
@@ -202,9 +207,9 @@ def _check_label_images(labels: Any, images: list[np.ndarray], single: bool) -> 
     out = []
     for k, (lab, im) in enumerate(zip(seq, images, strict=True)):
         a = _as_label_array(lab, f"label_images[{k}]")
-        if a.shape != im.shape[:2]:
+        if a.shape != im.shape[:-1]:
             raise ValueError(
-                f"label_images[{k}] must have the image's shape {im.shape[:2]}, got {a.shape}"
+                f"label_images[{k}] must have the image's shape {im.shape[:-1]}, got {a.shape}"
             )
         out.append(a)
     kinds = {"string" if a.dtype.kind == "U" else "number" for a in out}
@@ -362,6 +367,9 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         Layers of the deep flow (1 is the paper's LAF; at most 16).
     predictor : {"edge", "prototype"}, str or Predictor class, default="edge"
         The weight predictor (a registered name in ``af.registry.predictors``).
+    predictor_params : dict, default=None
+        Options of the predictor's initialisation (edge: ``hidden`` units of its
+        perceptron; prototype: ``strength``, ``sigma``, ``max_samples``).
     scales : tuple of float, default=(0.0, 1.0, 2.0)
         Widths of the Gaussians that smooth the image into the edge predictor's
         feature groups (0: the image itself).
@@ -373,6 +381,9 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
     radius : int, default=1
         Window radius ``r`` of the grid neighbourhoods (and of the prototype
         predictor's windows).
+    grid_ndim : int, default=2
+        Grid axes of an image: 2 for images ``(h, w[, c])``, 3 for volumes
+        ``(d, h, w[, c])`` (with ``(2r+1)³`` windows).
     loss : str or Loss class, default="kl"
         The data term, built per training image as
         ``af.registry.losses.resolve(loss, labels=y, **loss_params)``.
@@ -456,10 +467,12 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         "T": [StrOptions({"auto"}), Interval(numbers.Real, 0, None, closed="neither")],
         "n_layers": [Interval(numbers.Integral, 1, MAX_LAYERS, closed="both")],
         "predictor": [str, type, Predictor],
+        "predictor_params": [dict, None],
         "scales": ["array-like"],
         "stop_gradient": ["boolean"],
         "learn_prototypes": ["boolean"],
         "radius": [Interval(numbers.Integral, 0, 16, closed="both")],
+        "grid_ndim": [Interval(numbers.Integral, 1, 3, closed="both")],
         "loss": [str, type, Loss],
         "loss_params": [dict, None],
         "features": [StrOptions(set(FEATURES))],
@@ -487,10 +500,12 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         T: Any = "auto",
         n_layers: int = 2,
         predictor: Any = "edge",
+        predictor_params: dict | None = None,
         scales: Any = (0.0, 1.0, 2.0),
         stop_gradient: bool = False,
         learn_prototypes: bool = False,
         radius: int = 1,
+        grid_ndim: int = 2,
         loss: Any = "kl",
         loss_params: dict | None = None,
         features: str = "window",
@@ -514,10 +529,12 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         self.T = T
         self.n_layers = n_layers
         self.predictor = predictor
+        self.predictor_params = predictor_params
         self.scales = scales
         self.stop_gradient = stop_gradient
         self.learn_prototypes = learn_prototypes
         self.radius = radius
+        self.grid_ndim = grid_ndim
         self.loss = loss
         self.loss_params = loss_params
         self.features = features
@@ -566,11 +583,11 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         return integ, est, pcls, scales
 
     def _data(self, image: np.ndarray, y: np.ndarray | None, pcls, scales, protos) -> _Image:
-        g = GridGraph(image.shape[:2], self.radius)
+        g = GridGraph(image.shape[:-1], self.radius)
         if pcls is EdgePredictor:
             F = _smoothed(image, scales, self.dtype)
         elif self.features == "window":
-            F = window_features(image, self.radius).astype(self.dtype)
+            F = window_features(image, self.radius, grid_ndim=self.grid_ndim, dtype=self.dtype)
         else:
             F = _assignment_features(image, protos, self.radius, self.feature_rho,
                                      self.feature_T, self.dtype)  # fmt: skip
@@ -600,8 +617,10 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         integ, est, pcls, scales = self._components()
         single = None
         if not isinstance(images, (list, tuple)):
-            single = np.ndim(label_images) == 2 and not isinstance(label_images, (list, tuple))
-        imgs, single = _split_images(images, "images", None, single)
+            single = np.ndim(label_images) == self.grid_ndim and not isinstance(
+                label_images, (list, tuple)
+            )
+        imgs, single = _split_images(images, "images", None, single, self.grid_ndim)
         labs = _check_label_images(label_images, imgs, single)
         rng = check_random_state(self.random_state)
         classes = np.unique(np.concatenate([lab.ravel() for lab in labs]))
@@ -617,7 +636,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 classes = np.arange(n_protos)
         self.classes_ = classes
         ys = [np.searchsorted(classes, lab).ravel() for lab in labs]
-        c = imgs[0].shape[2]
+        c = imgs[0].shape[-1]
         J = len(classes)
         if self.prototypes is None:
             pix = np.concatenate([im.reshape(-1, c) for im in imgs])
@@ -702,14 +721,17 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             verbose=self.verbose,
         )
         try:
-            res = learner.run(
-                objective,
-                params,
-                validate=validate,
-                callback=self.callback,
-                lr_scale={"prototypes": 0.2},
-                name="ImageLabeler",
-            )
+            # BLAS threads only slow the Krylov kernels' BLAS-2 calls down; the limit is set
+            # here, in the calling thread, where OpenBLAS honours it for the worker threads
+            with blas_single_thread():
+                res = learner.run(
+                    objective,
+                    params,
+                    validate=validate,
+                    callback=self.callback,
+                    lr_scale={"prototypes": 0.2},
+                    name="ImageLabeler",
+                )
         finally:
             if pool is not None:
                 pool.shutdown()
@@ -773,24 +795,28 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
     def _initial_predictors(self, pcls, train, protos, rho0, T0, model0, rng, scales):
         K = self.n_layers
         seed = int(rng.randint(2**31 - 1))
-        c = train[0].image.shape[2]
+        options = dict(self.predictor_params or {})
+        c = train[0].image.shape[-1]
         J = len(protos)
         if pcls is WeightPredictor:
             if self.features == "window":
                 # the paper: k-means on the windows of the noise-free images
                 init_feats = [
-                    window_features(protos[d.y].reshape(d.image.shape), self.radius) for d in train
+                    window_features(
+                        protos[d.y].reshape(d.image.shape), self.radius, grid_ndim=self.grid_ndim
+                    )
+                    for d in train
                 ]
             else:
                 init_feats = [d.features for d in train]
             p = WeightPredictor.initialize_from_images(
                 [d.image for d in train],
-                [d.y.reshape(d.image.shape[:2]) for d in train],
+                [d.y.reshape(d.image.shape[:-1]) for d in train],
                 features=init_feats,
-                sigma=1.0 if self.features == "window" else 5.0,
                 radius=self.radius,
                 n_prototypes=self.n_prototypes,
                 random_state=seed,
+                **{"sigma": 1.0 if self.features == "window" else 5.0, **options},
             )
             return [p] * K
         groups = [(s * c, (s + 1) * c) for s in range(len(scales))]
@@ -798,7 +824,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         graphs = [d.graph for d in train]
         labels = [d.y for d in train]
         first = EdgePredictor.initialize(
-            graphs, [d.features for d in train], labels, groups, random_state=seed
+            graphs, [d.features for d in train], labels, groups, random_state=seed, **options
         )
         preds = [first]
         if K > 1:
@@ -810,7 +836,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 V = LinearizedAssignmentFlow(sim, T=T0 / K).solve(model0.integrator).V
                 feats.append(model0.layer_features(d, V) if model0.reads_previous else d.features)
             later = EdgePredictor.initialize(
-                graphs, feats, labels, [*groups, (d0, d0 + J)], random_state=seed + 1
+                graphs, feats, labels, [*groups, (d0, d0 + J)], random_state=seed + 1, **options
             )
             preds += [later] * (K - 1)
         return preds
@@ -818,11 +844,11 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ predict
     def _check_predict(self, images: Any) -> tuple[list[np.ndarray], bool]:
         check_is_fitted(self, "predictors_")
-        imgs, single = _split_images(images, "images", self.n_features_in_, None)
-        if imgs[0].shape[2] != self.n_features_in_:
+        imgs, single = _split_images(images, "images", self.n_features_in_, None, self.grid_ndim)
+        if imgs[0].shape[-1] != self.n_features_in_:
             raise ValueError(
                 f"images must have {self.n_features_in_} channel(s) like the training images, "
-                f"got {imgs[0].shape[2]}"
+                f"got {imgs[0].shape[-1]}"
             )
         return imgs, single
 
@@ -889,7 +915,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         ndarray or list of ndarray
         """
         sols, single = self._solve(images, progress)
-        out = [fwd.W.reshape(*im.shape[:2], -1) for im, fwd in sols]
+        out = [fwd.W.reshape(*im.shape[:-1], -1) for im, fwd in sols]
         if single:
             return out[0]
         return np.stack(out) if len({o.shape for o in out}) == 1 else out
@@ -999,11 +1025,12 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
 
 def _assignment_features(image, prototypes, radius, feature_rho, feature_T, dtype):
     """Affinity features of the uniform-weight LAF's floored, centred log-assignment."""
-    g = GridGraph(image.shape[:2], radius)
+    g = GridGraph(image.shape[:-1], radius)
     D = distance_matrix(image, prototypes)
     sim = SimilarityOperator(Weights.uniform(g), D, rho=feature_rho, dtype=dtype)
     W = LinearizedAssignmentFlow(sim, T=feature_T).solve("exponential_krylov").W
     L = np.log(np.maximum(W, _LOG_FLOOR))
     L -= L.mean(axis=1, keepdims=True)
     L /= -np.log(_LOG_FLOOR)
-    return affinity_features(L.reshape(*image.shape[:2], -1), radius).astype(dtype)
+    grid = image.shape[:-1]
+    return affinity_features(L.reshape(*grid, -1), radius, grid_ndim=len(grid), dtype=dtype)

@@ -1,11 +1,11 @@
 r"""The assignment flow and the linearized assignment flow (LAF).
 
-**Assignment flow** (the paper's eq. 2.9, MATH.md §3):
+**Assignment flow** (the paper's eq. 2.9, :ref:`§3 <math-flow>`):
 :math:`\dot W = R_W S(W)`, :math:`W(0) = \mathbb{1}_\mathcal{W}`. It converges to
 integral assignments; solve it with :class:`~assignflow.GeometricEuler` or
 :class:`~assignflow.LinearizedSequence`.
 
-**Linearized assignment flow** (eqs. 1.1–1.3, 2.22; MATH.md §4): linearise at a point
+**Linearized assignment flow** (eqs. 1.1–1.3, 2.22; :ref:`§4 <math-laf>`): linearise at a point
 :math:`W_0` (the barycenter by default), :math:`S_0 = S(W_0)`, and parametrise
 :math:`W(t) = \operatorname{Exp}_{W_0}(V(t))` with :math:`V(t)\in T_0`:
 

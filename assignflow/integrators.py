@@ -4,7 +4,7 @@ Two families, each a frozen settings record (state is passed in and returned,
 never stored), in the style of diffrax's solvers:
 
 * :class:`LinearIntegrator` — solves :math:`\dot x = A x + b`, :math:`x(0) = x_0`
-  on :math:`[0, T]` for a matrix-free ``A`` (the LAF, MATH.md §4):
+  on :math:`[0, T]` for a matrix-free ``A`` (the LAF, :ref:`§4 <math-laf>`):
   :class:`ExponentialKrylov` (the paper's eqs. 2.27–2.29, with an a-posteriori
   error estimate and automatic sub-stepping) and :class:`Euler` (eq. 3.49).
 * :class:`FlowIntegrator` — solves the nonlinear assignment flow
@@ -472,7 +472,7 @@ class LinearizedSequence(_FlowStepper):
 
     Each linear problem is solved in lifted coordinates, :math:`V = R_{W^{(k)}}U`
     with :math:`\dot U = R_{S_k}(\Omega U) + \Pi_0 S_k`, :math:`W^{(k+1)} =
-    \exp_{W^{(k)}}(U(h))` — the same flow (MATH.md §4), but with an operator
+    \exp_{W^{(k)}}(U(h))` — the same flow (:ref:`§4 <math-laf>`), but with an operator
     that stays well conditioned when :math:`W^{(k)}` approaches a vertex.
 
     Parameters

@@ -307,16 +307,6 @@ def test_py_typed_is_shipped():
 _PENDING_REFERENCES = frozenset(
     {
         "assignflow/classifier.py",
-        "assignflow/flows.py",
-        "assignflow/graphs.py",
-        "assignflow/integrators.py",
-        "benchmarks/autodiff_torch.py",
-        "benchmarks/figures.py",
-        "tests/test_autodiff_baselines.py",
-        "tests/test_extremes.py",
-        "tests/test_fuzz.py",
-        "tests/test_geometry.py",
-        "tests/test_similarity.py",
     }
 )
 

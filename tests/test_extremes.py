@@ -5,7 +5,7 @@ rows summing to 1 within 1e-10), the documented safeguards must engage (Krylov
 sub-stepping, clear ``FloatingPointError`` on genuine overflow), and where a dense
 reference is itself reliable the results must agree with it. The references are
 built from scratch with numpy/scipy: ``A^J = Diag(R_{S0}) (Ω ⊗ I_J)`` and
-``v(T) = expm([[T A^J, T b], [0, 0]])[:n, n]`` (MATH.md §4).
+``v(T) = expm([[T A^J, T b], [0, 0]])[:n, n]`` (docs/math.md §4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Property tests for :mod:`assignflow.geometry` (MATH.md §2)."""
+"""Property tests for :mod:`assignflow.geometry` (docs/math.md §2)."""
 
 from __future__ import annotations
 

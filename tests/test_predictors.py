@@ -20,7 +20,7 @@ def _fd(fun, x, eps=1e-6):
     return out
 
 
-def _edge_problem(grid=True, seed=0):
+def _edge_problem(grid=True, seed=0, hidden=0):
     rng = np.random.default_rng(seed)
     g = af.GridGraph((5, 6)) if grid else af.Graph.knn(rng.normal(size=(30, 2)), 4)
     f = rng.normal(size=(g.n_nodes, 5))
@@ -30,6 +30,9 @@ def _edge_problem(grid=True, seed=0):
         theta=rng.uniform(0.2, 1.5, 2),
         bias=rng.normal(size=n_cls),
         scale=[1.3, 0.7],
+        W1=rng.normal(size=(hidden, 2)),
+        b1=rng.normal(size=hidden),
+        w2=rng.normal(size=hidden),
     )
     G = rng.normal(size=g.nnz)
     return g, f, p, G
@@ -47,11 +50,13 @@ def test_edge_predictor_weights_are_row_stochastic(grid):
     assert p.predict_weights(g, f2).to_csr()[0, 1] > om.to_csr()[0, 1]
 
 
+@pytest.mark.parametrize("hidden", [0, 4])
 @pytest.mark.parametrize("grid", [True, False])
-def test_edge_predictor_vjp_matches_finite_differences(grid):
-    g, f, p, G = _edge_problem(grid, seed=1)
+def test_edge_predictor_vjp_matches_finite_differences(grid, hidden):
+    g, f, p, G = _edge_problem(grid, seed=1, hidden=hidden)
     grads = p.vjp(g, f, G)
-    for key in ("theta", "bias"):
+    assert set(grads) == set(p.params())
+    for key in p.params():
         params = p.params()
 
         def fun(x, key=key, params=params):
@@ -60,11 +65,11 @@ def test_edge_predictor_vjp_matches_finite_differences(grid):
         np.testing.assert_allclose(grads[key], _fd(fun, params[key]), rtol=1e-6, atol=1e-9)
     gf = p.feature_vjp(g, f, G)
     ref = _fd(lambda x: p.predict_weights(g, x).values @ G, f)
-    np.testing.assert_allclose(gf, ref, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(gf, ref, rtol=1e-5, atol=1e-9)
 
 
 def test_edge_predictor_chunks_and_float32(monkeypatch):
-    g, f, p, G = _edge_problem(True, seed=2)
+    g, f, p, G = _edge_problem(True, seed=2, hidden=3)
     full = p.predict_weights(g, f).values
     vjp = p.vjp(g, f, G)
     monkeypatch.setattr(predictors_mod, "_CHUNK", 7)
@@ -82,6 +87,15 @@ def test_edge_predictor_initialization_prefers_same_label_neighbours():
     labels = [y.ravel() for y in Y]
     p = af.EdgePredictor.initialize(graphs, feats, labels, groups=[(0, 3)], random_state=0)
     assert p.theta[0] > 0 and p.scale[0] > 0
+    # with a perceptron it starts at the same (log-linear) weights
+    q = af.EdgePredictor.initialize(
+        graphs, feats, labels, groups=[(0, 3)], hidden=5, random_state=0
+    )
+    assert q.hidden == 5 and not np.any(q.w2)
+    np.testing.assert_allclose(
+        q.predict_weights(graphs[0], feats[0]).values,
+        p.predict_weights(graphs[0], feats[0]).values,
+    )
     om = p.predict_weights(graphs[0], feats[0])
     y = labels[0]
     same = y[graphs[0].rows] == y[graphs[0].indices]

@@ -1,4 +1,4 @@
-"""Tests for :mod:`assignflow.similarity` (MATH.md §3)."""
+"""Tests for :mod:`assignflow.similarity` (docs/math.md §3)."""
 
 from __future__ import annotations
 
