@@ -181,11 +181,7 @@ def as_graph(graph: Any, X: Any = None, graph_params: dict | None = None) -> Gra
                 f"graph={graph!r} is a registered graph name, which is built from node "
                 "features: pass features (or pass the graph itself)"
             )
-        if graph == "knn" and "knn" not in registry.graphs:
-            # the registered kNN factory (graphs.py) is not available: same graph
-            g = Graph.knn(np.reshape(X, (-1, np.shape(X)[-1])), **params)
-        else:
-            g = registry.graphs.resolve(graph, X=X, **params)
+        g = registry.graphs.resolve(graph, X=X, **params)
         if not isinstance(g, Graph):
             raise TypeError(
                 f"graph {graph!r} must build an assignflow Graph, got {type(g).__name__}"
