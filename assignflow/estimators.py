@@ -1005,7 +1005,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         for name in ("rho_", "T_"):
             if np.any(check(getattr(self, name), name, shape=(len(preds),)) <= 0):
                 raise ValueError(f"{name} must hold one value > 0 per layer")
-        window = (2 * self.radius + 1) ** 2
+        window = (2 * self.radius + 1) ** self.grid_ndim
         for ell, p in enumerate(preds):
             if isinstance(p, EdgePredictor):
                 # layer features: the smoothed image, then also the previous assignment

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 import warnings
@@ -143,6 +144,89 @@ def test_learned_predictor_beats_uniform_weights(lines_data):
         sim = af.SimilarityOperator(af.Weights.uniform(af.GridGraph(y.shape)), D, rho=0.1)
         errs.append(np.mean(af.LinearizedAssignmentFlow(sim, T=1.0).solve().labels != y.ravel()))
     assert 1 - lab.score(Xt, Yt) < 0.7 * np.mean(errs)
+
+
+def _uniform_error(Xt, Yt, rho, T):
+    protos = af.datasets.voronoi_prototypes("lines")
+    errs = []
+    for x, y in zip(Xt, Yt, strict=True):
+        D = af.distance_matrix(x, protos)
+        sim = af.SimilarityOperator(af.Weights.uniform(af.GridGraph(y.shape)), D, rho=rho)
+        errs.append(np.mean(af.LinearizedAssignmentFlow(sim, T=T).solve().labels != y.ravel()))
+    return float(np.mean(errs))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"predictor": "edge", "n_layers": 1},
+        {"predictor": "edge", "n_layers": 2},
+        {"predictor": "edge", "n_layers": 1, "predictor_params": {"hidden": 4}},
+        {"predictor": "prototype", "n_layers": 1, "n_prototypes": 20},
+    ],
+    ids=["edge", "edge-2-layers", "edge-mlp", "prototype"],
+)
+def test_every_predictor_and_a_deep_stack_beat_uniform_weights(lines_data, options):
+    X, Y, Xt, Yt = lines_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = af.ImageLabeler(max_iter=15, random_state=0, **options).fit(X, Y)
+    assert len(lab.predictors_) == options["n_layers"] == len(lab.rho_) == len(lab.T_)
+    # never worse than uniform weights at the learned rho and T, and better than rounding
+    uniform = _uniform_error(Xt, Yt, float(lab.rho_[0]), float(lab.T_.sum()))
+    assert 1 - lab.score(Xt, Yt) < uniform
+
+
+def test_hyperparameters_given_are_kept_and_auto_ones_learned(lines_data):
+    X, Y, _, _ = lines_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fixed = af.ImageLabeler(rho=0.2, T=2.0, n_layers=2, max_iter=4, random_state=0).fit(X, Y)
+        auto = af.ImageLabeler(n_layers=1, max_iter=6, random_state=0).fit(X, Y)
+    np.testing.assert_allclose(fixed.rho_, [0.2, 0.2])
+    np.testing.assert_allclose(fixed.T_, [1.0, 1.0])
+    assert auto.rho_[0] > 0 and auto.T_[0] > 0
+
+
+def test_callback_progress_and_stop(lines_data):
+    X, Y, Xt, _ = lines_data
+    seen = []
+
+    def callback(it, record):
+        seen.append((it, record))
+        return it == 3
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = af.ImageLabeler(n_layers=1, max_iter=20, callback=callback, random_state=0).fit(X, Y)
+    assert [it for it, _ in seen] == [1, 2, 3] and lab.n_iter_ == 3
+    assert {"loss", "error", "val_error", "time", "max_iter"} <= set(seen[0][1])
+    fractions = []
+    lab.predict(Xt, progress=fractions.append)
+    assert fractions and fractions[-1] == pytest.approx(1.0)
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(fractions))
+
+
+def test_volumes(tmp_path):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    X, Y = [], []
+    for _ in range(3):
+        y = (ndimage.gaussian_filter(rng.normal(size=(8, 9, 10)), 2.0) > 0).astype(int)
+        X.append(y + 0.6 * rng.normal(size=y.shape))
+        Y.append(y)
+    X, Y = np.stack(X), np.stack(Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = af.ImageLabeler(grid_ndim=3, n_layers=1, max_iter=4, random_state=0).fit(X, Y)
+    assert lab.predict(X).shape == (3, 8, 9, 10)
+    assert lab.predict(X[0]).shape == (8, 9, 10)
+    assert lab.predict_weights(X[:1])[0].graph.shape == (8, 9, 10)
+    rounding = np.mean((X > 0.5) != Y)
+    assert 1 - lab.score(X, Y) < rounding
+    af.save(lab, tmp_path / "vol.afm")
+    np.testing.assert_array_equal(af.load(tmp_path / "vol.afm").predict(X), lab.predict(X))
 
 
 def test_not_fitted_and_sklearn_contract(lines_data):

@@ -842,12 +842,10 @@ TAMPERED_META = [
     ("fitted-edge-groups-beyond-features", _set(*F, "predictors_", "__seq__", 0, "fields",
         "groups", value={"__seq__": [{"__seq__": [0, 99]}, {"__seq__": [1, 2]},
                                      {"__seq__": [2, 3]}]}), [r"predictors_\[0\]"]),
-    ("fitted-edge-reads-no-assignment", _set(*F, "predictors_", "__seq__", 0, value={
-        "__component__": "predictors", "name": "edge",
-        "fields": {"groups": {"__seq__": [{"__seq__": [0, 1]}, {"__seq__": [1, 2]},
-                                          {"__seq__": [2, 3]}, {"__seq__": [3, 5]}]},
-                   "theta": {"__array__": "a4"}, "bias": {"__array__": "a5"},
-                   "scale": {"__array__": "a6"}}}), [r"predictors_\[0\]"]),
+    # the first layer reading the previous layer's assignment: the second layer's predictor
+    ("fitted-edge-reads-no-assignment", lambda meta: _set(*F, "predictors_", "__seq__", 0,
+        value=meta["fitted"]["__dict__"]["predictors_"]["__seq__"][1])(meta),
+        [r"predictors_\[0\]"]),
     ("fitted-edge-groups-empty", _set(*F, "predictors_", "__seq__", 0, "fields", "groups",
         value={"__seq__": []}), ["groups|theta"]),
     ("fitted-edge-unknown-field", _set(*F, "predictors_", "__seq__", 0, "fields", "evil",

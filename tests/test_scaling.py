@@ -14,9 +14,7 @@ def _fit(**kw):
     X, Y = af.datasets.make_voronoi("lines", 4, (20, 20), noise=0.3, random_state=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return af.ImageLabeler(
-            max_iter=3, random_state=0, **kw
-        ).fit(X, Y)
+        return af.ImageLabeler(max_iter=3, random_state=0, **kw).fit(X, Y)
 
 
 def _same_model(a, b):
