@@ -310,20 +310,6 @@ def auto_horizon(flow: LinearizedAssignmentFlow) -> float:
     return HORIZON / growth_rate(flow)
 
 
-def _monotone(progress: Any) -> Any:
-    """``progress`` called with non-decreasing fractions (an integrator that retries a
-    rejected sub-step may report a smaller fraction again; a progress bar must not)."""
-    if progress is None:
-        return None
-    done = [0.0]
-
-    def report(fraction: float) -> None:
-        done[0] = max(done[0], float(fraction))
-        progress(done[0])
-
-    return report
-
-
 def _check_labels(labels: Any, n_nodes: int, n_labels: int | None) -> np.ndarray:
     arr = np.asarray(labels)
     if arr.dtype == object or not (arr.dtype.kind in "iub" or arr.dtype.kind == "f"):
@@ -556,4 +542,4 @@ def label_graph(
         seeds = lab >= 0
         D = seed_distances(D_feat, lab, np.ones(n), float(rho))
         sim = SimilarityOperator(clamp(om, seeds), D, rho=float(rho), dtype=dtype)
-    return LinearizedAssignmentFlow(sim, T=float(T)).solve(integ, progress=_monotone(progress))
+    return LinearizedAssignmentFlow(sim, T=float(T)).solve(integ, progress=progress)
