@@ -87,7 +87,7 @@ MAX_LAYERS = 16
 #: The starting points tried by ``rho="auto"`` (factors of ``estimate_rho``) and
 #: ``T="auto"`` (total horizons).
 RHO_FACTORS = (0.25, 0.5, 1.0, 2.0)
-T_GRID = (1.0, 3.0, 10.0, 30.0)
+T_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 FEATURES = ("window", "assignment")
 _LOG_FLOOR = 1e-12
 
@@ -339,6 +339,17 @@ class _Model:
         return float(np.mean(np.argmax(fwd.V, axis=1) != data.y))
 
 
+def _initial_horizons(T: float, K: int) -> np.ndarray:
+    """The first layer gets the whole chosen horizon, later layers a tenth of it each.
+
+    A stack of equal layers relinearises early and settles on vertices before the
+    evidence is pooled (worse than one LAF of the same total horizon); starting from
+    the chosen LAF plus short refining layers, the stack is as good as that LAF at
+    the start and the learning can only improve on it.
+    """
+    return np.array([T] + [0.1 * T] * (K - 1))
+
+
 def _objective_of(model: _Model, params: dict, data: _Image):
     return model.objective(params, data)
 
@@ -361,8 +372,9 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         training images around :func:`~assignflow.estimate_rho` and then learned; a
         number is used as given.
     T : "auto" or float, default="auto"
-        Total horizon of the flow (split equally over the layers). ``"auto"``: chosen
-        on the training images and then learned; a number is used as given.
+        Horizon of the first layer (later layers start at a tenth of it each).
+        ``"auto"``: chosen on the training images and then learned; a number is
+        used as given (not learned).
     n_layers : int, default=2
         Layers of the deep flow (1 is the paper's LAF; at most 16).
     predictor : {"edge", "prototype"}, str or Predictor class, default="edge"
@@ -673,7 +685,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         for ell, p in enumerate(preds):
             params.update({f"L{ell}.{k}": v for k, v in p.params().items()})
         params["log_rho"] = np.full(K, np.log(rho0))
-        params["log_T"] = np.full(K, np.log(T0 / K))
+        params["log_T"] = np.log(_initial_horizons(T0, K))
         params["prototypes"] = protos
         frozen = set()
         if self.rho != "auto":
@@ -833,7 +845,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             for d in train:
                 Dk = distance_matrix(d.image, protos)
                 sim = SimilarityOperator(Weights.uniform(d.graph), Dk, rho=rho0)
-                V = LinearizedAssignmentFlow(sim, T=T0 / K).solve(model0.integrator).V
+                h1 = _initial_horizons(T0, K)[0]
+                V = LinearizedAssignmentFlow(sim, T=h1).solve(model0.integrator).V
                 feats.append(model0.layer_features(d, V) if model0.reads_previous else d.features)
             later = EdgePredictor.initialize(
                 graphs, feats, labels, [*groups, (d0, d0 + J)], random_state=seed + 1, **options

@@ -184,7 +184,7 @@ def test_hyperparameters_given_are_kept_and_auto_ones_learned(lines_data):
         fixed = af.ImageLabeler(rho=0.2, T=2.0, n_layers=2, max_iter=4, random_state=0).fit(X, Y)
         auto = af.ImageLabeler(n_layers=1, max_iter=6, random_state=0).fit(X, Y)
     np.testing.assert_allclose(fixed.rho_, [0.2, 0.2])
-    np.testing.assert_allclose(fixed.T_, [1.0, 1.0])
+    np.testing.assert_allclose(fixed.T_, [2.0, 0.2])
     assert auto.rho_[0] > 0 and auto.T_[0] > 0
 
 
