@@ -70,7 +70,7 @@ from ._validation import as_float_array
 from .features import affinity_features, gaussian_features, window_features
 from .flows import DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
 from .gradients import GradientEstimator, _estimate_stack
-from .graphs import GridGraph
+from .graphs import Graph, GridGraph
 from .integrators import FlowResult, LinearIntegrator
 from .learning import Learner
 from .losses import Loss
@@ -304,7 +304,8 @@ class _Model:
     def objective(self, params: dict, data: _Image) -> tuple[float, float, dict]:
         """Loss, training error and the gradients of one image (runs in a joblib worker)."""
         stack, fwd, feats, preds = self.forward(params, data, record=True)
-        loss = self.make_loss(data.y)
+        temp = float(np.exp(params["log_temperature"]))
+        loss = _Tempered(self.make_loss(data.y), temp)
         hook = None
         if self.reads_previous and not self.stop_gradient:
             J = self.n_labels
@@ -331,12 +332,54 @@ class _Model:
         x = data.image.reshape(-1, protos.shape[1])
         Dg = res.distance_gradient / np.maximum(distance_matrix(x, protos), 1e-12)
         grads["prototypes"] = Dg.sum(axis=0)[:, None] * protos - Dg.T @ x
+        # the loss sees V / temperature: ∂L/∂log(temperature) = -<∂L/∂V', V'>
+        Vt = fwd.V / temp
+        grads["log_temperature"] = -float(np.sum(loss.base.data_gradient(Vt) * Vt))
         err = float(np.mean(np.argmax(fwd.V, axis=1) != data.y))
         return float(res.value), err, grads
+
+    def calibrate(self, params: dict, data: list[_Image]) -> float:
+        """The temperature that minimises the loss of the current flow on ``data``."""
+        Vs = [self.forward(params, d, record=False)[1].V for d in data]
+        losses = [self.make_loss(d.y) for d in data]
+        grid = np.exp(np.linspace(np.log(1e-3), np.log(1e4), 36))
+        vals = [
+            np.mean([f.data_value(V / t) for f, V in zip(losses, Vs, strict=True)]) for t in grid
+        ]
+        return float(grid[int(np.argmin(vals))])
 
     def error(self, params: dict, data: _Image) -> float:
         fwd = self.forward(params, data, record=False)[1]
         return float(np.mean(np.argmax(fwd.V, axis=1) != data.y))
+
+
+class _Tempered(Loss):
+    """The data term of ``base`` at :math:`V/\tau`: a calibration temperature.
+
+    The labels ``argmax V`` do not depend on :math:`\tau`, so the loss can be
+    calibrated without changing the labeling: at long horizons :math:`V(T)` grows
+    large, and the plain KL loss of a few confidently wrong pixels would otherwise
+    dominate the learning (it lowers the loss by spoiling the labeling).
+    """
+
+    def __init__(self, base: Loss, temperature: float) -> None:
+        self.base, self.t = base, temperature
+        self.labels = getattr(base, "labels", None)
+
+    def data_value(self, V):
+        return self.base.data_value(V / self.t)
+
+    def data_gradient(self, V):
+        return self.base.data_gradient(V / self.t) / self.t
+
+    def reg_value(self, weights):
+        return self.base.reg_value(weights)
+
+    def reg_gradient(self, weights):
+        return self.base.reg_gradient(weights)
+
+    def check(self, flow):
+        self.base.check(flow)
 
 
 def _initial_horizons(T: float, K: int) -> np.ndarray:
@@ -396,6 +439,13 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
     grid_ndim : int, default=2
         Grid axes of an image: 2 for images ``(h, w[, c])``, 3 for volumes
         ``(d, h, w[, c])`` (with ``(2r+1)³`` windows).
+    graph : str or callable, default="grid"
+        The pixels' graph: ``"grid"`` (the ``(2r+1)^ndim`` window of ``radius``), or
+        any registered graph factory (``af.registry.graphs``, e.g. a plugin's), called
+        per image as ``resolve(graph, X=image, **graph_params)`` with the image of
+        shape ``(*grid, c)``; the edge predictor works on any graph.
+    graph_params : dict, default=None
+        Options of a graph factory other than ``"grid"``.
     loss : str or Loss class, default="kl"
         The data term, built per training image as
         ``af.registry.losses.resolve(loss, labels=y, **loss_params)``.
@@ -453,6 +503,10 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         The scale :math:`\\rho_\\ell` of every layer.
     T_ : ndarray (n_layers,)
         The horizon :math:`h_\\ell` of every layer.
+    temperature_ : float
+        The calibration temperature :math:`\\tau` of the training loss, which is taken
+        at :math:`V/\\tau` (the labels do not depend on it; :meth:`predict_proba`
+        returns the flow's assignment :math:`W(T)` itself).
     history_ : dict of str -> ndarray
         Per iteration: training loss and error, validation error, time.
     n_iter_ : int
@@ -485,6 +539,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         "learn_prototypes": ["boolean"],
         "radius": [Interval(numbers.Integral, 0, 16, closed="both")],
         "grid_ndim": [Interval(numbers.Integral, 1, 3, closed="both")],
+        "graph": [str, callable],
+        "graph_params": [dict, None],
         "loss": [str, type, Loss],
         "loss_params": [dict, None],
         "features": [StrOptions(set(FEATURES))],
@@ -518,6 +574,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         learn_prototypes: bool = False,
         radius: int = 1,
         grid_ndim: int = 2,
+        graph: Any = "grid",
+        graph_params: dict | None = None,
         loss: Any = "kl",
         loss_params: dict | None = None,
         features: str = "window",
@@ -547,6 +605,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         self.learn_prototypes = learn_prototypes
         self.radius = radius
         self.grid_ndim = grid_ndim
+        self.graph = graph
+        self.graph_params = graph_params
         self.loss = loss
         self.loss_params = loss_params
         self.features = features
@@ -594,8 +654,24 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             registry.losses.get(self.loss)  # an unknown name fails before the training
         return integ, est, pcls, scales
 
+    def _graph(self, image: np.ndarray):
+        if self.graph == "grid":
+            return GridGraph(image.shape[:-1], self.radius)
+        g = registry.graphs.resolve(self.graph, X=image, **(self.graph_params or {}))
+        if not isinstance(g, Graph) or g.n_nodes != image[..., 0].size:
+            raise ValueError(
+                f"graph {self.graph!r} must build an assignflow Graph on the image's "
+                f"{image[..., 0].size} pixels, got {g!r}"
+            )
+        return g
+
     def _data(self, image: np.ndarray, y: np.ndarray | None, pcls, scales, protos) -> _Image:
-        g = GridGraph(image.shape[:-1], self.radius)
+        g = self._graph(image)
+        if pcls is WeightPredictor and not isinstance(g, GridGraph):
+            raise ValueError(
+                "predictor='prototype' needs the grid graph (weight patches); use "
+                "predictor='edge' with other graphs"
+            )
         if pcls is EdgePredictor:
             F = _smoothed(image, scales, self.dtype)
         elif self.features == "window":
@@ -687,6 +763,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         params["log_rho"] = np.full(K, np.log(rho0))
         params["log_T"] = np.log(_initial_horizons(T0, K))
         params["prototypes"] = protos
+        params["log_temperature"] = np.array(0.0)
+        params["log_temperature"] = np.array(np.log(model.calibrate(params, train)))
         frozen = set()
         if self.rho != "auto":
             frozen.add("log_rho")
@@ -761,6 +839,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         self.rho_ = np.asarray(rhos, dtype=float)
         self.T_ = np.asarray(Ts, dtype=float)
         self.prototypes_ = np.asarray(protos, dtype=float)
+        self.temperature_ = float(np.exp(res.params["log_temperature"]))
         self.history_ = {k: v for k, v in res.history.items()}
         self.history_.setdefault("val_error", self.history_.get("error"))
         self.n_iter_ = res.n_iter
