@@ -433,9 +433,10 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         constants (no gradient through them).
     learn_prototypes : bool, default=False
         Also learn the label prototypes :math:`l_j` (through :math:`D`).
-    radius : int, default=1
+    radius : "auto" or int, default="auto"
         Window radius ``r`` of the grid neighbourhoods (and of the prototype
-        predictor's windows).
+        predictor's windows). ``"auto"``: 1 or 2, chosen with :math:`\\rho` and
+        :math:`T` on the training images (``radius_``).
     grid_ndim : int, default=2
         Grid axes of an image: 2 for images ``(h, w[, c])``, 3 for volumes
         ``(d, h, w[, c])`` (with ``(2r+1)³`` windows).
@@ -503,6 +504,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         The scale :math:`\\rho_\\ell` of every layer.
     T_ : ndarray (n_layers,)
         The horizon :math:`h_\\ell` of every layer.
+    radius_ : int
+        The window radius used.
     temperature_ : float
         The calibration temperature :math:`\\tau` of the training loss, which is taken
         at :math:`V/\\tau` (the labels do not depend on it; :meth:`predict_proba`
@@ -537,7 +540,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         "scales": ["array-like"],
         "stop_gradient": ["boolean"],
         "learn_prototypes": ["boolean"],
-        "radius": [Interval(numbers.Integral, 0, 16, closed="both")],
+        "radius": [StrOptions({"auto"}), Interval(numbers.Integral, 0, 16, closed="both")],
         "grid_ndim": [Interval(numbers.Integral, 1, 3, closed="both")],
         "graph": [str, callable],
         "graph_params": [dict, None],
@@ -572,7 +575,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         scales: Any = (0.0, 1.0, 2.0),
         stop_gradient: bool = False,
         learn_prototypes: bool = False,
-        radius: int = 1,
+        radius: Any = "auto",
         grid_ndim: int = 2,
         graph: Any = "grid",
         graph_params: dict | None = None,
@@ -656,7 +659,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
 
     def _graph(self, image: np.ndarray):
         if self.graph == "grid":
-            return GridGraph(image.shape[:-1], self.radius)
+            return GridGraph(image.shape[:-1], self.radius_)
         g = registry.graphs.resolve(self.graph, X=image, **(self.graph_params or {}))
         if not isinstance(g, Graph) or g.n_nodes != image[..., 0].size:
             raise ValueError(
@@ -675,9 +678,9 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         if pcls is EdgePredictor:
             F = _smoothed(image, scales, self.dtype)
         elif self.features == "window":
-            F = window_features(image, self.radius, grid_ndim=self.grid_ndim, dtype=self.dtype)
+            F = window_features(image, self.radius_, grid_ndim=self.grid_ndim, dtype=self.dtype)
         else:
-            F = _assignment_features(image, protos, self.radius, self.feature_rho,
+            F = _assignment_features(image, protos, self.radius_, self.feature_rho,
                                      self.feature_T, self.dtype)  # fmt: skip
         return _Image(image=image, graph=g, features=F, y=y)
 
@@ -748,12 +751,14 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         n_val = int(np.ceil(self.validation_fraction * n)) if n >= 2 else 0
         n_val = min(n_val, n - 1)  # keep at least one training image
         val_idx, train_idx = order[:n_val], order[n_val:]
+        probe = [(imgs[i], ys[i]) for i in train_idx[:2]]
+        radius0, rho0, T0 = self._initial_hyperparameters(probe, protos, integ)
+        self.radius_ = radius0
         data = [self._data(imgs[i], ys[i], pcls, scales, protos) for i in range(n)]
         train = [data[i] for i in train_idx]
         val = [data[i] for i in val_idx]
 
         K = self.n_layers
-        rho0, T0 = self._initial_hyperparameters(train, protos, integ)
         model0 = self._model(None, K, J, integ, est, pcls)
         preds = self._initial_predictors(pcls, train, protos, rho0, T0, model0, rng, scales)
         model = self._model(preds, K, J, integ, est, pcls)
@@ -860,28 +865,36 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             dtype=np.dtype(self.dtype),
         )
 
-    def _initial_hyperparameters(self, train, protos, integ) -> tuple[float, float]:
-        """``(rho, T)``: given numbers, or the best uniform-weight flow on training images."""
-        if self.rho != "auto" and self.T != "auto":
-            return float(self.rho), float(self.T)
-        D = [distance_matrix(d.image, protos) for d in train]
-        base = estimate_rho(np.concatenate(D[:2]))
+    def _initial_hyperparameters(self, probe, protos, integ) -> tuple[int, float, float]:
+        """``(radius, rho, T)``: given values, or the best uniform-weight flow on the probe.
+
+        ``"auto"`` values are chosen jointly by the error of the uniform-weight LAF on
+        (at most two) training images: the radii 1 and 2 (larger windows pool the
+        evidence of wide regions faster, smaller ones keep thin structures), the scales
+        ``RHO_FACTORS × estimate_rho(D)`` and the horizons ``T_GRID``.
+        """
+        radii = [1, 2] if self.radius == "auto" else [int(self.radius)]
+        D = [distance_matrix(im, protos) for im, _ in probe]
+        base = estimate_rho(np.concatenate(D))
         rhos = [base * f for f in RHO_FACTORS] if self.rho == "auto" else [float(self.rho)]
         Ts = list(T_GRID) if self.T == "auto" else [float(self.T)]
-        best = (np.inf, rhos[0], Ts[0])
-        probe = train[:2]
-        for rho in rhos:
-            for T in Ts:
-                errs = []
-                for d, Dk in zip(probe, D, strict=False):
-                    sim = SimilarityOperator(Weights.uniform(d.graph), Dk, rho=rho,
-                                             dtype=self.dtype)  # fmt: skip
-                    res = LinearizedAssignmentFlow(sim, T=T).solve(integ)
-                    errs.append(np.mean(res.labels != d.y))
-                err = float(np.mean(errs))
-                if err < best[0] - 1e-12:
-                    best = (err, rho, T)
-        return best[1], best[2]
+        if len(radii) * len(rhos) * len(Ts) == 1:
+            return radii[0], rhos[0], Ts[0]
+        best = (np.inf, radii[0], rhos[0], Ts[0])
+        for r in radii:
+            graphs = [GridGraph(im.shape[:-1], r) for im, _ in probe]
+            for rho in rhos:
+                for T in Ts:
+                    errs = []
+                    for g, (_, y), Dk in zip(graphs, probe, D, strict=True):
+                        sim = SimilarityOperator(Weights.uniform(g), Dk, rho=rho,
+                                                 dtype=self.dtype)  # fmt: skip
+                        res = LinearizedAssignmentFlow(sim, T=T).solve(integ)
+                        errs.append(np.mean(res.labels != y))
+                    err = float(np.mean(errs))
+                    if err < best[0] - 1e-12:
+                        best = (err, r, rho, T)
+        return best[1], best[2], best[3]
 
     def _initial_predictors(self, pcls, train, protos, rho0, T0, model0, rng, scales):
         K = self.n_layers
@@ -894,7 +907,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 # the paper: k-means on the windows of the noise-free images
                 init_feats = [
                     window_features(
-                        protos[d.y].reshape(d.image.shape), self.radius, grid_ndim=self.grid_ndim
+                        protos[d.y].reshape(d.image.shape), self.radius_, grid_ndim=self.grid_ndim
                     )
                     for d in train
                 ]
@@ -904,7 +917,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 [d.image for d in train],
                 [d.y.reshape(d.image.shape[:-1]) for d in train],
                 features=init_feats,
-                radius=self.radius,
+                radius=self.radius_,
                 n_prototypes=self.n_prototypes,
                 random_state=seed,
                 **{"sigma": 1.0 if self.features == "window" else 5.0, **options},
@@ -1097,7 +1110,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         for name in ("rho_", "T_"):
             if np.any(check(getattr(self, name), name, shape=(len(preds),)) <= 0):
                 raise ValueError(f"{name} must hold one value > 0 per layer")
-        window = (2 * self.radius + 1) ** self.grid_ndim
+        window = (2 * self.radius_ + 1) ** self.grid_ndim
         for ell, p in enumerate(preds):
             if isinstance(p, EdgePredictor):
                 # layer features: the smoothed image, then also the previous assignment
