@@ -84,6 +84,8 @@ __all__ = ["ImageLabeler"]
 _MAX_ABS = 1e150
 #: Largest number of layers of the deep flow.
 MAX_LAYERS = 16
+#: Largest horizon: beyond it the flows grow like e^{T·||A||} past the float range.
+MAX_T = 1e4
 #: The starting points tried by ``rho="auto"`` (factors of ``estimate_rho``) and
 #: ``T="auto"`` (total horizons).
 RHO_FACTORS = (0.25, 0.5, 1.0, 2.0)
@@ -258,7 +260,10 @@ class _Model:
         for ell, p in enumerate(self.predictors):
             own = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(f"L{ell}.")}
             preds.append(p.with_params(own))
-        return preds, np.exp(params["log_rho"]), np.exp(params["log_T"]), params["prototypes"]
+        # the learned log-parameters stay in the range where the flows are finite
+        rho = np.exp(np.clip(params["log_rho"], -300.0, 300.0))
+        T = np.exp(np.clip(params["log_T"], np.log(1e-6), np.log(MAX_T)))
+        return preds, rho, T, params["prototypes"]
 
     def layer_features(self, data: _Image, V_before: np.ndarray | None) -> np.ndarray:
         if not self.reads_previous or V_before is None:
@@ -532,8 +537,11 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: ClassVar[dict] = {
         "prototypes": ["array-like", None],
-        "rho": [StrOptions({"auto"}), Interval(numbers.Real, 0, None, closed="neither")],
-        "T": [StrOptions({"auto"}), Interval(numbers.Real, 0, None, closed="neither")],
+        "rho": [
+            StrOptions({"auto"}),
+            Interval(numbers.Real, np.finfo(np.float64).tiny, None, closed="left"),
+        ],
+        "T": [StrOptions({"auto"}), Interval(numbers.Real, 0, MAX_T, closed="right")],
         "n_layers": [Interval(numbers.Integral, 1, MAX_LAYERS, closed="both")],
         "predictor": [str, type, Predictor],
         "predictor_params": [dict, None],
@@ -629,6 +637,13 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         self.callback = callback
 
     # ------------------------------------------------------------------ settings
+    def _validate_params(self) -> None:
+        """scikit-learn's validation of the constraints table, and no bools for numbers."""
+        super()._validate_params()
+        for name in ("rho", "T", "n_layers", "n_prototypes", "max_iter", "radius", "learning_rate"):
+            if isinstance(getattr(self, name), (bool, np.bool_)):  # sklearn's Interval admits bools
+                raise TypeError(f"{name} must be a number, not a bool, got {getattr(self, name)}")
+
     def _components(self):
         """The resolved integrator, estimator and predictor class (unknown names fail early)."""
         integ = registry.integrators.resolve(self.integrator)
@@ -702,9 +717,6 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         """
         from joblib import Parallel, delayed
 
-        for name in ("rho", "T", "n_layers", "n_prototypes", "max_iter", "radius", "learning_rate"):
-            if isinstance(getattr(self, name), (bool, np.bool_)):  # sklearn's Interval admits bools
-                raise TypeError(f"{name} must be a number, not a bool, got {getattr(self, name)}")
         integ, est, pcls, scales = self._components()
         single = None
         if not isinstance(images, (list, tuple)):
@@ -1110,6 +1122,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         for name in ("rho_", "T_"):
             if np.any(check(getattr(self, name), name, shape=(len(preds),)) <= 0):
                 raise ValueError(f"{name} must hold one value > 0 per layer")
+        if np.any(self.T_ > MAX_T):
+            raise ValueError(f"T_ must be <= {MAX_T:g} per layer (the flows overflow beyond)")
         window = (2 * self.radius_ + 1) ** self.grid_ndim
         for ell, p in enumerate(preds):
             if isinstance(p, EdgePredictor):
