@@ -41,7 +41,8 @@ Learning (``fit``)
        and the chain through every layer's base point and the features it reads
        (``stop_gradient=True`` treats the features as constants). Per-image work
        runs through joblib (``n_jobs``).
-    5. Early stopping on the error of held-out validation images (the same forward
+    5. Early stopping on the (tempered) loss of held-out validation images, a smooth
+       criterion (their error is recorded too; both use the same forward
        as ``predict``), and the best parameters are kept.
 
 Cost per iteration: per training image and layer one forward and one adjoint Krylov
@@ -353,9 +354,12 @@ class _Model:
         ]
         return float(grid[int(np.argmin(vals))])
 
-    def error(self, params: dict, data: _Image) -> float:
+    def evaluate(self, params: dict, data: _Image) -> tuple[float, float]:
+        """``(tempered loss, error)`` of one held-out image (the forward of ``predict``)."""
         fwd = self.forward(params, data, record=False)[1]
-        return float(np.mean(np.argmax(fwd.V, axis=1) != data.y))
+        temp = float(np.exp(params["log_temperature"]))
+        loss = self.make_loss(data.y).data_value(fwd.V / temp)
+        return float(loss), float(np.mean(np.argmax(fwd.V, axis=1) != data.y))
 
 
 class _Tempered(Loss):
@@ -479,7 +483,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         Fraction of the training images held out for early stopping (at least
         one image when ``fit`` gets two or more and the fraction is positive).
     n_iter_no_change : int, default=15
-        Stop when the validation error has not improved for this many iterations.
+        Stop when the validation loss has not improved for this many iterations.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split and the predictors' initialisation.
     verbose : int, default=0
@@ -492,7 +496,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         of labeling very large images).
     callback : callable, default=None
         ``callback(iteration, record)`` after every training iteration; ``record``
-        holds ``"loss"``, ``"error"``, ``"val_error"``, ``"time"`` and ``"max_iter"``.
+        holds ``"loss"``, ``"error"``, ``"val_loss"``, ``"val_error"``, ``"time"`` and
+        ``"max_iter"`` (the validation entries when images are held out).
         Returning ``True`` stops the training.
 
     Attributes
@@ -819,7 +824,13 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         if val:
 
             def validate(p):
-                return float(np.mean([model.error(p, d) for d in val]))
+                # the (tempered) loss is a smooth criterion; the error of a few held-out
+                # images jumps with every region that flips
+                figures = [model.evaluate(p, d) for d in val]
+                return {
+                    "val_loss": float(np.mean([f[0] for f in figures])),
+                    "val_error": float(np.mean([f[1] for f in figures])),
+                }
 
         learner = Learner(
             max_iter=self.max_iter,
@@ -838,6 +849,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                     callback=self.callback,
                     lr_scale={"prototypes": 0.2},
                     name="ImageLabeler",
+                    select="val_loss",
                 )
         finally:
             if pool is not None:
