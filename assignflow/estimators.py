@@ -313,11 +313,12 @@ class _Model:
         temp = float(np.exp(params["log_temperature"]))
         loss = _Tempered(self.make_loss(data.y), temp)
         hook = None
+        pgrads: dict[int, dict] = {}
         if self.reads_previous and not self.stop_gradient:
             J = self.n_labels
 
             def hook(ell: int, grad_w: np.ndarray) -> np.ndarray:
-                gf = preds[ell].feature_vjp(data.graph, feats[ell], grad_w)
+                pgrads[ell], gf = preds[ell].vjp_both(data.graph, feats[ell], grad_w)
                 d0 = data.features.shape[1]
                 V_before = sum(r.V for r in fwd.layers[:ell])
                 W = softmax(J * np.asarray(V_before, dtype=np.float64))
@@ -328,7 +329,10 @@ class _Model:
         res = _estimate_stack(self.estimator, stack, loss, self.integrator, fwd, hook)
         grads: dict[str, Any] = {}
         for ell, (p, r) in enumerate(zip(preds, res.layers, strict=True)):
-            for k, v in p.vjp(data.graph, feats[ell], r.gradient).items():
+            own = pgrads.get(ell)
+            if own is None:
+                own = p.vjp(data.graph, feats[ell], r.gradient)
+            for k, v in own.items():
                 grads[f"L{ell}.{k}"] = v
         rhos = np.array([s.rho for s in stack.layers])
         grads["log_rho"] = rhos * np.array([r.rho_gradient for r in res.layers])

@@ -124,6 +124,15 @@ class Predictor(ABC):
     def feature_vjp(self, graph: Graph, features: Any, grad_weights: Any) -> np.ndarray:
         """:math:`\\partial\\mathcal{L}/\\partial f` ``(I, d)``."""
 
+    def vjp_both(
+        self, graph: Graph, features: Any, grad_weights: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """:meth:`vjp` and :meth:`feature_vjp` together (subclasses may share the work)."""
+        return (
+            self.vjp(graph, features, grad_weights),
+            self.feature_vjp(graph, features, grad_weights),
+        )
+
     @abstractmethod
     def params(self) -> dict[str, np.ndarray]:
         """The trainable parameters (a fresh dict of arrays)."""
@@ -377,7 +386,16 @@ class EdgePredictor(Predictor):
         :math:`L_c = \operatorname{diag}((C + C^\top)\mathbb{1}) - (C + C^\top)` is the
         Laplacian of the symmetrised edge matrix :math:`C` of the :math:`c_{ik,f}`.
         """
-        f, _, dphi = self._backward(graph, features, grad_weights, True)
+        return self._feature_pullback(graph, *self._backward(graph, features, grad_weights, True))
+
+    def vjp_both(self, graph, features, grad_weights):
+        """Parameter and feature gradients from one pass over the edges."""
+        f, grads, dphi = self._backward(graph, features, grad_weights, True)
+        if not self.hidden:
+            grads = {"theta": grads["theta"], "bias": grads["bias"]}
+        return grads, self._feature_pullback(graph, f, grads, dphi)
+
+    def _feature_pullback(self, graph, f, grads, dphi) -> np.ndarray:
         n = graph.n_nodes
         out = np.zeros(f.shape)
         for j, (a, b) in enumerate(self.groups):

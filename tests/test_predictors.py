@@ -155,3 +155,18 @@ def test_predictors_registry_family():
     q = p.with_params(p.params())
     np.testing.assert_array_equal(q.theta, p.theta)
     np.testing.assert_array_equal(q.bias, p.bias)
+
+
+@pytest.mark.parametrize("hidden", [0, 3])
+def test_vjp_both_equals_the_two_pullbacks(hidden):
+    g, f, p, G = _edge_problem(True, seed=4, hidden=hidden)
+    grads, gf = p.vjp_both(g, f, G)
+    for k, v in p.vjp(g, f, G).items():
+        np.testing.assert_allclose(grads[k], v, rtol=1e-13)
+    np.testing.assert_allclose(gf, p.feature_vjp(g, f, G), rtol=1e-13)
+    rng = np.random.default_rng(5)
+    P = af.WeightPredictor(rng.normal(size=(3, 4)), rng.normal(size=(3, 9)), 0.5)
+    F = rng.normal(size=(g.n_nodes, 4))
+    grads, gf = P.vjp_both(g, F, G)
+    np.testing.assert_allclose(gf, P.feature_vjp(g, F, G))
+    np.testing.assert_allclose(grads["nu"], P.vjp(g, F, G)["nu"])
