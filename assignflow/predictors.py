@@ -68,7 +68,7 @@ from .weights import Weights
 __all__ = ["EdgePredictor", "Predictor", "WeightPredictor", "edge_offset_classes"]
 
 #: Edges (or pixels) per chunk of the chunked evaluation.
-_CHUNK = 1 << 16
+_CHUNK = 1 << 18
 
 
 def _row_chunks(graph: Graph, rows_per_chunk: int):
