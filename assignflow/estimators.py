@@ -272,8 +272,13 @@ class _Model:
         W = softmax(self.n_labels * np.asarray(V_before, dtype=np.float64))
         return np.concatenate([data.features, np.sqrt(W).astype(data.features.dtype)], axis=1)
 
-    def forward(self, params: dict, data: _Image, *, record: bool, progress: Any = None):
-        """Solve every layer; returns ``(stack, forward, features per layer, predictors)``."""
+    def forward(
+        self, params: dict, data: _Image, *, record: bool, progress: Any = None, caches=None
+    ):
+        """Solve every layer; returns ``(stack, forward, features per layer, predictors)``.
+
+        ``caches``, a list, receives one predictor cache per layer (training).
+        """
         preds, rhos, Ts, protos = self.unpack(params)
         D = distance_matrix(data.image, protos).astype(self.dtype)
         layers, results, feats = [], [], []
@@ -281,7 +286,13 @@ class _Model:
         K = self.n_layers
         for ell in range(K):
             f = self.layer_features(data, V)
-            om = preds[ell].predict_weights(data.graph, f)
+            if caches is not None and isinstance(preds[ell], EdgePredictor):
+                caches.append({})
+                om = preds[ell].predict_weights(data.graph, f, cache=caches[-1])
+            else:
+                if caches is not None:
+                    caches.append(None)
+                om = preds[ell].predict_weights(data.graph, f)
             sim = SimilarityOperator(om, D, rho=float(rhos[ell]), dtype=self.dtype)
             stack_so_far = DeepLinearizedAssignmentFlow([*layers, sim], T=[*Ts[: ell + 1]])
 
@@ -309,7 +320,8 @@ class _Model:
 
     def objective(self, params: dict, data: _Image) -> tuple[float, float, dict]:
         """Loss, training error and the gradients of one image (runs in a joblib worker)."""
-        stack, fwd, feats, preds = self.forward(params, data, record=True)
+        caches: list = []
+        stack, fwd, feats, preds = self.forward(params, data, record=True, caches=caches)
         temp = float(np.exp(params["log_temperature"]))
         loss = _Tempered(self.make_loss(data.y), temp)
         hook = None
@@ -318,7 +330,9 @@ class _Model:
             J = self.n_labels
 
             def hook(ell: int, grad_w: np.ndarray) -> np.ndarray:
-                pgrads[ell], gf = preds[ell].vjp_both(data.graph, feats[ell], grad_w)
+                pgrads[ell], gf = _vjp(
+                    preds[ell], data.graph, feats[ell], grad_w, caches[ell], True
+                )
                 d0 = data.features.shape[1]
                 V_before = sum(r.V for r in fwd.layers[:ell])
                 W = softmax(J * np.asarray(V_before, dtype=np.float64))
@@ -331,7 +345,7 @@ class _Model:
         for ell, (p, r) in enumerate(zip(preds, res.layers, strict=True)):
             own = pgrads.get(ell)
             if own is None:
-                own = p.vjp(data.graph, feats[ell], r.gradient)
+                own = _vjp(p, data.graph, feats[ell], r.gradient, caches[ell], False)
             for k, v in own.items():
                 grads[f"L{ell}.{k}"] = v
         rhos = np.array([s.rho for s in stack.layers])
@@ -404,6 +418,15 @@ def _initial_horizons(T: float, K: int) -> np.ndarray:
     the start and the learning can only improve on it.
     """
     return np.array([T] + [0.1 * T] * (K - 1))
+
+
+def _vjp(pred, graph, features, grad, cache, both: bool):
+    """The predictor's pull-back, reusing its forward cache where it keeps one."""
+    if cache is not None:
+        if both:
+            return pred.vjp_both(graph, features, grad, cache=cache)
+        return pred.vjp(graph, features, grad, cache=cache)
+    return pred.vjp_both(graph, features, grad) if both else pred.vjp(graph, features, grad)
 
 
 def _objective_of(model: _Model, params: dict, data: _Image):

@@ -170,3 +170,13 @@ def test_vjp_both_equals_the_two_pullbacks(hidden):
     grads, gf = P.vjp_both(g, F, G)
     np.testing.assert_allclose(gf, P.feature_vjp(g, F, G))
     np.testing.assert_allclose(grads["nu"], P.vjp(g, F, G)["nu"])
+
+
+def test_edge_predictor_cache_gives_the_same_pullbacks():
+    g, f, p, G = _edge_problem(True, seed=6, hidden=2)
+    cache = {}
+    w = p.predict_weights(g, f, cache=cache)
+    np.testing.assert_array_equal(w.values, p.predict_weights(g, f).values)
+    for k, v in p.vjp(g, f, G).items():
+        np.testing.assert_allclose(p.vjp(g, f, G, cache=cache)[k], v, rtol=1e-14)
+    np.testing.assert_allclose(p.vjp_both(g, f, G, cache=cache)[1], p.feature_vjp(g, f, G))
