@@ -931,20 +931,36 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         Ts = list(T_GRID) if self.T == "auto" else [float(self.T)]
         if len(radii) * len(rhos) * len(Ts) == 1:
             return radii[0], rhos[0], Ts[0]
+        Ts = sorted(Ts)
         best = (np.inf, radii[0], rhos[0], Ts[0])
         for r in radii:
             graphs = [GridGraph(im.shape[:-1], r) for im, _ in probe]
             for rho in rhos:
+                flows = [
+                    LinearizedAssignmentFlow(
+                        SimilarityOperator(Weights.uniform(g), Dk, rho=rho, dtype=self.dtype)
+                    )
+                    for g, Dk in zip(graphs, D, strict=True)
+                ]
+                # the horizons by continued integration (the LAF is autonomous), and no
+                # longer ones once the error has risen twice
+                xs = [None] * len(flows)
+                t_done, rising, last = 0.0, 0, np.inf
                 for T in Ts:
                     errs = []
-                    for g, (_, y), Dk in zip(graphs, probe, D, strict=True):
-                        sim = SimilarityOperator(Weights.uniform(g), Dk, rho=rho,
-                                                 dtype=self.dtype)  # fmt: skip
-                        res = LinearizedAssignmentFlow(sim, T=T).solve(integ)
-                        errs.append(np.mean(res.labels != y))
+                    for k, (f, (_, y)) in enumerate(zip(flows, probe, strict=True)):
+                        xs[k], _ = integ.integrate(
+                            f.aslinearoperator(), f.B.ravel(), T - t_done, xs[k]
+                        )
+                        errs.append(np.mean(np.argmax(xs[k].reshape(f.shape), axis=1) != y))
+                    t_done = T
                     err = float(np.mean(errs))
                     if err < best[0] - 1e-12:
                         best = (err, r, rho, T)
+                    rising = rising + 1 if err > last else 0
+                    last = err
+                    if rising >= 2:
+                        break
         return best[1], best[2], best[3]
 
     def _initial_predictors(self, pcls, train, protos, rho0, T0, model0, rng, scales):
