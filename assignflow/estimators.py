@@ -85,6 +85,8 @@ __all__ = ["ImageLabeler"]
 _MAX_ABS = 1e150
 #: Largest number of layers of the deep flow.
 MAX_LAYERS = 16
+#: Hidden units of the edge predictor's perceptron unless ``predictor_params`` says.
+DEFAULT_HIDDEN = 8
 #: Largest horizon: beyond it the flows grow like e^{T·||A||} past the float range.
 MAX_T = 1e4
 #: The starting points tried by ``rho="auto"`` (factors of ``estimate_rho``) and
@@ -460,7 +462,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         The weight predictor (a registered name in ``af.registry.predictors``).
     predictor_params : dict, default=None
         Options of the predictor's initialisation (edge: ``hidden`` units of its
-        perceptron; prototype: ``strength``, ``sigma``, ``max_samples``).
+        perceptron, 8 by default, 0 for the log-linear model; prototype:
+        ``strength``, ``sigma``, ``max_samples``).
     scales : tuple of float, default=(0.0, 1.0, 2.0)
         Widths of the Gaussians that smooth the image into the edge predictor's
         feature groups (0: the image itself).
@@ -967,6 +970,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         K = self.n_layers
         seed = int(rng.randint(2**31 - 1))
         options = dict(self.predictor_params or {})
+        if pcls is EdgePredictor:
+            options.setdefault("hidden", DEFAULT_HIDDEN)
         c = train[0].image.shape[-1]
         J = len(protos)
         if pcls is WeightPredictor:
