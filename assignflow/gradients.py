@@ -62,7 +62,7 @@ from ._parallel import blas_single_thread
 from ._simplex import project_tangent, replicator, row_dot
 from ._validation import as_float_array, positive_float_converter, positive_int_validator
 from .flows import DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
-from .integrators import ExponentialKrylov, FlowResult, LinearIntegrator
+from .integrators import MAX_KRYLOV_DIM, ExponentialKrylov, FlowResult, LinearIntegrator
 from .losses import Loss
 from .weights import Weights
 
@@ -77,8 +77,7 @@ __all__ = [
     "weight_gradient",
 ]
 
-#: Largest Krylov dimension of the adjoint runs, and of the quadrature's node count.
-MAX_KRYLOV_DIM = 500
+#: Largest number of Gauss–Legendre nodes of the quadrature.
 MAX_NODES = 1024
 
 
