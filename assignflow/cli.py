@@ -124,6 +124,7 @@ def _number(interval: Interval, *options: str) -> Callable[[str], Any]:
 _RHO = _number(Interval(Real, np.finfo(np.float64).tiny, None, closed="left"), "auto")
 _T_OR_AUTO = _number(Interval(Real, 0, None, closed="neither"), "auto")
 _COUNT = _number(Interval(Integral, 1, None, closed="left"))
+_RADIUS_OR_AUTO = _number(Interval(Integral, 0, 16, closed="both"), "auto")
 _RHO_HELP = (
     "scale of the distances, a number > 0 or 'auto' (the median gap between the distances "
     "of a pixel to its two nearest prototypes, assignflow.estimate_rho)"
@@ -495,7 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(see 'assignflow plugins')",
     )
     ft.add_argument(
-        "--radius", type=int, default=_LABELER["radius"].default, help="neighbourhood radius"
+        "--radius",
+        type=_RADIUS_OR_AUTO,
+        default=_LABELER["radius"].default,
+        help="neighbourhood radius, 0 to 16 or 'auto' (1 or 2, chosen on the training images)",
     )
     ft.add_argument(
         "--features",

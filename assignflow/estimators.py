@@ -41,7 +41,8 @@ Learning (``fit``)
        and the chain through every layer's base point and the features it reads
        (``stop_gradient=True`` treats the features as constants). Per-image work
        runs through joblib (``n_jobs``).
-    5. Early stopping on the error of held-out validation images (the same forward
+    5. Early stopping on the (tempered) loss of held-out validation images, a smooth
+       criterion (their error is recorded too; both use the same forward
        as ``predict``), and the best parameters are kept.
 
 Cost per iteration: per training image and layer one forward and one adjoint Krylov
@@ -70,7 +71,7 @@ from ._validation import as_float_array
 from .features import affinity_features, gaussian_features, window_features
 from .flows import DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
 from .gradients import GradientEstimator, _estimate_stack
-from .graphs import GridGraph
+from .graphs import Graph, GridGraph
 from .integrators import FlowResult, LinearIntegrator
 from .learning import Learner
 from .losses import Loss
@@ -84,6 +85,8 @@ __all__ = ["ImageLabeler"]
 _MAX_ABS = 1e150
 #: Largest number of layers of the deep flow.
 MAX_LAYERS = 16
+#: Largest horizon: beyond it the flows grow like e^{T·||A||} past the float range.
+MAX_T = 1e4
 #: The starting points tried by ``rho="auto"`` (factors of ``estimate_rho``) and
 #: ``T="auto"`` (total horizons).
 RHO_FACTORS = (0.25, 0.5, 1.0, 2.0)
@@ -258,7 +261,10 @@ class _Model:
         for ell, p in enumerate(self.predictors):
             own = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(f"L{ell}.")}
             preds.append(p.with_params(own))
-        return preds, np.exp(params["log_rho"]), np.exp(params["log_T"]), params["prototypes"]
+        # the learned log-parameters stay in the range where the flows are finite
+        rho = np.exp(np.clip(params["log_rho"], -300.0, 300.0))
+        T = np.exp(np.clip(params["log_T"], np.log(1e-6), np.log(MAX_T)))
+        return preds, rho, T, params["prototypes"]
 
     def layer_features(self, data: _Image, V_before: np.ndarray | None) -> np.ndarray:
         if not self.reads_previous or V_before is None:
@@ -266,8 +272,13 @@ class _Model:
         W = softmax(self.n_labels * np.asarray(V_before, dtype=np.float64))
         return np.concatenate([data.features, np.sqrt(W).astype(data.features.dtype)], axis=1)
 
-    def forward(self, params: dict, data: _Image, *, record: bool, progress: Any = None):
-        """Solve every layer; returns ``(stack, forward, features per layer, predictors)``."""
+    def forward(
+        self, params: dict, data: _Image, *, record: bool, progress: Any = None, caches=None
+    ):
+        """Solve every layer; returns ``(stack, forward, features per layer, predictors)``.
+
+        ``caches``, a list, receives one predictor cache per layer (training).
+        """
         preds, rhos, Ts, protos = self.unpack(params)
         D = distance_matrix(data.image, protos).astype(self.dtype)
         layers, results, feats = [], [], []
@@ -275,7 +286,13 @@ class _Model:
         K = self.n_layers
         for ell in range(K):
             f = self.layer_features(data, V)
-            om = preds[ell].predict_weights(data.graph, f)
+            if caches is not None and isinstance(preds[ell], EdgePredictor):
+                caches.append({})
+                om = preds[ell].predict_weights(data.graph, f, cache=caches[-1])
+            else:
+                if caches is not None:
+                    caches.append(None)
+                om = preds[ell].predict_weights(data.graph, f)
             sim = SimilarityOperator(om, D, rho=float(rhos[ell]), dtype=self.dtype)
             stack_so_far = DeepLinearizedAssignmentFlow([*layers, sim], T=[*Ts[: ell + 1]])
 
@@ -303,14 +320,19 @@ class _Model:
 
     def objective(self, params: dict, data: _Image) -> tuple[float, float, dict]:
         """Loss, training error and the gradients of one image (runs in a joblib worker)."""
-        stack, fwd, feats, preds = self.forward(params, data, record=True)
-        loss = self.make_loss(data.y)
+        caches: list = []
+        stack, fwd, feats, preds = self.forward(params, data, record=True, caches=caches)
+        temp = float(np.exp(params["log_temperature"]))
+        loss = _Tempered(self.make_loss(data.y), temp)
         hook = None
+        pgrads: dict[int, dict] = {}
         if self.reads_previous and not self.stop_gradient:
             J = self.n_labels
 
             def hook(ell: int, grad_w: np.ndarray) -> np.ndarray:
-                gf = preds[ell].feature_vjp(data.graph, feats[ell], grad_w)
+                pgrads[ell], gf = _vjp(
+                    preds[ell], data.graph, feats[ell], grad_w, caches[ell], True
+                )
                 d0 = data.features.shape[1]
                 V_before = sum(r.V for r in fwd.layers[:ell])
                 W = softmax(J * np.asarray(V_before, dtype=np.float64))
@@ -321,7 +343,10 @@ class _Model:
         res = _estimate_stack(self.estimator, stack, loss, self.integrator, fwd, hook)
         grads: dict[str, Any] = {}
         for ell, (p, r) in enumerate(zip(preds, res.layers, strict=True)):
-            for k, v in p.vjp(data.graph, feats[ell], r.gradient).items():
+            own = pgrads.get(ell)
+            if own is None:
+                own = _vjp(p, data.graph, feats[ell], r.gradient, caches[ell], False)
+            for k, v in own.items():
                 grads[f"L{ell}.{k}"] = v
         rhos = np.array([s.rho for s in stack.layers])
         grads["log_rho"] = rhos * np.array([r.rho_gradient for r in res.layers])
@@ -331,12 +356,57 @@ class _Model:
         x = data.image.reshape(-1, protos.shape[1])
         Dg = res.distance_gradient / np.maximum(distance_matrix(x, protos), 1e-12)
         grads["prototypes"] = Dg.sum(axis=0)[:, None] * protos - Dg.T @ x
+        # the loss sees V / temperature: ∂L/∂log(temperature) = -<∂L/∂V', V'>
+        Vt = fwd.V / temp
+        grads["log_temperature"] = -float(np.sum(loss.base.data_gradient(Vt) * Vt))
         err = float(np.mean(np.argmax(fwd.V, axis=1) != data.y))
         return float(res.value), err, grads
 
-    def error(self, params: dict, data: _Image) -> float:
+    def calibrate(self, params: dict, data: list[_Image]) -> float:
+        """The temperature that minimises the loss of the current flow on ``data``."""
+        Vs = [self.forward(params, d, record=False)[1].V for d in data]
+        losses = [self.make_loss(d.y) for d in data]
+        grid = np.exp(np.linspace(np.log(1e-3), np.log(1e4), 36))
+        vals = [
+            np.mean([f.data_value(V / t) for f, V in zip(losses, Vs, strict=True)]) for t in grid
+        ]
+        return float(grid[int(np.argmin(vals))])
+
+    def evaluate(self, params: dict, data: _Image) -> tuple[float, float]:
+        """``(tempered loss, error)`` of one held-out image (the forward of ``predict``)."""
         fwd = self.forward(params, data, record=False)[1]
-        return float(np.mean(np.argmax(fwd.V, axis=1) != data.y))
+        temp = float(np.exp(params["log_temperature"]))
+        loss = self.make_loss(data.y).data_value(fwd.V / temp)
+        return float(loss), float(np.mean(np.argmax(fwd.V, axis=1) != data.y))
+
+
+class _Tempered(Loss):
+    """The data term of ``base`` at :math:`V/\tau`: a calibration temperature.
+
+    The labels ``argmax V`` do not depend on :math:`\tau`, so the loss can be
+    calibrated without changing the labeling: at long horizons :math:`V(T)` grows
+    large, and the plain KL loss of a few confidently wrong pixels would otherwise
+    dominate the learning (it lowers the loss by spoiling the labeling).
+    """
+
+    def __init__(self, base: Loss, temperature: float) -> None:
+        self.base, self.t = base, temperature
+        self.labels = getattr(base, "labels", None)
+
+    def data_value(self, V):
+        return self.base.data_value(V / self.t)
+
+    def data_gradient(self, V):
+        return self.base.data_gradient(V / self.t) / self.t
+
+    def reg_value(self, weights):
+        return self.base.reg_value(weights)
+
+    def reg_gradient(self, weights):
+        return self.base.reg_gradient(weights)
+
+    def check(self, flow):
+        self.base.check(flow)
 
 
 def _initial_horizons(T: float, K: int) -> np.ndarray:
@@ -348,6 +418,15 @@ def _initial_horizons(T: float, K: int) -> np.ndarray:
     the start and the learning can only improve on it.
     """
     return np.array([T] + [0.1 * T] * (K - 1))
+
+
+def _vjp(pred, graph, features, grad, cache, both: bool):
+    """The predictor's pull-back, reusing its forward cache where it keeps one."""
+    if cache is not None:
+        if both:
+            return pred.vjp_both(graph, features, grad, cache=cache)
+        return pred.vjp(graph, features, grad, cache=cache)
+    return pred.vjp_both(graph, features, grad) if both else pred.vjp(graph, features, grad)
 
 
 def _objective_of(model: _Model, params: dict, data: _Image):
@@ -390,12 +469,20 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         constants (no gradient through them).
     learn_prototypes : bool, default=False
         Also learn the label prototypes :math:`l_j` (through :math:`D`).
-    radius : int, default=1
+    radius : "auto" or int, default="auto"
         Window radius ``r`` of the grid neighbourhoods (and of the prototype
-        predictor's windows).
+        predictor's windows). ``"auto"``: 1 or 2, chosen with :math:`\\rho` and
+        :math:`T` on the training images (``radius_``).
     grid_ndim : int, default=2
         Grid axes of an image: 2 for images ``(h, w[, c])``, 3 for volumes
         ``(d, h, w[, c])`` (with ``(2r+1)³`` windows).
+    graph : str or callable, default="grid"
+        The pixels' graph: ``"grid"`` (the ``(2r+1)^ndim`` window of ``radius``), or
+        any registered graph factory (``af.registry.graphs``, e.g. a plugin's), called
+        per image as ``resolve(graph, X=image, **graph_params)`` with the image of
+        shape ``(*grid, c)``; the edge predictor works on any graph.
+    graph_params : dict, default=None
+        Options of a graph factory other than ``"grid"``.
     loss : str or Loss class, default="kl"
         The data term, built per training image as
         ``af.registry.losses.resolve(loss, labels=y, **loss_params)``.
@@ -423,7 +510,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         Fraction of the training images held out for early stopping (at least
         one image when ``fit`` gets two or more and the fraction is positive).
     n_iter_no_change : int, default=15
-        Stop when the validation error has not improved for this many iterations.
+        Stop when the validation loss has not improved for this many iterations.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split and the predictors' initialisation.
     verbose : int, default=0
@@ -436,7 +523,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         of labeling very large images).
     callback : callable, default=None
         ``callback(iteration, record)`` after every training iteration; ``record``
-        holds ``"loss"``, ``"error"``, ``"val_error"``, ``"time"`` and ``"max_iter"``.
+        holds ``"loss"``, ``"error"``, ``"val_loss"``, ``"val_error"``, ``"time"`` and
+        ``"max_iter"`` (the validation entries when images are held out).
         Returning ``True`` stops the training.
 
     Attributes
@@ -453,6 +541,12 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         The scale :math:`\\rho_\\ell` of every layer.
     T_ : ndarray (n_layers,)
         The horizon :math:`h_\\ell` of every layer.
+    radius_ : int
+        The window radius used.
+    temperature_ : float
+        The calibration temperature :math:`\\tau` of the training loss, which is taken
+        at :math:`V/\\tau` (the labels do not depend on it; :meth:`predict_proba`
+        returns the flow's assignment :math:`W(T)` itself).
     history_ : dict of str -> ndarray
         Per iteration: training loss and error, validation error, time.
     n_iter_ : int
@@ -475,16 +569,21 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: ClassVar[dict] = {
         "prototypes": ["array-like", None],
-        "rho": [StrOptions({"auto"}), Interval(numbers.Real, 0, None, closed="neither")],
-        "T": [StrOptions({"auto"}), Interval(numbers.Real, 0, None, closed="neither")],
+        "rho": [
+            StrOptions({"auto"}),
+            Interval(numbers.Real, np.finfo(np.float64).tiny, None, closed="left"),
+        ],
+        "T": [StrOptions({"auto"}), Interval(numbers.Real, 0, MAX_T, closed="right")],
         "n_layers": [Interval(numbers.Integral, 1, MAX_LAYERS, closed="both")],
         "predictor": [str, type, Predictor],
         "predictor_params": [dict, None],
         "scales": ["array-like"],
         "stop_gradient": ["boolean"],
         "learn_prototypes": ["boolean"],
-        "radius": [Interval(numbers.Integral, 0, 16, closed="both")],
+        "radius": [StrOptions({"auto"}), Interval(numbers.Integral, 0, 16, closed="both")],
         "grid_ndim": [Interval(numbers.Integral, 1, 3, closed="both")],
+        "graph": [str, callable],
+        "graph_params": [dict, None],
         "loss": [str, type, Loss],
         "loss_params": [dict, None],
         "features": [StrOptions(set(FEATURES))],
@@ -516,8 +615,10 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         scales: Any = (0.0, 1.0, 2.0),
         stop_gradient: bool = False,
         learn_prototypes: bool = False,
-        radius: int = 1,
+        radius: Any = "auto",
         grid_ndim: int = 2,
+        graph: Any = "grid",
+        graph_params: dict | None = None,
         loss: Any = "kl",
         loss_params: dict | None = None,
         features: str = "window",
@@ -547,6 +648,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         self.learn_prototypes = learn_prototypes
         self.radius = radius
         self.grid_ndim = grid_ndim
+        self.graph = graph
+        self.graph_params = graph_params
         self.loss = loss
         self.loss_params = loss_params
         self.features = features
@@ -566,6 +669,13 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         self.callback = callback
 
     # ------------------------------------------------------------------ settings
+    def _validate_params(self) -> None:
+        """scikit-learn's validation of the constraints table, and no bools for numbers."""
+        super()._validate_params()
+        for name in ("rho", "T", "n_layers", "n_prototypes", "max_iter", "radius", "learning_rate"):
+            if isinstance(getattr(self, name), (bool, np.bool_)):  # sklearn's Interval admits bools
+                raise TypeError(f"{name} must be a number, not a bool, got {getattr(self, name)}")
+
     def _components(self):
         """The resolved integrator, estimator and predictor class (unknown names fail early)."""
         integ = registry.integrators.resolve(self.integrator)
@@ -594,14 +704,30 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             registry.losses.get(self.loss)  # an unknown name fails before the training
         return integ, est, pcls, scales
 
+    def _graph(self, image: np.ndarray):
+        if self.graph == "grid":
+            return GridGraph(image.shape[:-1], self.radius_)
+        g = registry.graphs.resolve(self.graph, X=image, **(self.graph_params or {}))
+        if not isinstance(g, Graph) or g.n_nodes != image[..., 0].size:
+            raise ValueError(
+                f"graph {self.graph!r} must build an assignflow Graph on the image's "
+                f"{image[..., 0].size} pixels, got {g!r}"
+            )
+        return g
+
     def _data(self, image: np.ndarray, y: np.ndarray | None, pcls, scales, protos) -> _Image:
-        g = GridGraph(image.shape[:-1], self.radius)
+        g = self._graph(image)
+        if pcls is WeightPredictor and not isinstance(g, GridGraph):
+            raise ValueError(
+                "predictor='prototype' needs the grid graph (weight patches); use "
+                "predictor='edge' with other graphs"
+            )
         if pcls is EdgePredictor:
             F = _smoothed(image, scales, self.dtype)
         elif self.features == "window":
-            F = window_features(image, self.radius, grid_ndim=self.grid_ndim, dtype=self.dtype)
+            F = window_features(image, self.radius_, grid_ndim=self.grid_ndim, dtype=self.dtype)
         else:
-            F = _assignment_features(image, protos, self.radius, self.feature_rho,
+            F = _assignment_features(image, protos, self.radius_, self.feature_rho,
                                      self.feature_T, self.dtype)  # fmt: skip
         return _Image(image=image, graph=g, features=F, y=y)
 
@@ -623,9 +749,6 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         """
         from joblib import Parallel, delayed
 
-        for name in ("rho", "T", "n_layers", "n_prototypes", "max_iter", "radius", "learning_rate"):
-            if isinstance(getattr(self, name), (bool, np.bool_)):  # sklearn's Interval admits bools
-                raise TypeError(f"{name} must be a number, not a bool, got {getattr(self, name)}")
         integ, est, pcls, scales = self._components()
         single = None
         if not isinstance(images, (list, tuple)):
@@ -672,12 +795,14 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         n_val = int(np.ceil(self.validation_fraction * n)) if n >= 2 else 0
         n_val = min(n_val, n - 1)  # keep at least one training image
         val_idx, train_idx = order[:n_val], order[n_val:]
+        probe = [(imgs[i], ys[i]) for i in train_idx[:2]]
+        radius0, rho0, T0 = self._initial_hyperparameters(probe, protos, integ)
+        self.radius_ = radius0
         data = [self._data(imgs[i], ys[i], pcls, scales, protos) for i in range(n)]
         train = [data[i] for i in train_idx]
         val = [data[i] for i in val_idx]
 
         K = self.n_layers
-        rho0, T0 = self._initial_hyperparameters(train, protos, integ)
         model0 = self._model(None, K, J, integ, est, pcls)
         preds = self._initial_predictors(pcls, train, protos, rho0, T0, model0, rng, scales)
         model = self._model(preds, K, J, integ, est, pcls)
@@ -687,6 +812,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         params["log_rho"] = np.full(K, np.log(rho0))
         params["log_T"] = np.log(_initial_horizons(T0, K))
         params["prototypes"] = protos
+        params["log_temperature"] = np.array(0.0)
+        params["log_temperature"] = np.array(np.log(model.calibrate(params, train)))
         frozen = set()
         if self.rho != "auto":
             frozen.add("log_rho")
@@ -724,7 +851,13 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         if val:
 
             def validate(p):
-                return float(np.mean([model.error(p, d) for d in val]))
+                # the (tempered) loss is a smooth criterion; the error of a few held-out
+                # images jumps with every region that flips
+                figures = [model.evaluate(p, d) for d in val]
+                return {
+                    "val_loss": float(np.mean([f[0] for f in figures])),
+                    "val_error": float(np.mean([f[1] for f in figures])),
+                }
 
         learner = Learner(
             max_iter=self.max_iter,
@@ -743,6 +876,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                     callback=self.callback,
                     lr_scale={"prototypes": 0.2},
                     name="ImageLabeler",
+                    select="val_loss",
                 )
         finally:
             if pool is not None:
@@ -761,6 +895,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         self.rho_ = np.asarray(rhos, dtype=float)
         self.T_ = np.asarray(Ts, dtype=float)
         self.prototypes_ = np.asarray(protos, dtype=float)
+        self.temperature_ = float(np.exp(res.params["log_temperature"]))
         self.history_ = {k: v for k, v in res.history.items()}
         self.history_.setdefault("val_error", self.history_.get("error"))
         self.n_iter_ = res.n_iter
@@ -781,28 +916,52 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             dtype=np.dtype(self.dtype),
         )
 
-    def _initial_hyperparameters(self, train, protos, integ) -> tuple[float, float]:
-        """``(rho, T)``: given numbers, or the best uniform-weight flow on training images."""
-        if self.rho != "auto" and self.T != "auto":
-            return float(self.rho), float(self.T)
-        D = [distance_matrix(d.image, protos) for d in train]
-        base = estimate_rho(np.concatenate(D[:2]))
+    def _initial_hyperparameters(self, probe, protos, integ) -> tuple[int, float, float]:
+        """``(radius, rho, T)``: given values, or the best uniform-weight flow on the probe.
+
+        ``"auto"`` values are chosen jointly by the error of the uniform-weight LAF on
+        (at most two) training images: the radii 1 and 2 (larger windows pool the
+        evidence of wide regions faster, smaller ones keep thin structures), the scales
+        ``RHO_FACTORS × estimate_rho(D)`` and the horizons ``T_GRID``.
+        """
+        radii = [1, 2] if self.radius == "auto" else [int(self.radius)]
+        D = [distance_matrix(im, protos) for im, _ in probe]
+        base = estimate_rho(np.concatenate(D))
         rhos = [base * f for f in RHO_FACTORS] if self.rho == "auto" else [float(self.rho)]
         Ts = list(T_GRID) if self.T == "auto" else [float(self.T)]
-        best = (np.inf, rhos[0], Ts[0])
-        probe = train[:2]
-        for rho in rhos:
-            for T in Ts:
-                errs = []
-                for d, Dk in zip(probe, D, strict=False):
-                    sim = SimilarityOperator(Weights.uniform(d.graph), Dk, rho=rho,
-                                             dtype=self.dtype)  # fmt: skip
-                    res = LinearizedAssignmentFlow(sim, T=T).solve(integ)
-                    errs.append(np.mean(res.labels != d.y))
-                err = float(np.mean(errs))
-                if err < best[0] - 1e-12:
-                    best = (err, rho, T)
-        return best[1], best[2]
+        if len(radii) * len(rhos) * len(Ts) == 1:
+            return radii[0], rhos[0], Ts[0]
+        Ts = sorted(Ts)
+        best = (np.inf, radii[0], rhos[0], Ts[0])
+        for r in radii:
+            graphs = [GridGraph(im.shape[:-1], r) for im, _ in probe]
+            for rho in rhos:
+                flows = [
+                    LinearizedAssignmentFlow(
+                        SimilarityOperator(Weights.uniform(g), Dk, rho=rho, dtype=self.dtype)
+                    )
+                    for g, Dk in zip(graphs, D, strict=True)
+                ]
+                # the horizons by continued integration (the LAF is autonomous), and no
+                # longer ones once the error has risen twice
+                xs = [None] * len(flows)
+                t_done, rising, last = 0.0, 0, np.inf
+                for T in Ts:
+                    errs = []
+                    for k, (f, (_, y)) in enumerate(zip(flows, probe, strict=True)):
+                        xs[k], _ = integ.integrate(
+                            f.aslinearoperator(), f.B.ravel(), T - t_done, xs[k]
+                        )
+                        errs.append(np.mean(np.argmax(xs[k].reshape(f.shape), axis=1) != y))
+                    t_done = T
+                    err = float(np.mean(errs))
+                    if err < best[0] - 1e-12:
+                        best = (err, r, rho, T)
+                    rising = rising + 1 if err > last else 0
+                    last = err
+                    if rising >= 2:
+                        break
+        return best[1], best[2], best[3]
 
     def _initial_predictors(self, pcls, train, protos, rho0, T0, model0, rng, scales):
         K = self.n_layers
@@ -815,7 +974,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 # the paper: k-means on the windows of the noise-free images
                 init_feats = [
                     window_features(
-                        protos[d.y].reshape(d.image.shape), self.radius, grid_ndim=self.grid_ndim
+                        protos[d.y].reshape(d.image.shape), self.radius_, grid_ndim=self.grid_ndim
                     )
                     for d in train
                 ]
@@ -825,7 +984,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 [d.image for d in train],
                 [d.y.reshape(d.image.shape[:-1]) for d in train],
                 features=init_feats,
-                radius=self.radius,
+                radius=self.radius_,
                 n_prototypes=self.n_prototypes,
                 random_state=seed,
                 **{"sigma": 1.0 if self.features == "window" else 5.0, **options},
@@ -1018,7 +1177,9 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         for name in ("rho_", "T_"):
             if np.any(check(getattr(self, name), name, shape=(len(preds),)) <= 0):
                 raise ValueError(f"{name} must hold one value > 0 per layer")
-        window = (2 * self.radius + 1) ** self.grid_ndim
+        if np.any(self.T_ > MAX_T):
+            raise ValueError(f"T_ must be <= {MAX_T:g} per layer (the flows overflow beyond)")
+        window = (2 * self.radius_ + 1) ** self.grid_ndim
         for ell, p in enumerate(preds):
             if isinstance(p, EdgePredictor):
                 # layer features: the smoothed image, then also the previous assignment

@@ -652,12 +652,15 @@ class ClosedFormLowRank(GradientEstimator):
             coef = np.empty((k1, r + 1))
             coef[:, 0] = (delta * beta) * X[:, 0]  # G12, in full
             coef[:, 1:] = (delta * beta) * Yl[:, :r] * sig[:r]
-            P = bw.Q[:k1]
-            pieces.append(
-                ((P[:, :n].T @ coef.astype(dt)).T, Zt[:r].T if F is None else F @ Zt[:r].T)
-            )
-            lam = (beta * (P.T @ E[:k1, 0].astype(dt))).astype(dt, copy=False)
-            del bw, P
+            # one stream over the adjoint basis: the U factors, G12 and the next λ
+            C = np.empty((k1, r + 2))
+            C[:, : r + 1] = coef
+            C[:, r + 1] = beta * E[:k1, 0]
+            out = bw.Q[:k1].T @ C.astype(dt)  # (n + 1, r + 2)
+            wc = Zt[:r].T if F is None else F @ Zt[:r].T  # W in the coordinates of Y
+            pieces.append((np.ascontiguousarray(out[:n, : r + 1].T), wc))
+            lam = np.ascontiguousarray(out[:, r + 1])
+            del bw, out
             tau -= delta
             if not lam.any():
                 break
@@ -673,12 +676,15 @@ class ClosedFormLowRank(GradientEstimator):
             del fw
         for PU, wc in pieces:
             acc.add_b(PU[0].reshape(flow.shape))
+            if F is None:
+                Wm = basis.T @ wc.astype(dt)  # (n, r): one stream over the forward basis
+            else:
+                Wm = basis.T @ wc[1:].astype(dt) + np.outer(step.x_start, wc[0].astype(dt))
             for i in range(wc.shape[1]):
-                if F is None:
-                    w = basis.T @ wc[:, i].astype(dt)
-                else:
-                    w = basis.T @ wc[1:, i].astype(dt) + step.x_start * dt.type(wc[0, i])
-                U, Wf = PU[1 + i].reshape(flow.shape), w.reshape(flow.shape)
+                U, Wf = (
+                    PU[1 + i].reshape(flow.shape),
+                    np.ascontiguousarray(Wm[:, i]).reshape(flow.shape),
+                )
                 acc.add(U, Wf)
                 if self.return_factors:
                     keep.append((U, Wf))

@@ -159,6 +159,7 @@ class Learner:
         lr_scale: dict[str, float] | None = None,
         callback: Callable[[int, dict[str, float]], Any] | None = None,
         name: str = "learn",
+        select: str = "val_error",
     ) -> LearnResult:
         """Minimise ``objective`` from ``params``.
 
@@ -171,9 +172,10 @@ class Learner:
         params : dict of str -> ndarray
             Starting point (not modified).
         validate : callable, optional
-            ``validate(params) -> error`` on held-out data: the parameters with the
-            lowest validation error are returned, and early stopping watches it.
-            Without it the loss plays that role.
+            ``validate(params) -> error`` on held-out data, or a dict of such numbers
+            (all are recorded): the parameters with the lowest validation figure
+            ``select`` are returned, and early stopping watches it. Without it the
+            training loss plays that role.
         step : callable, optional
             ``step(params, gradients, iteration) -> params`` instead of Adam (e.g. the
             multiplicative Riemannian update).
@@ -185,6 +187,8 @@ class Learner:
             to stop.
         name : str, default="learn"
             Prefix of the verbose lines.
+        select : str, default="val_error"
+            The entry of ``validate``'s dict that selects the parameters.
 
         Returns
         -------
@@ -206,7 +210,12 @@ class Learner:
             rec = {"loss": float(loss), **{k: float(v) for k, v in info.items()}}
             crit = float(loss)
             if validate is not None:
-                rec["val_error"] = crit = float(validate(cur))
+                v = validate(cur)
+                if isinstance(v, dict):
+                    rec.update({k: float(x) for k, x in v.items()})
+                    crit = float(v[select])
+                else:
+                    rec["val_error"] = crit = float(v)
             rec["time"] = time.perf_counter() - t0
             for k, v in rec.items():
                 history.setdefault(k, []).append(v)

@@ -68,7 +68,7 @@ from .weights import Weights
 __all__ = ["EdgePredictor", "Predictor", "WeightPredictor", "edge_offset_classes"]
 
 #: Edges (or pixels) per chunk of the chunked evaluation.
-_CHUNK = 1 << 16
+_CHUNK = 1 << 18
 
 
 def _row_chunks(graph: Graph, rows_per_chunk: int):
@@ -123,6 +123,15 @@ class Predictor(ABC):
     @abstractmethod
     def feature_vjp(self, graph: Graph, features: Any, grad_weights: Any) -> np.ndarray:
         """:math:`\\partial\\mathcal{L}/\\partial f` ``(I, d)``."""
+
+    def vjp_both(
+        self, graph: Graph, features: Any, grad_weights: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """:meth:`vjp` and :meth:`feature_vjp` together (subclasses may share the work)."""
+        return (
+            self.vjp(graph, features, grad_weights),
+            self.feature_vjp(graph, features, grad_weights),
+        )
 
     @abstractmethod
     def params(self) -> dict[str, np.ndarray]:
@@ -326,15 +335,28 @@ class EdgePredictor(Predictor):
         return _segment_softmax(z, graph.indptr[a : c + 1] - ea), phi, u
 
     # ------------------------------------------------------------------ interface
-    def predict_weights(self, graph: Graph, features: Any) -> Weights:
+    def predict_weights(self, graph: Graph, features: Any, *, cache: dict | None = None) -> Weights:
+        """:math:`\\hat\\Omega` on ``graph`` from node features ``(I, d)``.
+
+        ``cache``, a dict, keeps the per-edge intermediates so that a following
+        :meth:`vjp`/:meth:`vjp_both` with the same graph, features and ``cache`` does
+        not recompute them (training; ``nnz · (n_groups + hidden + 1)`` floats).
+        """
         f, cls = self._check(graph, features)
         vals = np.empty(graph.nnz)
+        chunks = []
         for a, c, ea, ec in self._chunks(graph):
-            vals[ea:ec] = self._weights_chunk(graph, f, cls, a, c, ea, ec)[0]
+            out = self._weights_chunk(graph, f, cls, a, c, ea, ec)
+            vals[ea:ec] = out[0]
+            if cache is not None:
+                chunks.append(out)
+        if cache is not None:
+            cache["chunks"] = chunks
         return Weights._unchecked(graph, vals)
 
-    def _backward(self, graph, features, grad_weights, want_features: bool):
+    def _backward(self, graph, features, grad_weights, want_features: bool, cache=None):
         f, cls = self._check(graph, features)
+        stored = iter(cache["chunks"]) if cache and "chunks" in cache else None
         g = self._grad_arg(graph, grad_weights)
         F, H = len(self.groups), self.hidden
         grads = {
@@ -347,7 +369,10 @@ class EdgePredictor(Predictor):
         # ∂L/∂φ per edge and feature (for the feature pull-back)
         dphi = np.empty((graph.nnz, F)) if want_features else None
         for a, c, ea, ec in self._chunks(graph):
-            om, phi, u = self._weights_chunk(graph, f, cls, a, c, ea, ec)
+            if stored is not None:
+                om, phi, u = next(stored)
+            else:
+                om, phi, u = self._weights_chunk(graph, f, cls, a, c, ea, ec)
             gz = _segment_softmax_vjp(om, g[ea:ec], graph.indptr[a : c + 1] - ea)
             grads["theta"] -= gz @ phi
             grads["bias"] += np.bincount(cls[ea:ec], weights=gz, minlength=self.bias.size)
@@ -364,9 +389,11 @@ class EdgePredictor(Predictor):
                 dphi[ea:ec] = d
         return f, grads, dphi
 
-    def vjp(self, graph: Graph, features: Any, grad_weights: Any) -> dict[str, np.ndarray]:
+    def vjp(
+        self, graph: Graph, features: Any, grad_weights: Any, *, cache: dict | None = None
+    ) -> dict[str, np.ndarray]:
         """Gradients keyed like :meth:`params` (``theta``, ``bias``, and ``W1, b1, w2``)."""
-        grads = self._backward(graph, features, grad_weights, False)[1]
+        grads = self._backward(graph, features, grad_weights, False, cache)[1]
         return grads if self.hidden else {"theta": grads["theta"], "bias": grads["bias"]}
 
     def feature_vjp(self, graph: Graph, features: Any, grad_weights: Any) -> np.ndarray:
@@ -377,7 +404,16 @@ class EdgePredictor(Predictor):
         :math:`L_c = \operatorname{diag}((C + C^\top)\mathbb{1}) - (C + C^\top)` is the
         Laplacian of the symmetrised edge matrix :math:`C` of the :math:`c_{ik,f}`.
         """
-        f, _, dphi = self._backward(graph, features, grad_weights, True)
+        return self._feature_pullback(graph, *self._backward(graph, features, grad_weights, True))
+
+    def vjp_both(self, graph, features, grad_weights, *, cache=None):
+        """Parameter and feature gradients from one pass over the edges."""
+        f, grads, dphi = self._backward(graph, features, grad_weights, True, cache)
+        if not self.hidden:
+            grads = {"theta": grads["theta"], "bias": grads["bias"]}
+        return grads, self._feature_pullback(graph, f, grads, dphi)
+
+    def _feature_pullback(self, graph, f, grads, dphi) -> np.ndarray:
         n = graph.n_nodes
         out = np.zeros(f.shape)
         for j, (a, b) in enumerate(self.groups):

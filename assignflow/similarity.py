@@ -201,7 +201,16 @@ class SimilarityOperator:
             )
         d.flags.writeable = False
         object.__setattr__(self, "distances", d)
-        object.__setattr__(self, "rho", check_positive_float(self.rho, "rho"))
+        rho = check_positive_float(self.rho, "rho")
+        big = float(np.abs(d).max(initial=0.0))
+        limit = float(np.finfo(d.dtype).max)
+        if rho < np.finfo(np.float64).tiny or big / rho > limit:
+            # a subnormal rho (or one far below the distances) makes D/rho overflow
+            raise ValueError(
+                f"rho={rho:g} is too small for distances up to {big:g} in {d.dtype.name}: "
+                f"D/rho overflows; use rho >= {max(big / limit, np.finfo(np.float64).tiny):.3g}"
+            )
+        object.__setattr__(self, "rho", rho)
 
     def __repr__(self) -> str:
         prec = "" if self.dtype == np.float64 else f", dtype={self.dtype.name}"

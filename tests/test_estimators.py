@@ -670,3 +670,19 @@ def test_predict_tiny_images(tiny_fitted, shape):
     P = tiny_fitted.predict_proba(img)
     assert P.shape == (1, *shape, 2) and np.all(np.isfinite(P))
     np.testing.assert_allclose(P.sum(axis=-1), 1.0)
+
+
+def test_any_registered_graph_for_images(lines_data):
+    X, Y, Xt, Yt = lines_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = af.ImageLabeler(
+            graph="knn", graph_params={"n_neighbors": 6}, n_layers=1, max_iter=3, random_state=0
+        ).fit(X, Y)
+    w = lab.predict_weights(Xt[:1])[0]
+    assert not isinstance(w.graph, af.GridGraph) and w.graph.n_nodes == 32 * 32
+    assert lab.predict(Xt).shape == Yt.shape
+    with pytest.raises(ValueError, match="prototype"):
+        af.ImageLabeler(graph="knn", predictor="prototype", max_iter=1).fit(X, Y)
+    with pytest.raises(ValueError, match="graph"):
+        af.ImageLabeler(graph="no-such-graph", max_iter=1).fit(X, Y)

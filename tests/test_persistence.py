@@ -877,7 +877,7 @@ TAMPERED_PROTO_META = [
     ("sigma-negative", _set(*F, *PROTO, "sigma", value={"__float__": "-1"}), ["sigma"]),
     ("unknown-field", _set(*F, *PROTO, "evil", value=1), ["evil"]),
     ("missing-field", _set(*F, *PROTO, "nu", value=DEL), ["nu"]),
-    ("radius-changed", _set(*P, "radius", value=2), ["predictors_"]),
+    ("radius-changed", _set(*F, "radius_", value=2), ["predictors_"]),
 ]
 
 

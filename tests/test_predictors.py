@@ -158,6 +158,31 @@ def test_predictors_registry_family():
     np.testing.assert_array_equal(q.bias, p.bias)
 
 
+@pytest.mark.parametrize("hidden", [0, 3])
+def test_vjp_both_equals_the_two_pullbacks(hidden):
+    g, f, p, G = _edge_problem(True, seed=4, hidden=hidden)
+    grads, gf = p.vjp_both(g, f, G)
+    for k, v in p.vjp(g, f, G).items():
+        np.testing.assert_allclose(grads[k], v, rtol=1e-13)
+    np.testing.assert_allclose(gf, p.feature_vjp(g, f, G), rtol=1e-13)
+    rng = np.random.default_rng(5)
+    P = af.WeightPredictor(rng.normal(size=(3, 4)), rng.normal(size=(3, 9)), 0.5)
+    F = rng.normal(size=(g.n_nodes, 4))
+    grads, gf = P.vjp_both(g, F, G)
+    np.testing.assert_allclose(gf, P.feature_vjp(g, F, G))
+    np.testing.assert_allclose(grads["nu"], P.vjp(g, F, G)["nu"])
+
+
+def test_edge_predictor_cache_gives_the_same_pullbacks():
+    g, f, p, G = _edge_problem(True, seed=6, hidden=2)
+    cache = {}
+    w = p.predict_weights(g, f, cache=cache)
+    np.testing.assert_array_equal(w.values, p.predict_weights(g, f).values)
+    for k, v in p.vjp(g, f, G).items():
+        np.testing.assert_allclose(p.vjp(g, f, G, cache=cache)[k], v, rtol=1e-14)
+    np.testing.assert_allclose(p.vjp_both(g, f, G, cache=cache)[1], p.feature_vjp(g, f, G))
+
+
 # ===== bad input (moved from test_bad_input_*.py)
 # Errors name the argument (a whole word); a wrong type may be either kind (BAD).
 # (window_features' bad input lives in test_features.py.)

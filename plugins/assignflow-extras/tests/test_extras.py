@@ -383,3 +383,22 @@ def test_end_to_end_point_cloud_labeling_with_the_plugin():
     assert acc >= 0.95 and min(per_class) >= 0.9
     ref = fit.flow.solve(af.ExponentialKrylov(tol=1e-12))
     assert _rel(pred.V, ref.V) < 1e-8
+
+
+def test_estimators_use_the_plugin_graph_and_loss_by_name():
+    """The plugin's components are usable by their registered names in both estimators."""
+    import warnings
+
+    X, Y = af.datasets.make_voronoi("lines", 3, (16, 16), 0.3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = af.ImageLabeler(
+            graph="radius", loss="balanced_kl", n_layers=1, max_iter=3, random_state=0
+        ).fit(X, Y)
+    assert lab.score(X, Y) > 0.5
+    assert not isinstance(lab.predict_weights(X[:1])[0].graph, af.GridGraph)
+    rng = np.random.default_rng(0)
+    pts = np.r_[rng.normal(0, 0.5, (40, 2)), rng.normal(3, 0.5, (40, 2))]
+    y = np.r_[np.zeros(40, int), np.ones(40, int)]
+    clf = af.AssignmentFlowClassifier(graph="radius", loss="balanced_kl").fit(pts, y)
+    assert clf.score(pts, y) > 0.9
