@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import BAD
 from scipy import ndimage
 
 from assignflow.datasets import (
@@ -304,3 +305,75 @@ def test_prototypes_not_shared_between_calls():
     p1[:] = -1
     _, _, p2 = make_voronoi("colors", shape=(8, 8), random_state=0, return_prototypes=True)
     np.testing.assert_array_equal(p2, voronoi_prototypes("colors"))
+
+
+# ===== bad input (moved from test_bad_input_*.py)
+# Errors name the argument (a whole word); a wrong type may be either kind (BAD).
+BAD_VORONOI = [
+    ("scenario-unknown", {"scenario": "colours"}, ValueError, "scenario"),
+    ("scenario-int", {"scenario": 2}, BAD, "scenario"),
+    ("n_images-zero", {"n_images": 0}, ValueError, "n_images"),
+    ("n_images-negative", {"n_images": -2}, ValueError, "n_images"),
+    ("n_images-float", {"n_images": 1.5}, BAD, "n_images"),
+    ("n_images-bool", {"n_images": True}, BAD, "n_images"),
+    ("shape-1x8", {"shape": (1, 8)}, ValueError, "shape"),
+    ("shape-0x0", {"shape": (0, 0)}, ValueError, "shape"),
+    ("shape-one-entry", {"shape": (8,)}, ValueError, "shape"),
+    ("shape-three-entries", {"shape": (8, 8, 3)}, ValueError, "shape"),
+    ("shape-str", {"shape": "88"}, BAD, "shape"),
+    ("shape-int", {"shape": 8}, BAD, "shape"),
+    ("shape-float", {"shape": (8.0, 8)}, BAD, "shape"),
+    ("shape-2d-array", {"shape": np.ones((2, 2), int)}, ValueError, "shape"),
+    ("noise-negative", {"noise": -0.1}, ValueError, "noise"),
+    ("noise-nan", {"noise": float("nan")}, ValueError, "noise"),
+    ("noise-inf", {"noise": float("inf")}, ValueError, "noise"),
+    ("noise-str", {"noise": "0.3"}, BAD, "noise"),
+    ("noise-bool", {"noise": True}, BAD, "noise"),
+    ("n_cells-one", {"n_cells": 1}, ValueError, "n_cells"),
+    ("n_cells-too-many", {"n_cells": 65}, ValueError, "n_cells"),
+    ("n_cells-float", {"n_cells": 2.5}, BAD, "n_cells"),
+    ("line_width-zero", {"line_width": 0}, ValueError, "line_width"),
+    ("clip-str", {"clip": "yes"}, BAD, "clip"),
+    ("return_prototypes-int", {"return_prototypes": 1}, BAD, "return_prototypes"),
+    ("random_state-negative", {"random_state": -1}, ValueError, "random_state"),
+    ("random_state-str", {"random_state": "seed"}, BAD, "random_state"),
+    ("random_state-float", {"random_state": 1.5}, BAD, "random_state"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kw", "exc", "name"), [pytest.param(*c[1:], id=c[0]) for c in BAD_VORONOI]
+)
+def test_make_voronoi_rejects_bad_arguments(kw, exc, name):
+    args = {"scenario": "lines", "n_images": 1, "shape": (8, 8), "noise": 0.1} | kw
+    with pytest.raises(exc, match=rf"\b{name}\b"):
+        make_voronoi(**args)
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "name"),
+    [
+        pytest.param(lambda: voronoi_prototypes("stripes"), ValueError, "scenario",
+                     id="prototypes-scenario"),
+        pytest.param(lambda: noise_for_rounding_error("lines", 0.0), ValueError, "target",
+                     id="target-zero"),
+        pytest.param(lambda: noise_for_rounding_error("lines", 0.6), ValueError, "target",
+                     id="target-unreachable"),
+        pytest.param(lambda: noise_for_rounding_error("colors", np.nan), ValueError, "target",
+                     id="target-nan"),
+        pytest.param(lambda: noise_for_rounding_error("colors", 0.5, (1, 1)), ValueError,
+                     "shape", id="rounding-shape"),
+    ],
+)  # fmt: skip
+def test_dataset_helpers_reject_bad_arguments(call, exc, name):
+    with pytest.raises(exc, match=rf"\b{name}\b"):
+        call()
+
+
+def test_make_voronoi_smallest_legitimate_input():
+    X, Y, P = make_voronoi(
+        "colors", 1, (2, 2), noise=0.0, n_cells=2, random_state=0, return_prototypes=True
+    )
+    assert X.shape == (1, 2, 2, 3) and Y.shape == (1, 2, 2)
+    np.testing.assert_array_equal(X, P[Y])
+    assert Y.min() >= 0 and Y.max() < 8

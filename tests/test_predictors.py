@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import BAD, case
 
 import assignflow as af
 import assignflow.predictors as predictors_mod
@@ -180,3 +181,90 @@ def test_edge_predictor_cache_gives_the_same_pullbacks():
     for k, v in p.vjp(g, f, G).items():
         np.testing.assert_allclose(p.vjp(g, f, G, cache=cache)[k], v, rtol=1e-14)
     np.testing.assert_allclose(p.vjp_both(g, f, G, cache=cache)[1], p.feature_vjp(g, f, G))
+
+
+# ===== bad input (moved from test_bad_input_*.py)
+# Errors name the argument (a whole word); a wrong type may be either kind (BAD).
+# (window_features' bad input lives in test_features.py.)
+_RNG = np.random.default_rng(0)
+_G3 = af.GridGraph((3, 3))
+_WP = af.WeightPredictor(_RNG.normal(size=(2, 9)), _RNG.normal(size=(2, 9)), 1.0)
+_Z29 = np.zeros((2, 9))
+
+BAD_PREDICTOR_INIT = [
+    case("prototypes-1d", lambda: (np.zeros(9), _Z29, 1.0), ValueError, "prototypes"),
+    case("prototypes-empty", lambda: (np.zeros((0, 9)), np.zeros((0, 9)), 1.0), ValueError,
+         "prototypes"),
+    case("prototypes-nan", lambda: (np.full((2, 9), np.nan), _Z29, 1.0), ValueError,
+         "prototypes"),
+    case("nu-rows", lambda: (_Z29, np.zeros((3, 9)), 1.0), ValueError, "nu"),
+    case("nu-no-columns", lambda: (_Z29, np.zeros((2, 0)), 1.0), ValueError, "nu"),
+    case("nu-str", lambda: (_Z29, "nu", 1.0), BAD, "nu"),
+    case("sigma-negative", lambda: (_Z29, _Z29, -1.0), ValueError, "sigma"),
+    case("sigma-zero", lambda: (_Z29, _Z29, 0.0), ValueError, "sigma"),
+    case("sigma-nan", lambda: (_Z29, _Z29, np.nan), ValueError, "sigma"),
+    case("sigma-str", lambda: (_Z29, _Z29, "a"), BAD, "sigma"),
+    case("sigma-bool", lambda: (_Z29, _Z29, True), BAD, "sigma"),
+    case("sigma-None", lambda: (_Z29, _Z29, None), BAD, "sigma"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "exc", "match"), BAD_PREDICTOR_INIT)
+def test_weight_predictor_rejects_bad_parameters(args, exc, match):
+    with pytest.raises(exc, match=match):
+        af.WeightPredictor(*args())
+
+
+def _init(feature_images, label_images, **kw):
+    return af.WeightPredictor.initialize_from_images(feature_images, label_images, **kw)
+
+
+_IMG4, _LAB4 = [np.zeros((4, 4))], [np.zeros((4, 4), int)]
+BAD_PREDICTOR_CALLS = [
+    case("graph-not-grid", lambda: _WP.predict_weights(af.Graph.knn(np.eye(9), 2),
+         np.zeros((9, 9))), BAD, "graph"),
+    # the graph's window does not fit the predictor's nu: either name is right
+    case("graph-window", lambda: _WP.predict_weights(af.GridGraph((3, 3), 2), np.zeros((9, 9))),
+         ValueError, "graph|nu"),
+    case("features-shape", lambda: _WP.predict_weights(_G3, np.zeros((9, 4))), ValueError,
+         "features"),
+    case("features-1d", lambda: _WP.predict_weights(_G3, np.zeros(81)), ValueError, "features"),
+    case("features-nan", lambda: _WP.predict_weights(_G3, np.full((9, 9), np.nan)), ValueError,
+         "features"),
+    case("vjp-grad-shape", lambda: _WP.vjp(_G3, np.zeros((9, 9)), np.zeros(3)), ValueError,
+         "grad_weights"),
+    case("vjp-grad-nan", lambda: _WP.vjp(_G3, np.zeros((9, 9)), np.full(_G3.nnz, np.nan)),
+         ValueError, "grad_weights"),
+    case("init-empty", lambda: _init([], []), ValueError, "feature_images"),
+    case("init-count", lambda: _init(_IMG4, []), ValueError, "label_images"),
+    case("init-shape", lambda: _init(_IMG4, [np.zeros((3, 3), int)]), ValueError,
+         "label_images"),
+    case("init-n_prototypes-0", lambda: _init(_IMG4, _LAB4, n_prototypes=0), ValueError,
+         "n_prototypes"),
+    case("init-radius-negative", lambda: _init(_IMG4, _LAB4, radius=-1), ValueError, "radius"),
+    case("init-strength-nan", lambda: _init(_IMG4, _LAB4, strength=np.nan), ValueError,
+         "strength"),
+    case("init-sigma-zero", lambda: _init(_IMG4, _LAB4, sigma=0.0), ValueError, "sigma"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("call", "exc", "match"), BAD_PREDICTOR_CALLS)
+def test_weight_predictor_calls_reject_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_weight_predictor_one_pixel_and_no_mutation():
+    img = np.array([[0.5]])
+    F = af.window_features(img, 1)
+    np.testing.assert_array_equal(F, np.full((1, 9), 0.5))  # edge replication
+    wp = af.WeightPredictor.initialize_from_images([img], [np.array([[0]])], n_prototypes=4)
+    assert wp.n_prototypes == 1  # clipped to the number of pixels
+    om = wp.predict_weights(af.GridGraph((1, 1)), F)
+    np.testing.assert_array_equal(om.values, [1.0])
+    g = np.ones(_G3.nnz)
+    feats = _RNG.normal(size=(9, 9))
+    f0, g0 = feats.copy(), g.copy()
+    _WP.vjp(_G3, feats, g)
+    np.testing.assert_array_equal(feats, f0)
+    np.testing.assert_array_equal(g, g0)
