@@ -464,7 +464,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         Options of the predictor's initialisation (edge: ``hidden`` units of its
         perceptron, 8 by default, 0 for the log-linear model; prototype:
         ``strength``, ``sigma``, ``max_samples``).
-    scales : tuple of float, default=(0.0, 1.0, 2.0)
+    scales : tuple of float, default=(0.0, 1.0, 2.0, 4.0)
         Widths of the Gaussians that smooth the image into the edge predictor's
         feature groups (0: the image itself).
     stop_gradient : bool, default=False
@@ -615,7 +615,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         n_layers: int = 2,
         predictor: Any = "edge",
         predictor_params: dict | None = None,
-        scales: Any = (0.0, 1.0, 2.0),
+        scales: Any = (0.0, 1.0, 2.0, 4.0),
         stop_gradient: bool = False,
         learn_prototypes: bool = False,
         radius: Any = "auto",
