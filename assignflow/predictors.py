@@ -445,7 +445,7 @@ class EdgePredictor(Predictor):
         groups: Any,
         *,
         hidden: int = 0,
-        max_edges: int = 200_000,
+        max_edges: int = 50_000,
         random_state: Any = None,
     ) -> EdgePredictor:
         r"""Initialise from training data: scales by medians, :math:`\theta` by logistic regression.
@@ -465,7 +465,7 @@ class EdgePredictor(Predictor):
         hidden : int, default=0
             Hidden units of the perceptron; it starts at zero output (random first
             layer, ``w2 = 0``), i.e. at the log-linear model.
-        max_edges : int, default=200000
+        max_edges : int, default=50000
             Edges sampled for the medians and the regression.
         random_state : int, Generator or None
             Seeds the edge sample.
