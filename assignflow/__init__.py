@@ -5,10 +5,10 @@ Zeilmann, Petra & Schnörr, *Learning Linearized Assignment Flows for Image
 Labeling*, J. Math. Imaging Vis. 65 (2023).
 """
 
-from . import datasets, registry
+from . import datasets, plotting, registry
 from ._parallel import get_num_threads, set_num_threads
 from ._version import __version__
-from .classifier import AssignmentFlowClassifier, label_graph
+from .classifier import AssignmentFlowClassifier
 from .estimators import ImageLabeler
 from .flows import AssignmentFlow, DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
 from .geometry import AssignmentManifold
@@ -33,6 +33,7 @@ from .integrators import (
     LinearIntegrator,
     LinearizedSequence,
 )
+from .labeling import label_graph
 from .learning import DescentResult, multiplicative_update, riemannian_gradient_descent
 from .losses import CompositeLoss, KLLoss, Loss, TangentSpaceRegularizer
 from .persistence import load, save
@@ -85,6 +86,7 @@ __all__ = [
     "label_graph",
     "load",
     "multiplicative_update",
+    "plotting",
     "registry",
     "riemannian_gradient_descent",
     "save",

@@ -640,6 +640,14 @@ def solve_linear_ode(
     anorm = 0.0  # running lower bound for ||A||_2
     op = matvec
     if progress is not None:
+        # reported fractions never decrease (a rejected trial step shrinks the interval
+        # that the Arnoldi steps were reported against)
+        user_progress, done = progress, [0.0]
+
+        def progress(x: float) -> None:
+            done[0] = max(done[0], x)
+            user_progress(done[0])
+
         # Arnoldi dominates the cost: report its steps within the trial interval
         calls = [0]
 

@@ -4,10 +4,12 @@ Two storage schemes, both row-chunked over the thread pool of ``_parallel``:
 
 * :class:`CSROperator` — any graph: ``Ω`` as a CSR matrix (values aligned with the
   graph's ``indices``), and ``Ωᵀ`` as a second CSR matrix built once.
-* :class:`DiagonalOperator` — grids: ``Ω`` is stored as its ``(2r+1)²`` diagonals,
-  one per window offset (the per-pixel weight patches, shifted), and applied by
-  shifted multiply–adds in scipy's compiled DIA kernel. No index arrays, no
-  gathers; ``Ωᵀ`` has the same diagonals with negated offsets.
+* :class:`DiagonalOperator` — grids of any dimension: ``Ω`` is stored as its
+  ``(2r+1)^ndim`` diagonals, one per window offset (the per-node weight patches,
+  shifted by the offset's linear index), and applied by shifted multiply–adds in
+  scipy's compiled DIA kernel. No index arrays, no gathers; ``Ωᵀ`` has the same
+  diagonals, row-indexed, with negated offsets. Each row chunk shares the one
+  diagonal array of its dtype (float64 or float32).
 
 Both accept an optional ``rowwise(block, start, stop)`` callback that post-processes
 each output block in place while it is still in cache; the flows use it to fuse the
@@ -25,6 +27,8 @@ import scipy.sparse as sp
 from ._parallel import n_chunks_for, row_chunks, run_chunks
 
 RowFunc = Callable[[np.ndarray, int, int], None]
+
+_BUILD_CHUNK = 1 << 18  # entries per row block when building diagonals
 
 
 def _as_2d(v: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -93,51 +97,111 @@ class CSROperator(_ChunkedOperator):
 
 
 class DiagonalOperator(_ChunkedOperator):
-    """``Ω`` on a grid as diagonals: ``(Ω x)_i = Σ_o planes[o, i] · x_{i + offsets[o]}``.
+    """``Ω`` on a grid as diagonals: ``(Ω x)_i = Σ_o P[o, i] · x_{i + offsets[o]}``.
 
-    ``planes`` is row-indexed (``planes[o, i] = ω_{i, i+offsets[o]}``) and zero
-    where the window leaves the image.
+    ``P`` holds the row-indexed diagonals (``P[o, i] = ω_{i, i+offsets[o]}``, zero
+    where the window leaves the grid); offsets are linear (flat) node offsets, so the
+    same kernel serves 1-D, 2-D and 3-D grids. Window offsets that share a flat offset
+    (grids narrower than the window, where at most one of them is inside the grid at
+    any node) are merged.
+
+    Two diagonal arrays of shape ``(n_offsets, n)`` are built lazily, once per dtype:
+    scipy's DIA data of ``Ω`` (column-indexed: ``data[o, j] = P[o, j - off]``) for
+    ``Ω x``, and ``P`` itself, which is the DIA data of ``Ωᵀ`` with negated offsets,
+    for ``Ωᵀ x``. Each row chunk ``[a, c)`` is a DIA matrix of shape ``(c - a, n)``
+    that shares the whole data array, with its offsets shifted by ``a``: no copies
+    per chunk, no index arrays, no gathers.
+
+    Parameters
+    ----------
+    planes : ndarray, shape (K, n)
+        The row-indexed diagonals ``P``.
+    offsets : array of int, shape (K,)
+        Flat offset of each diagonal.
     """
 
     def __init__(self, planes: np.ndarray, offsets: np.ndarray) -> None:
-        self.planes = planes
-        self.offsets = np.asarray(offsets, dtype=np.int64)
-        self.n = planes.shape[1]
-        self.reach = int(np.abs(self.offsets).max(initial=0))
+        planes = np.asarray(planes)
+        self._setup(np.asarray(offsets, dtype=np.int64), planes.shape[1])
+        self._row_block = lambda a, c: planes[:, a:c].T
 
-    def _shifted_planes(self) -> np.ndarray:
-        """``s[o, i + off] = planes[o, i]``: the column-indexed diagonals of ``Ω``.
+    @classmethod
+    def from_window(
+        cls, values: np.ndarray, indptr: np.ndarray, valid: np.ndarray, offsets: np.ndarray
+    ) -> DiagonalOperator:
+        """The operator for edge values in CSR order on a grid's window.
 
-        They are also the row-indexed diagonals of ``Ωᵀ`` (offsets negated), since
-        ``Ωᵀ[k, k - off] = Ω[k - off, k]``.
+        Parameters
+        ----------
+        values : ndarray, shape (nnz,)
+            ``ω`` aligned with the grid's CSR ``indices``.
+        indptr : ndarray, shape (n + 1,)
+            The grid's row pointer.
+        valid : ndarray of bool, shape (n, K)
+            Window positions inside the grid (row ``i`` holds ``degree_i`` of them).
+        offsets : ndarray of int, shape (K,)
+            Flat offset of each window position.
+
+        Returns
+        -------
+        DiagonalOperator
+            Its diagonals are built from ``values`` in row blocks when first needed,
+            directly in the working precision (no ``(n, K)`` float64 copy).
         """
-        s = np.zeros_like(self.planes)
-        for o, off in enumerate(self.offsets):
-            if abs(off) >= self.n:
-                continue  # the window offset leaves the image entirely: no entries
-            if off >= 0:
-                s[o, off:] = self.planes[o, : self.n - off]
-            else:
-                s[o, :off] = self.planes[o, -off:]
-        return s
+        obj = cls.__new__(cls)
+        obj._setup(np.asarray(offsets, dtype=np.int64), valid.shape[0])
+
+        def row_block(a: int, c: int) -> np.ndarray:
+            block = np.zeros((c - a, valid.shape[1]), dtype=values.dtype)
+            block[valid[a:c]] = values[indptr[a] : indptr[c]]
+            return block
+
+        obj._row_block = row_block
+        return obj
+
+    def _setup(self, window_offsets: np.ndarray, n: int) -> None:
+        self.n = n
+        self.window_offsets = window_offsets
+        self.offsets, self._merge = np.unique(window_offsets, return_inverse=True)
+        self._data_cache: dict = {}
+
+    def _data(self, transpose: bool, dtype: np.dtype) -> np.ndarray:
+        """DIA data of ``Ωᵀ`` (row-indexed ``P``) or of ``Ω`` (column-indexed), in ``dtype``."""
+        key = (transpose, np.dtype(dtype))
+        if key in self._data_cache:
+            return self._data_cache[key]
+        n, K = self.n, len(self.window_offsets)
+        out = np.zeros((len(self.offsets), n), dtype=dtype)
+        merged = len(self.offsets) < K
+        step = max(1, _BUILD_CHUNK // max(1, K))
+        for a in range(0, n, step):
+            c = min(n, a + step)
+            block = self._row_block(a, c)
+            for o, off in enumerate(self.window_offsets):
+                u = self._merge[o]
+                if transpose:
+                    lo, hi, shift = a, c, 0
+                else:
+                    # column j = i + off; entries with j outside the grid are zero
+                    lo, hi, shift = max(a, -off), min(c, n - off), off
+                if hi <= lo:
+                    continue
+                src = block[lo - a : hi - a, o]
+                if merged:
+                    out[u, lo + shift : hi + shift] += src
+                else:
+                    out[u, lo + shift : hi + shift] = src
+        return self._data_cache.setdefault(key, out)
 
     def _blocks(self, transpose: bool, n_chunks: int, dtype: np.dtype):
-        planes = self._shifted_planes() if transpose else self.planes
+        data = self._data(transpose, dtype)
         offsets = -self.offsets if transpose else self.offsets
-        blocks = []
-        for a, c in row_chunks(self.n, n_chunks):
-            lo, hi = max(0, a - self.reach), min(self.n, c + self.reach)
-            loc = offsets + (a - lo)
-            # scipy's DIA data is column-indexed: data[o, col] with col = row + offset
-            data = np.zeros((len(offsets), hi - lo), dtype=dtype)
-            for o, off in enumerate(loc):
-                r0 = max(0, -off)
-                r1 = min(c - a, hi - lo - off)
-                if r1 > r0:
-                    data[o, r0 + off : r1 + off] = planes[o, a + r0 : a + r1]
-            blocks.append((sp.dia_matrix((data, loc), shape=(c - a, hi - lo)), a, c, lo, hi))
-        return blocks
+        return [
+            (sp.dia_matrix((data, offsets + a), shape=(c - a, self.n)), a, c, 0, self.n)
+            for a, c in row_chunks(self.n, n_chunks)
+        ]
 
     def to_csr(self) -> sp.csr_matrix:
-        mat = sp.dia_matrix((self._shifted_planes(), self.offsets), shape=(self.n, self.n))
-        return mat.tocsr()
+        """``Ω`` as a CSR matrix (explicit zeros dropped)."""
+        data = self._data(False, np.dtype(np.float64))
+        return sp.dia_matrix((data, self.offsets), shape=(self.n, self.n)).tocsr()

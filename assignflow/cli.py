@@ -1,207 +1,230 @@
-"""The ``assignflow`` command line.
+"""The ``assignflow`` command line (also ``python -m assignflow``).
 
 ``assignflow demo``
-    The main job on built-in synthetic data: noisy random Voronoi scenes (the
-    paper's Sect. 4.1) for training, validation and unseen testing; the weight
-    predictor is fitted, and the unseen scenes are labeled by pixelwise
-    rounding, the LAF with uniform weights (exponential Krylov), the nonlinear
-    assignment flow (geometric Euler) and the LAF with learned weights; a table
-    of the percentage of wrongly labeled pixels is printed and a PNG written.
+    The main job on built-in synthetic data (:func:`assignflow.demo.run_demo`).
 ``assignflow label IMAGE``
-    Labels one image (PNG or ``.npy``) with the LAF and uniform weights, or with
-    the predicted weights of a fitted model; labels are written as PNG (coloured
-    with the prototypes) and ``.npy``.
+    Labels one image with the LAF and uniform weights
+    (:func:`~assignflow.label_graph` on a :class:`~assignflow.GridGraph`), or with
+    the predicted weights of a fitted model (``--model``).
 ``assignflow fit``
-    Fits an :class:`~assignflow.ImageLabeler` on the user's images and label
-    images and saves it (``assignflow.persistence``; no pickle).
+    Fits an :class:`~assignflow.ImageLabeler` on images and label images and saves
+    it (:func:`~assignflow.save`).
 ``assignflow predict``
     Labels images with a saved model.
 ``assignflow plugins``
-    Lists every registered graph, integrator, loss and gradient estimator and
-    where it came from (built in, or the installed distribution).
+    Lists every registered component and where it came from.
 
-Also available as ``python -m assignflow``.
+Every command is a few lines over the library; images are read and labels written
+by :mod:`assignflow.io` (its rules for bit depth, alpha, CMYK and the pixel bound
+apply). The defaults of ``--rho`` and ``--T`` are the library's own: those of
+:func:`~assignflow.label_graph` for ``label``, of :class:`~assignflow.ImageLabeler`
+for ``fit`` and ``demo``.
+
+Outputs never lose data:
+
+- an output that is one of the command's inputs is refused, even with ``--overwrite``;
+- two outputs of one run that would land on the same file are refused (``predict
+  d1/x.png d2/x.png --output-dir out``);
+- an existing output is refused unless ``--overwrite`` is given;
+- all of this is checked before any work, and every file is written to a temporary
+  name and renamed into place, so an interrupted run leaves no partial file.
+
+Every failure ends in one line ``assignflow <command>: error: <message>; <hint>`` on
+stderr and exit code 2 (130 after Ctrl-C; 141, silently, when the reader of stdout
+goes away), never a traceback; warnings are printed
+as one line ``assignflow <command>: warning: <message> (<category>)``. Progress bars with an
+estimate of the remaining time (tqdm, on stderr) are shown for ``label``,
+``predict`` and ``fit`` when stderr is a terminal, unless ``--quiet`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
+import os
 import sys
-import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.utils import check_scalar
+from sklearn.utils._param_validation import Interval
+from tqdm import tqdm
 
-__all__ = ["main", "run_demo"]
+from . import io, registry
+from ._version import __version__
+from .classifier import label_graph
+from .demo import DEMO_NOISE, format_results, run_demo
+from .estimators import ImageLabeler
+from .graphs import GridGraph
+from .persistence import load, save
 
+__all__ = ["build_parser", "main", "run_demo"]
 
-DEMO_DEFAULTS = {
-    "lines": {"noise": 0.3, "rho": 0.1, "T": 1.0},
-    "colors": {"noise": 0.5, "rho": 0.3, "T": 3.0},
+_LABEL_GRAPH = inspect.signature(label_graph).parameters
+_LABELER = inspect.signature(ImageLabeler).parameters
+_GRID = inspect.signature(GridGraph).parameters
+
+#: At most this many k-means labels (the flow's memory grows with the labels).
+MAX_LABELS = 256
+
+#: The options of ``label`` that only mean something without ``--model``.
+_UNIFORM_ONLY = {
+    "prototypes": None,
+    "n_labels": 8,
+    "rho": _LABEL_GRAPH["rho"].default,
+    "T": _LABEL_GRAPH["T"].default,
+    "radius": _GRID["radius"].default,
 }
 
 
-def run_demo(
-    *,
-    scenario: str = "lines",
-    size: int = 64,
-    n_train: int = 5,
-    n_test: int = 3,
-    noise: float | None = None,
-    rho: float | None = None,
-    T: float | None = None,
-    krylov_dim: int = 10,
-    step_size: float = 0.5,
-    max_iter: int = 30,
-    random_state: int = 0,
-    output: str | None = "assignflow-demo.png",
-    verbose: bool = True,
-) -> dict[str, Any]:
-    """The main job: fit on synthetic Voronoi scenes, label unseen ones four ways.
+# --------------------------------------------------------------------------- parsing
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that end in a hint."""
 
-    Generates ``n_train`` training scenes (one of them held out for validation by
-    the estimator) and ``n_test`` unseen test scenes of the paper's Sect. 4.1, fits
-    an :class:`~assignflow.ImageLabeler`, and labels the test scenes by pixelwise
-    rounding, the LAF with uniform weights (exponential Krylov), the nonlinear
-    assignment flow (geometric Euler) and the LAF with learned (predicted)
-    weights. Returns the mean error and time of every method and the figure path.
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` except for options without a value by default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
+def _number(interval: Interval, *options: str) -> Callable[[str], Any]:
+    """An argparse type: a number in ``interval`` (sklearn's check), or one of ``options``."""
+    convert = int if interval.type is Integral else float
+
+    def parse(text: str) -> Any:
+        if text in options:
+            return text
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or value not in interval:
+            alt = "".join(f" or {o!r}" for o in options)
+            raise argparse.ArgumentTypeError(f"must be {interval}{alt}, got {text!r}")
+        return value
+
+    parse.__name__ = convert.__name__
+    return parse
+
+
+#: rho: a normal (not subnormal) positive float or "auto"; T: a positive finite float
+#: or "auto".
+_RHO = _number(Interval(Real, np.finfo(np.float64).tiny, None, closed="left"), "auto")
+_T_OR_AUTO = _number(Interval(Real, 0, None, closed="neither"), "auto")
+_COUNT = _number(Interval(Integral, 1, None, closed="left"))
+_RADIUS_OR_AUTO = _number(Interval(Integral, 0, 16, closed="both"), "auto")
+_RHO_HELP = (
+    "scale of the distances, a number > 0 or 'auto' (the median gap between the distances "
+    "of a pixel to its two nearest prototypes, assignflow.estimate_rho)"
+)
+_T_HELP = "time horizon of the LAF, a number > 0 or 'auto' (the library's rule)"
+
+
+# --------------------------------------------------------------------------- outputs
+def _check_outputs(
+    outputs: Sequence[tuple[str, str]], inputs: Sequence[str], overwrite: bool
+) -> None:
+    """Refuse, before any work, outputs that would lose data.
+
+    ``outputs`` pairs every output file with what it is made from (for messages).
     """
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-
-    from . import datasets
-    from .estimators import ImageLabeler
-    from .flows import AssignmentFlow, LinearizedAssignmentFlow
-    from .graphs import GridGraph
-    from .integrators import ExponentialKrylov, GeometricEuler
-    from .similarity import SimilarityOperator, distance_matrix
-    from .weights import Weights
-
-    def say(msg: str) -> None:
-        if verbose:
-            print(msg, flush=True)
-
-    if scenario not in DEMO_DEFAULTS:
-        raise ValueError(f"scenario must be one of {sorted(DEMO_DEFAULTS)}, got {scenario!r}")
-    # check everything before the (slow) fit, with the names of the command-line options
-    for name, value, low in (
-        ("size", size, 2),
-        ("n_train", n_train, 1),
-        ("n_test", n_test, 1),
-        ("krylov_dim", krylov_dim, 1),
-        ("max_iter", max_iter, 1),
-        ("random_state", random_state, 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer, got {value!r}")
-        if value < low:
-            raise ValueError(f"{name} must be >= {low}, got {value}")
-    for name, value, strict in (("noise", noise, False), ("rho", rho, True), ("T", T, True)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise TypeError(f"{name} must be a number, got {value!r}")
-        if not np.isfinite(value) or value < 0 or (strict and value == 0):
+    real_inputs = {os.path.realpath(p): p for p in inputs}
+    seen: dict[str, str] = {}
+    for out, source in outputs:
+        real = os.path.realpath(out)
+        if real in real_inputs:
             raise ValueError(
-                f"{name} must be a finite number {'> 0' if strict else '>= 0'}, got {value}"
+                f"the output {out!r} of {source} would overwrite the input "
+                f"{real_inputs[real]!r}; choose another output name"
             )
-    if isinstance(step_size, bool) or not isinstance(step_size, (int, float, np.number)):
-        raise TypeError(f"step_size must be a number, got {step_size!r}")
-    if not (np.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"step_size must be a finite number > 0, got {step_size}")
-    if output:
-        _check_output_dir(output, "output")
-    d = DEMO_DEFAULTS[scenario]
-    noise = d["noise"] if noise is None else noise
-    rho = d["rho"] if rho is None else rho
-    T = d["T"] if T is None else T
-    shape = (size, size)
-    X, Y = datasets.make_voronoi(scenario, n_train, shape, noise, random_state=random_state)
-    Xt, Yt = datasets.make_voronoi(
-        scenario, n_test, shape, noise, random_state=random_state + 10_000
-    )
-    protos = datasets.voronoi_prototypes(scenario)
-    say(
-        f"assignflow demo: {scenario!r} Voronoi scenes {size}x{size}, {len(protos)} labels, "
-        f"noise {noise:g}; {n_train} training scenes, {n_test} unseen test scenes; "
-        f"rho {rho:g}, T {T:g}"
-    )
+        if real in seen:
+            raise ValueError(
+                f"{seen[real]} and {source} would both be written to {out!r}; give the "
+                "images distinct names or label them in separate runs"
+            )
+        seen[real] = source
+        d = os.path.dirname(os.path.abspath(out))
+        if os.path.exists(d) and not os.path.isdir(d):
+            raise ValueError(f"cannot write {out!r}: {d!r} is not a directory")
+        if not overwrite and os.path.lexists(out):
+            raise ValueError(f"{out!r} exists; pass --overwrite to replace it")
 
-    say(f"fitting the weight predictor (at most {max_iter} iterations) ...")
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model = ImageLabeler(
-            prototypes=protos,
-            rho=rho,
-            T=T,
-            n_prototypes=20,
-            max_iter=max_iter,
-            random_state=random_state,
-        ).fit(X, Y)
-    t_fit = time.perf_counter() - t0
-    say(
-        f"  {model.n_iter_} iterations in {t_fit:.1f} s (best validation error at iteration "
-        f"{model.best_iter_})"
-    )
 
-    methods: dict[str, list] = {}
+def _check_dir(path: str, option: str) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise ValueError(f"{option}: the output directory {d!r} does not exist")
 
-    def record(name: str, labels: np.ndarray, seconds: float, truth: np.ndarray) -> None:
-        m = methods.setdefault(name, [[], [], []])
-        m[0].append(float(np.mean(labels.ravel() != truth.ravel())))
-        m[1].append(seconds)
-        m[2].append(labels.reshape(shape))
 
-    for x, y in zip(Xt, Yt, strict=True):
-        D = distance_matrix(x, protos)
-        sim = SimilarityOperator(Weights.uniform(GridGraph(shape)), D, rho=rho)
-        t0 = time.perf_counter()
-        record("pixelwise rounding", D.argmin(axis=1), time.perf_counter() - t0, y)
-        t0 = time.perf_counter()
-        laf = LinearizedAssignmentFlow(sim, T=T).solve(ExponentialKrylov(krylov_dim=krylov_dim))
-        record("LAF, uniform weights", laf.labels, time.perf_counter() - t0, y)
-        t0 = time.perf_counter()
-        nl = AssignmentFlow(sim).solve(GeometricEuler(step_size=step_size))
-        record("assignment flow, uniform weights", nl.labels, time.perf_counter() - t0, y)
-        t0 = time.perf_counter()
-        record("LAF, learned weights", model.predict([x])[0], time.perf_counter() - t0, y)
+def _write(stem: str, labels: np.ndarray, model: Any | None, prototypes: Any, args) -> None:
+    index = None if model is None else np.searchsorted(model.classes_, labels)
+    for f in io.write_labels(stem, labels, prototypes, index, overwrite=args.overwrite):
+        tqdm.write(f"wrote {f}", file=sys.stdout)  # clears a progress bar first
 
-    say(f"\n  {'method (unseen test scenes)':<34} {'wrong':>8}   {'time/scene':>10}")
-    results = {}
-    for name, (errs, secs, labs) in methods.items():
-        results[name] = {
-            "error": float(np.mean(errs)),
-            "seconds": float(np.mean(secs)),
-            "labels": labs,
-        }
-        say(f"  {name:<34} {100 * np.mean(errs):6.2f} %   {np.mean(secs):8.3f} s")
 
-    path = None
-    if output:
-        from .plotting import plot_labelings
+# --------------------------------------------------------------------------- progress
+class _Progress:
+    """A tqdm bar on stderr, moved to absolute positions; off with --quiet or no terminal.
 
-        panels = {"ground truth": Yt[0]} | {k: v["labels"][0] for k, v in results.items()}
-        errors = {
-            k: float(np.mean(v["labels"][0].ravel() != Yt[0].ravel())) for k, v in results.items()
-        }
-        plot_labelings(
-            Xt[0],
-            panels,
-            protos,
-            errors=errors,
-            path=output,
-            title=f"assignflow demo — {scenario}, unseen scene, noise {noise:g}",
+    On success the bar is completed (``complete=True``), whether or not the library
+    reported every step.
+    """
+
+    def __init__(
+        self, args: argparse.Namespace, desc: str, total: float, complete: bool = True, **kw: Any
+    ) -> None:
+        self.complete = complete
+        isatty = getattr(sys.stderr, "isatty", None)
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            file=sys.stderr,
+            disable=args.quiet or not (isatty and isatty()),
+            dynamic_ncols=True,
+            **kw,
         )
-        path = output
-        say(f"figure written to {output}")
-    return {"results": results, "figure": path, "model": model}
+
+    def to(self, position: float) -> None:
+        delta = min(position, self.bar.total) - self.bar.n
+        if delta > 0:
+            self.bar.update(delta)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None and self.complete:
+            self.to(self.bar.total)
+        self.bar.close()
 
 
+_FRACTION = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
+
+
+def _progress_of(func: Any, progress: Callable[[float], None]) -> dict[str, Any]:
+    """``{"progress": progress}`` if ``func`` takes it (label_graph gains it in labeling.py)."""
+    return {"progress": progress} if "progress" in inspect.signature(func).parameters else {}
+
+
+# --------------------------------------------------------------------------- commands
 def _cmd_demo(args: argparse.Namespace) -> int:
-    run_demo(
+    output = None if args.no_figure else args.output
+    if output is not None:
+        _check_dir(output, "--output")
+        _check_outputs([(output, "the demo figure")], [], args.overwrite)
+    res = run_demo(
         scenario=args.scenario,
         size=args.size,
         n_train=args.n_train,
@@ -213,227 +236,144 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         step_size=args.step_size,
         max_iter=args.max_iter,
         random_state=args.seed,
-        output=None if args.no_figure else args.output,
+        output=output,
+        verbose=not args.quiet,
     )
+    if args.quiet:
+        print(format_results(res["results"]))
     return 0
 
 
-# --------------------------------------------------------------------------- image I/O
-def _existing(path: str, what: str) -> bool:
-    """Check that ``path`` exists; whether it is a ``.npy`` file."""
-    import os
-
-    if not os.path.exists(path):
-        raise ValueError(f"{what} file {path!r} does not exist")
-    return path.lower().endswith(".npy")
-
-
-def _load_npy(path: str) -> np.ndarray:
-    """``np.load`` without pickles (a file can never run code), with a clear error."""
+def _prototypes(text: str, n_channels: int) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"cannot read {path!r} as a numpy array ({exc})") from None
-
-
-def read_image(path: str) -> np.ndarray:
-    """An image as floats: PNG/JPEG (scaled to [0, 1]) or ``.npy``; grey images are (h, w)."""
-    if _existing(path, "image"):
-        a = _load_npy(path)
-        if a.dtype.kind not in "biuf" or a.ndim not in (2, 3):
-            raise ValueError(f"{path!r} must hold a numeric (h, w) or (h, w, c) array")
-        if a.size == 0:
-            raise ValueError(f"{path!r} holds an empty image of shape {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{path!r} contains NaN or inf values")
-        return a.astype(np.float64)
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            a = np.asarray(im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else im.mode))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"cannot read {path!r} as an image ({exc})") from None
-    if a.ndim == 3 and a.shape[2] == 4:
-        a = a[:, :, :3]  # alpha is not data
-    scale = 65535.0 if a.dtype == np.uint16 else 255.0 if a.dtype == np.uint8 else 1.0
-    return a.astype(np.float64) / scale
-
-
-def read_label_image(path: str) -> np.ndarray:
-    """Integer labels (h, w): a ``.npy`` of ints, a grey PNG of label ids, or a colour PNG
-    whose distinct colours are the classes (numbered in sorted colour order)."""
-    if _existing(path, "label image"):
-        a = _load_npy(path)
-        if a.ndim != 2 or a.dtype.kind not in "biu":
-            raise ValueError(f"{path!r} must hold an integer (h, w) label array")
-        return a.astype(np.int64)
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            a = np.asarray(im)
-    except (UnidentifiedImageError, OSError, FileNotFoundError) as exc:
-        raise ValueError(f"cannot read label image {path!r} ({exc})") from None
-    if a.ndim == 2:
-        return a.astype(np.int64)
-    flat = a.reshape(-1, a.shape[2])
-    _, inv = np.unique(flat, axis=0, return_inverse=True)
-    return inv.reshape(a.shape[:2]).astype(np.int64)
-
-
-def write_labels(
-    path_stem: str, labels: np.ndarray, prototypes: np.ndarray, index: np.ndarray | None = None
-) -> list[str]:
-    """Write ``STEM.npy`` (the labels) and ``STEM.png`` coloured by the prototypes.
-
-    ``index`` gives the prototype row of every pixel when the labels are class
-    values rather than indices.
-    """
-    from PIL import Image
-
-    from .plotting import label_image_to_rgb
-
-    _check_output_dir(path_stem, "path_stem")
-    rgb = label_image_to_rgb(labels if index is None else index, prototypes)
-    Image.fromarray(np.round(255 * rgb).astype(np.uint8)).save(path_stem + ".png")
-    np.save(path_stem + ".npy", np.asarray(labels))
-    return [path_stem + ".png", path_stem + ".npy"]
-
-
-def _check_output_dir(path: str, name: str) -> None:
-    """Fail early (before any work) when the directory of an output file does not exist."""
-    import os
-
-    d = os.path.dirname(os.path.abspath(os.fspath(path)))
-    if not os.path.isdir(d):
-        raise ValueError(f"{name}: the output directory {d!r} does not exist")
-
-
-def _stem(output: str | None, image_path: str, suffix: str = "-labels") -> str:
-    import os
-
-    if output:
-        return os.path.splitext(output)[0]
-    return os.path.splitext(image_path)[0] + suffix
+        p = np.array([[float(v) for v in row.split(",")] for row in text.split(";")])
+    except ValueError:
+        raise ValueError(
+            "--prototypes must look like '0,0,0;1,1,1' (labels separated by ';', the "
+            f"values of a label by ','), got {text!r}"
+        ) from None
+    if p.shape[1] != n_channels or not np.all(np.isfinite(p)):
+        raise ValueError(
+            f"--prototypes need {n_channels} finite value(s) per label (the image's "
+            f"channels), got {p.shape[1]}"
+        )
+    return p
 
 
 def _cmd_label(args: argparse.Namespace) -> int:
-    from .flows import LinearizedAssignmentFlow
-    from .graphs import GridGraph
-    from .integrators import ExponentialKrylov
-    from .similarity import SimilarityOperator, distance_matrix
-    from .weights import Weights
-
-    stem = _stem(args.output, args.image)
-    _check_output_dir(stem, "--output")
-    img = read_image(args.image)
+    stem = os.path.splitext(args.output or args.image)[0] + ("" if args.output else "-labels")
+    _check_dir(stem, "--output")
+    inputs = [args.image] + ([args.model] if args.model else [])
+    _check_outputs(
+        [(stem + ".png", args.image), (stem + ".npy", args.image)], inputs, args.overwrite
+    )
     if args.model:
-        from .persistence import load
-
-        model = load(args.model)
-        model.set_params(dtype=args.dtype)
-        labels = model.predict([img])[0]
-        protos = model.prototypes_
-        idx = np.searchsorted(model.classes_, labels)
-    else:
-        c = 1 if img.ndim == 2 else img.shape[2]
-        if args.prototypes:
-            try:
-                protos = np.array(
-                    [[float(v) for v in p.split(",")] for p in args.prototypes.split(";")]
-                )
-            except ValueError:
-                raise ValueError(
-                    "--prototypes must look like '0,0,0;1,1,1' (labels separated by ';')"
-                ) from None
-            if protos.shape[1] != c:
-                raise ValueError(f"--prototypes need {c} value(s) per label, got {protos.shape[1]}")
-        else:
-            from sklearn.cluster import KMeans
-
-            pix = img.reshape(-1, c)
-            if not 1 <= args.n_labels <= len(pix):
-                raise ValueError(
-                    f"--n-labels must be between 1 and the number of pixels ({len(pix)}), "
-                    f"got {args.n_labels}"
-                )
-            km = KMeans(n_clusters=args.n_labels, n_init=3, random_state=0).fit(
-                pix[:: max(1, len(pix) // 20000)]
+        clash = [k for k, v in _UNIFORM_ONLY.items() if getattr(args, k) != v]
+        if clash:
+            raise ValueError(
+                f"--{clash[0].replace('_', '-')} cannot be used with --model (a fitted model "
+                "has its own prototypes, rho, T and radius)"
             )
-            protos = km.cluster_centers_
-        D = distance_matrix(img, protos)
-        g = GridGraph(img.shape[:2], radius=args.radius)
-        sim = SimilarityOperator(Weights.uniform(g), D, rho=args.rho, dtype=args.dtype)
-        res = LinearizedAssignmentFlow(sim, T=args.T).solve(ExponentialKrylov(krylov_dim=10))
-        labels = idx = res.labels.reshape(img.shape[:2])
-    for f in write_labels(stem, labels, protos, idx):
-        print(f"wrote {f}")
+        model = load(args.model).set_params(dtype=args.dtype)
+    img = io.read_image(args.image, alpha=args.alpha, max_pixels=args.max_pixels)
+    if args.model:
+        with _Progress(args, "label", 1.0, bar_format=_FRACTION) as bar:
+            labels = model.predict([img], progress=bar.to)[0]
+        _write(stem, labels, model, model.prototypes_, args)
+        return 0
+    pixels = img.reshape(img.shape[0] * img.shape[1], -1)
+    if args.prototypes:
+        protos = _prototypes(args.prototypes, pixels.shape[1])
+    else:
+        n = check_scalar(
+            args.n_labels, "--n-labels", Integral, min_val=1, max_val=min(len(pixels), MAX_LABELS)
+        )
+        sample = pixels[:: max(1, len(pixels) // 20000)]
+        protos = KMeans(n_clusters=n, n_init=3, random_state=0).fit(sample).cluster_centers_
+    with _Progress(args, "label", 1.0, bar_format=_FRACTION) as bar:
+        res = label_graph(
+            GridGraph(img.shape[:2], radius=args.radius),
+            pixels,
+            protos,
+            rho=args.rho,
+            T=args.T,
+            dtype=args.dtype,
+            **_progress_of(label_graph, bar.to),
+        )
+    _write(stem, res.labels.reshape(img.shape[:2]), None, protos, args)
     return 0
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from .estimators import ImageLabeler
-    from .persistence import save
-
     if len(args.images) != len(args.labels):
         raise ValueError(
             f"--images and --labels must pair up: got {len(args.images)} images and "
             f"{len(args.labels)} label images"
         )
-    _check_output_dir(args.output, "--output")
-    imgs = [read_image(p) for p in args.images]
-    labs = [read_label_image(p) for p in args.labels]
-    model = ImageLabeler(
+    _check_dir(args.output, "--output")
+    _check_outputs([(args.output, "the model")], args.images + args.labels, args.overwrite)
+    images = [io.read_image(p, alpha=args.alpha, max_pixels=args.max_pixels) for p in args.images]
+    labels = io.read_label_images(args.labels, max_pixels=args.max_pixels)
+    params = dict(
         rho=args.rho,
         T=args.T,
+        n_layers=args.n_layers,
+        predictor=args.predictor,
         radius=args.radius,
+        features=args.features,
         n_prototypes=args.n_prototypes,
         max_iter=args.max_iter,
         random_state=args.seed,
-        verbose=1,
         n_jobs=args.n_jobs,
-    ).fit(imgs, labs)
-    save(model, args.output)
+    )
+    with _Progress(args, "fit", args.max_iter, complete=False, unit="it") as bar:
+
+        def callback(iteration: int, record: dict[str, Any]) -> None:
+            bar.to(iteration)
+            shown = {"loss": f"{record['loss']:.4g}"}
+            for key, name in (("error", "train"), ("val_error", "val")):
+                if key in record:  # no "val_error" without validation images
+                    shown[name] = f"{record[key]:.2%}"
+            bar.bar.set_postfix(shown)
+
+        model = ImageLabeler(**params, callback=callback)
+        model.fit(images, labels)
+    model.set_params(callback=None)  # a function is not part of the model file
+    with io.atomic_path(args.output) as tmp:
+        save(model, tmp)
     print(
-        f"fitted in {model.n_iter_} iterations (best {model.best_iter_}); model written to "
-        f"{args.output}"
+        f"fitted in {model.n_iter_} iterations (best at {model.best_iter_}); model written "
+        f"to {args.output}"
     )
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import os
-
-    from .persistence import load
-
-    model = load(args.model)
-    for path in args.images:
-        labels = model.predict([read_image(path)])[0]
-        stem = (
-            os.path.join(args.output_dir, os.path.splitext(os.path.basename(path))[0] + "-labels")
-            if args.output_dir
-            else _stem(None, path)
-        )
-        if args.output_dir:
-            try:
-                os.makedirs(args.output_dir, exist_ok=True)
-            except OSError as exc:
-                raise ValueError(
-                    f"--output-dir: cannot create {args.output_dir!r} ({exc.strerror})"
-                ) from None
-        idx = np.searchsorted(model.classes_, labels)
-        for f in write_labels(stem, labels, model.prototypes_, idx):
-            print(f"wrote {f}")
+    stems = [
+        os.path.join(args.output_dir, os.path.splitext(os.path.basename(p))[0] + "-labels")
+        if args.output_dir
+        else os.path.splitext(p)[0] + "-labels"
+        for p in args.images
+    ]
+    outputs = [
+        (stem + ext, repr(path))
+        for stem, path in zip(stems, args.images, strict=True)
+        for ext in (".png", ".npy")
+    ]
+    _check_outputs(outputs, [*args.images, args.model], args.overwrite)
+    model = load(args.model).set_params(dtype=args.dtype)
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+    with _Progress(args, "predict", len(args.images), bar_format=_FRACTION) as bar:
+        for k, (path, stem) in enumerate(zip(args.images, stems, strict=True)):
+            img = io.read_image(path, alpha=args.alpha, max_pixels=args.max_pixels)
+            labels = model.predict([img], progress=lambda f, k=k: bar.to(k + f))[0]
+            bar.to(k + 1)
+            _write(stem, labels, model, model.prototypes_, args)
     return 0
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    # importing the package registers the built-ins
-    import assignflow  # noqa: F401
-
-    from . import registry
-
     for kind, reg in registry.all_registries().items():
         print(f"{kind}:")
         entries = reg.info()
@@ -444,89 +384,236 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- the parser
 def build_parser() -> argparse.ArgumentParser:
-    from ._version import __version__
+    """The argument parser of the ``assignflow`` command.
 
-    p = argparse.ArgumentParser(
+    Returns
+    -------
+    argparse.ArgumentParser
+        With one sub-parser per command.
+    """
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files (never inputs)"
+    )
+    common.add_argument("--quiet", action="store_true", help="no progress output")
+    images = _Parser(add_help=False)
+    images.add_argument(
+        "--alpha",
+        choices=("error", "drop", "keep"),
+        default="error",
+        help="alpha channels: 'error' drops a fully opaque one and refuses others, 'drop' "
+        "discards it, 'keep' keeps it as a channel",
+    )
+    images.add_argument(
+        "--max-pixels",
+        type=_COUNT,
+        default=io.MAX_PIXELS,
+        help="refuse images with more pixels (checked before decoding)",
+    )
+    dtype = _Parser(add_help=False)
+    dtype.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default=_LABEL_GRAPH["dtype"].default,
+        help="working precision of the flow; float32 halves the memory for very large images",
+    )
+
+    p = _Parser(
         prog="assignflow",
         description="Assignment flows for image and graph labeling.",
+        formatter_class=_Formatter,
     )
     p.add_argument("--version", action="version", version=f"assignflow {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    d = sub.add_parser("demo", help="fit and label synthetic Voronoi scenes (the main job)")
-    d.add_argument("--scenario", choices=("lines", "colors"), default="lines")
-    d.add_argument("--size", type=int, default=64, help="scene side in pixels (default 64)")
-    d.add_argument("--n-train", type=int, default=5, help="training scenes (default 5)")
-    d.add_argument("--n-test", type=int, default=3, help="unseen test scenes (default 3)")
-    d.add_argument("--noise", type=float, default=None, help="noise std (lines 0.3, colors 0.5)")
-    d.add_argument("--rho", type=float, default=None, help="distance scale (lines 0.1, colors 0.3)")
-    d.add_argument("--T", type=float, default=None, help="LAF horizon (lines 1, colors 3)")
-    d.add_argument("--max-iter", type=int, default=30, help="training iterations (default 30)")
-    d.add_argument("--krylov-dim", type=int, default=10, help="Krylov dimension m (default 10)")
-    d.add_argument("--step-size", type=float, default=0.5, help="geometric Euler step (0.5)")
-    d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    def command(name: str, help: str, parents: Sequence[argparse.ArgumentParser]):
+        return sub.add_parser(
+            name, help=help, description=help, parents=parents, formatter_class=_Formatter
+        )
+
+    d = command("demo", "fit and label synthetic Voronoi scenes (the main job)", [common])
+    d.add_argument("--scenario", choices=sorted(DEMO_NOISE), default="lines", help="the scenes")
+    d.add_argument("--size", type=int, default=64, help="scene side in pixels")
+    d.add_argument("--n-train", type=int, default=5, help="training scenes (with validation)")
+    d.add_argument("--n-test", type=int, default=3, help="unseen test scenes")
+    d.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        help="noise standard deviation (default: "
+        + ", ".join(f"{k} {v}" for k, v in DEMO_NOISE.items())
+        + ")",
+    )
+    d.add_argument("--rho", type=_RHO, default=_LABELER["rho"].default, help=_RHO_HELP)
+    d.add_argument("--T", type=_T_OR_AUTO, default=_LABELER["T"].default, help=_T_HELP)
+    d.add_argument("--max-iter", type=int, default=30, help="training iterations")
+    d.add_argument("--krylov-dim", type=int, default=10, help="Krylov dimension of the LAF")
+    d.add_argument("--step-size", type=float, default=0.5, help="geometric Euler step")
+    d.add_argument("--seed", type=int, default=0, help="random seed")
     d.add_argument("--output", default="assignflow-demo.png", help="figure path (PNG)")
     d.add_argument("--no-figure", action="store_true", help="do not write the figure")
     d.set_defaults(func=_cmd_demo)
 
-    lb = sub.add_parser("label", help="label one image (PNG or .npy)")
-    lb.add_argument("image")
+    lb = command("label", "label one image (PNG, JPEG, TIFF, ... or .npy)", [common, images, dtype])
+    lb.add_argument("image", help="the image file")
     lb.add_argument("--model", help="a model saved by 'assignflow fit' (else uniform weights)")
     lb.add_argument("--prototypes", help="label colours, e.g. '0,0,0;1,1,1' (else k-means)")
-    lb.add_argument("--n-labels", type=int, default=8, help="k-means labels (default 8)")
-    lb.add_argument("--rho", type=float, default=0.3)
-    lb.add_argument("--T", type=float, default=3.0)
-    lb.add_argument("--radius", type=int, default=1)
-    lb.add_argument("--output", help="output stem (default IMAGE-labels); writes .png and .npy")
     lb.add_argument(
-        "--dtype",
-        choices=("float64", "float32"),
-        default="float64",
-        help="working precision; float32 halves the memory for very large images",
+        "--n-labels", type=int, default=_UNIFORM_ONLY["n_labels"], help="k-means labels"
+    )
+    lb.add_argument("--rho", type=_RHO, default=_UNIFORM_ONLY["rho"], help=_RHO_HELP)
+    lb.add_argument("--T", type=_T_OR_AUTO, default=_UNIFORM_ONLY["T"], help=_T_HELP)
+    lb.add_argument(
+        "--radius", type=int, default=_UNIFORM_ONLY["radius"], help="neighbourhood radius"
+    )
+    lb.add_argument(
+        "--output",
+        help="output stem (an extension is dropped): writes STEM.png and STEM.npy "
+        "(default: IMAGE-labels)",
     )
     lb.set_defaults(func=_cmd_label)
 
-    ft = sub.add_parser("fit", help="fit an ImageLabeler on images and label images")
-    ft.add_argument("--images", nargs="+", required=True, help="training images (PNG or .npy)")
-    ft.add_argument("--labels", nargs="+", required=True, help="label images, same order")
-    ft.add_argument("--output", required=True, help="model file to write")
-    ft.add_argument("--rho", type=float, default=0.1)
-    ft.add_argument("--T", type=float, default=3.0)
-    ft.add_argument("--radius", type=int, default=1)
-    ft.add_argument("--n-prototypes", type=int, default=50)
-    ft.add_argument("--max-iter", type=int, default=100)
-    ft.add_argument("--n-jobs", type=int, default=None)
-    ft.add_argument("--seed", type=int, default=0)
+    ft = command("fit", "fit an ImageLabeler on images and label images", [common, images])
+    ft.add_argument("--images", nargs="+", required=True, help="training images")
+    ft.add_argument(
+        "--labels",
+        nargs="+",
+        required=True,
+        help="label images in the same order (.npy, grey/palette ids, or colours as classes)",
+    )
+    ft.add_argument("--output", required=True, help="the model file to write")
+    ft.add_argument("--rho", type=_RHO, default=_LABELER["rho"].default, help=_RHO_HELP)
+    ft.add_argument("--T", type=_T_OR_AUTO, default=_LABELER["T"].default, help=_T_HELP)
+    ft.add_argument(
+        "--n-layers", type=int, default=_LABELER["n_layers"].default, help="layers of the flow"
+    )
+    ft.add_argument(
+        "--predictor",
+        default=_LABELER["predictor"].default,
+        help="the weight predictor: a name registered in assignflow.registry.predictors "
+        "(see 'assignflow plugins')",
+    )
+    ft.add_argument(
+        "--radius",
+        type=_RADIUS_OR_AUTO,
+        default=_LABELER["radius"].default,
+        help="neighbourhood radius, 0 to 16 or 'auto' (1 or 2, chosen on the training images)",
+    )
+    ft.add_argument(
+        "--features",
+        choices=("window", "assignment"),
+        default=_LABELER["features"].default,
+        help="input of the prototype predictor (--predictor prototype)",
+    )
+    ft.add_argument(
+        "--n-prototypes",
+        type=int,
+        default=_LABELER["n_prototypes"].default,
+        help="prototypes of the prototype predictor",
+    )
+    ft.add_argument(
+        "--max-iter", type=int, default=_LABELER["max_iter"].default, help="training iterations"
+    )
+    ft.add_argument("--n-jobs", type=int, default=None, help="parallel jobs (joblib)")
+    ft.add_argument("--seed", type=int, default=0, help="random seed")
     ft.set_defaults(func=_cmd_fit)
 
-    pr = sub.add_parser("predict", help="label images with a saved model")
-    pr.add_argument("--model", required=True)
-    pr.add_argument("images", nargs="+")
-    pr.add_argument("--output-dir", help="where to write the labels (default: beside the images)")
+    pr = command("predict", "label images with a saved model", [common, images, dtype])
+    pr.add_argument("--model", required=True, help="a model saved by 'assignflow fit'")
+    pr.add_argument("images", nargs="+", help="the image files")
+    pr.add_argument(
+        "--output-dir", help="where to write IMAGE-labels.png/.npy (default: beside the images)"
+    )
     pr.set_defaults(func=_cmd_predict)
 
-    pl = sub.add_parser("plugins", help="list registered components and their origin")
+    pl = command("plugins", "list registered components and their origin", [])
     pl.set_defaults(func=_cmd_plugins)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``assignflow`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 2
+# --------------------------------------------------------------------------- main
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split()).rstrip(".")
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """Warnings as ``assignflow <command>: warning: <message> (<category>)``, one line.
+
+    No source lines; the category is omitted for a plain ``UserWarning``.
+
+    Only ``warnings.formatwarning`` is replaced (and restored): the standard
+    ``showwarning`` writes its result to stderr, and code that records warnings
+    (``warnings.catch_warnings(record=True)``, ``pytest.warns``) still receives them.
+    On a terminal the line first clears a progress bar drawn on it.
+    """
+
+    def fmt(message, category, filename, lineno, line=None) -> str:
+        isatty = getattr(sys.stderr, "isatty", None)
+        clear = "\r\x1b[K" if isatty and isatty() else ""
+        kind = "" if category is UserWarning else f" ({category.__name__})"
+        return f"{clear}assignflow {command}: warning: {_one_line(message)}{kind}\n"
+
+    saved = warnings.formatwarning
+    warnings.formatwarning = fmt
     try:
-        return int(args.func(args))
-    except (ValueError, TypeError) as exc:
-        print(f"assignflow {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # missing model file, unwritable output, ...
+        yield
+    finally:
+        warnings.formatwarning = saved
+
+
+def _failure(exc: BaseException, command: str) -> tuple[str, str]:
+    """The message and the hint of the error line for ``exc``."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "the files written so far are complete; none is partial"
+    if isinstance(exc, MemoryError):
+        return f"out of memory ({_one_line(exc) or 'MemoryError'})", (
+            "try --dtype float32, a smaller image or fewer labels"
+        )
+    if isinstance(exc, OSError):
         where = f": {exc.filename!r}" if getattr(exc, "filename", None) else ""
-        print(f"assignflow {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 2
+        return f"{exc.strerror or _one_line(exc)}{where}", "check the path and its permissions"
+    if isinstance(exc, (ValueError, TypeError)):
+        return _one_line(exc), f"see 'assignflow {command} --help'"
+    if isinstance(exc, (ArithmeticError, RuntimeError, Warning)):
+        return _one_line(exc), (
+            "the flow left the floating-point range or did not converge; try a smaller --T "
+            "or a larger --rho"
+        )
+    return f"unexpected {type(exc).__name__}: {_one_line(exc)}", (
+        "this is a bug in assignflow, please report it"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``assignflow`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (``sys.argv[1:]`` if omitted).
+
+    Returns
+    -------
+    int
+        The exit code: 0 on success, 2 on an error, 130 when interrupted, 141 when
+        stdout was closed by its reader. Argument errors exit through
+        ``SystemExit(2)`` after one error line.
+    """
+    args = build_parser().parse_args(argv)
+    with _one_line_warnings(args.command):
+        try:
+            return int(args.func(args))
+        except BrokenPipeError:  # the reader of stdout went away (``| head``): stop quietly
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        except (KeyboardInterrupt, Exception) as exc:
+            message, hint = _failure(exc, args.command)
+            print(f"assignflow {args.command}: error: {message}; {hint}", file=sys.stderr)
+            return 130 if isinstance(exc, KeyboardInterrupt) else 2
 
 
 if __name__ == "__main__":  # pragma: no cover

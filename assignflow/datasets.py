@@ -39,7 +39,9 @@ a :class:`numpy.random.Generator` is used and advanced in place; a legacy
 
 from __future__ import annotations
 
+import functools
 import heapq
+import inspect
 from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any
@@ -82,6 +84,25 @@ _NONNEG_FINITE = Interval(Real, 0, np.inf, closed="left")
 # --------------------------------------------------------------------------- #
 # validation helpers (the entry points use sklearn's validate_params)
 # --------------------------------------------------------------------------- #
+def _reject_bools(*names: str):
+    """Refuse ``True``/``False`` for numeric arguments (scikit-learn's Interval accepts them)."""
+
+    def wrap(func):
+        sig = inspect.signature(func)
+
+        @functools.wraps(func)
+        def checked(*args, **kwargs):
+            bound = sig.bind_partial(*args, **kwargs)
+            for name in names:
+                if isinstance(bound.arguments.get(name), (bool, np.bool_)):
+                    raise TypeError(f"{name} must be a number, not a bool")
+            return func(*args, **kwargs)
+
+        return checked
+
+    return wrap
+
+
 def _check_shape(shape: Any) -> tuple[int, int]:
     """``(h, w)`` from a sequence or 1-d array of two integers ``>= 2``."""
     if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, np.ndarray)):
@@ -156,6 +177,7 @@ def voronoi_prototypes(scenario: str = "colors") -> np.ndarray:
     return np.stack([(j >> 2) & 1, (j >> 1) & 1, j & 1], axis=1).astype(np.float64)
 
 
+@_reject_bools("n_colors", "n_channels")
 @validate_params(
     {
         "n_colors": [Interval(Integral, 2, None, closed="left")],
@@ -322,6 +344,7 @@ def _make_labels(
 # --------------------------------------------------------------------------- #
 # public generators
 # --------------------------------------------------------------------------- #
+@_reject_bools("n_images", "noise", "n_cells", "line_width")
 @validate_params(
     {
         "scenario": _SCENARIO,
@@ -474,6 +497,7 @@ def make_voronoi(
     return images, labels
 
 
+@_reject_bools("n_images", "noise", "smoothness", "fraction")
 @validate_params(
     {
         "n_images": [Interval(Integral, 1, None, closed="left")],
@@ -566,6 +590,7 @@ def make_smooth_blobs(
     return images, labels
 
 
+@_reject_bools("n_labels")
 @validate_params(
     {
         "image": ["array-like"],
@@ -662,6 +687,7 @@ def quantize_image(
     return labels, prototypes
 
 
+@_reject_bools("target")
 @validate_params(
     {
         "scenario": _SCENARIO,

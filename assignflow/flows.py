@@ -1,11 +1,11 @@
 r"""The assignment flow and the linearized assignment flow (LAF).
 
-**Assignment flow** (the paper's eq. 2.9, MATH.md §3):
+**Assignment flow** (the paper's eq. 2.9, :ref:`§3 <math-flow>`):
 :math:`\dot W = R_W S(W)`, :math:`W(0) = \mathbb{1}_\mathcal{W}`. It converges to
 integral assignments; solve it with :class:`~assignflow.GeometricEuler` or
 :class:`~assignflow.LinearizedSequence`.
 
-**Linearized assignment flow** (eqs. 1.1–1.3, 2.22; MATH.md §4): linearise at a point
+**Linearized assignment flow** (eqs. 1.1–1.3, 2.22; :ref:`§4 <math-laf>`): linearise at a point
 :math:`W_0` (the barycenter by default), :math:`S_0 = S(W_0)`, and parametrise
 :math:`W(t) = \operatorname{Exp}_{W_0}(V(t))` with :math:`V(t)\in T_0`:
 
@@ -36,8 +36,8 @@ from scipy.sparse.linalg import LinearOperator
 
 from . import registry
 from ._parallel import n_chunks_for, row_chunks, run_chunks
+from ._simplex import exp, project_tangent, replicator, replicator_inplace, softmax
 from ._validation import as_float_array, check_positive_float
-from .geometry import _exp, _project_tangent, _replicator, _replicator_inplace, _softmax
 from .integrators import (
     ExponentialKrylov,
     FlowIntegrator,
@@ -48,7 +48,67 @@ from .integrators import (
 )
 from .similarity import SimilarityOperator
 
-__all__ = ["AssignmentFlow", "DeepLinearizedAssignmentFlow", "LinearizedAssignmentFlow"]
+__all__ = [
+    "AssignmentFlow",
+    "DeepLinearizedAssignmentFlow",
+    "LinearizedAssignmentFlow",
+    "augmented_operator",
+]
+
+
+def augmented_operator(operator: Any, b: Any, scale: float = 1.0) -> LinearOperator:
+    r"""The augmented operator :math:`s\,[[A, b], [0, 0]]` of :math:`\dot x = Ax + b`.
+
+    :math:`x(T)` is the first ``n`` entries of :math:`e^{T[[A, b], [0, 0]]}[x_0; 1]` (the
+    paper's eq. 2.24). Matrix-free: :math:`s[[A, b],[0, 0]][x;\xi] = s[Ax + b\xi; 0]`
+    and the transpose :math:`s[A^\top x; \langle b, x\rangle]`. This is the one builder
+    of the augmented operator (flows, gradient estimators and integrator plugins use
+    it).
+
+    Parameters
+    ----------
+    operator : scipy.sparse.linalg.LinearOperator
+        :math:`A`, shape ``(n, n)``, with ``matvec`` and ``rmatvec``.
+    b : array (n,)
+        The inhomogeneity.
+    scale : float, default=1.0
+        The factor :math:`s` (e.g. the horizon :math:`T`).
+
+    Returns
+    -------
+    scipy.sparse.linalg.LinearOperator
+        Shape ``(n + 1, n + 1)``, in ``b``'s precision (float32 or float64).
+    """
+    b = np.asarray(b).ravel()
+    n = b.size
+    if getattr(operator, "shape", None) != (n, n):
+        raise ValueError(f"operator must have shape ({n}, {n}) to match b")
+    s = float(scale)
+    dt = np.float32 if b.dtype == np.float32 else np.float64
+
+    def mv(z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z).ravel()
+        out = np.empty(n + 1, dtype=dt)
+        if z[n] != 0.0 and not z[:n].any():
+            np.multiply(b, z[n], out=out[:n])  # 𝒜 e_k: no A application needed
+        else:
+            out[:n] = operator.matvec(z[:n]).ravel()
+            if z[n] != 0.0:
+                out[:n] += z[n] * b
+        out[:n] *= s
+        out[n] = 0.0
+        return out
+
+    def rmv(z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z).ravel()
+        out = np.empty(n + 1, dtype=dt)
+        out[:n] = operator.rmatvec(z[:n]).ravel()
+        out[:n] *= s
+        # accumulate in double: in float32 a long dot product loses digits
+        out[n] = s * float(np.einsum("i,i->", b, z[:n], dtype=np.float64))
+        return out
+
+    return LinearOperator((n + 1, n + 1), matvec=mv, rmatvec=rmv, dtype=dt)
 
 
 def _check_similarity(s: Any) -> SimilarityOperator:
@@ -79,7 +139,7 @@ def _replicator_rows(p: np.ndarray, x: np.ndarray) -> np.ndarray:
         a, c = chunks[k]
         blk = out[a:c]
         blk[...] = x[a:c]
-        _replicator_inplace(p[a:c], blk)
+        replicator_inplace(p[a:c], blk)
 
     run_chunks(work, len(chunks))
     return out
@@ -191,8 +251,8 @@ class LinearizedAssignmentFlow:
         r""":math:`\operatorname{Exp}_{W_0}(V)` (the barycenter: :math:`\mathrm{softmax}(JV)`)."""
         if self.W0 is None:
             # no (I, J) array of 1/J: for large images every full-size array counts
-            return _softmax(V * self.n_labels)
-        return _exp(self._w0, V)
+            return softmax(V * self.n_labels)
+        return exp(self._w0, V)
 
     @cached_property
     def S0(self) -> np.ndarray:
@@ -207,10 +267,10 @@ class LinearizedAssignmentFlow:
     def B(self) -> np.ndarray:
         r""":math:`B = R_{W_0} S_0` (at the barycenter :math:`\Pi_0 S_0 / J`)."""
         if self.W0 is None:
-            out = _project_tangent(self.S0)
+            out = project_tangent(self.S0)
             out /= self.n_labels
         else:
-            out = _replicator(self._w0, self.S0)
+            out = replicator(self._w0, self.S0)
         out.flags.writeable = False
         return out
 
@@ -224,14 +284,14 @@ class LinearizedAssignmentFlow:
         if self.W0 is None:
 
             def post(block: np.ndarray, a: int, c: int) -> None:
-                _replicator_inplace(s0[a:c], block)
+                replicator_inplace(s0[a:c], block)
 
             return self.weights.operator.apply(V, rowwise=post)
         w0 = self._w0
 
         def post_w0(block: np.ndarray, a: int, c: int) -> None:
-            _replicator_inplace(s0[a:c], block)
-            _replicator_inplace(w0[a:c], block)
+            replicator_inplace(s0[a:c], block)
+            replicator_inplace(w0[a:c], block)
 
         return self.weights.operator.apply(V / w0, rowwise=post_w0)
 
@@ -293,11 +353,8 @@ class LinearizedAssignmentFlow:
         r"""The augmented operator :math:`\mathcal{A} = s\,[[A^J, b], [0, 0]]` of size ``k = n+1``.
 
         With the default ``scale`` :math:`s = T`, :math:`v(T)` is the first ``n``
-        entries of :math:`e^{\mathcal{A}} e_k` (the paper's eq. 2.24). Matrix-free:
-        :math:`\mathcal{A}[x;\xi] = s[Ax + b\xi; 0]` and
-        :math:`\mathcal{A}^\top[x;\xi] = s[A^\top x; \langle b, x\rangle]`. This is
-        the one builder of the augmented operator (gradient estimators, plugins and
-        tests use it).
+        entries of :math:`e^{\mathcal{A}} e_k` (the paper's eq. 2.24); see
+        :func:`augmented_operator`.
 
         Parameters
         ----------
@@ -310,34 +367,9 @@ class LinearizedAssignmentFlow:
         scipy.sparse.linalg.LinearOperator
             Shape ``(n + 1, n + 1)``, in the flow's working precision.
         """
-        n = self.size
-        s = self.T if scale is None else float(scale)
-        b = self.B.ravel()
-        dt = self.dtype
-
-        def mv(z: np.ndarray) -> np.ndarray:
-            z = np.asarray(z).ravel()
-            out = np.empty(n + 1, dtype=dt)
-            if z[n] != 0.0 and not z[:n].any():
-                np.multiply(b, z[n], out=out[:n])  # 𝒜 e_k: no A application needed
-            else:
-                out[:n] = self.matvec(z[:n])
-                if z[n] != 0.0:
-                    out[:n] += z[n] * b
-            out[:n] *= s
-            out[n] = 0.0
-            return out
-
-        def rmv(z: np.ndarray) -> np.ndarray:
-            z = np.asarray(z).ravel()
-            out = np.empty(n + 1, dtype=dt)
-            out[:n] = self.rmatvec(z[:n])
-            out[:n] *= s
-            # accumulate in double: in float32 a long dot product loses digits
-            out[n] = s * float(np.einsum("i,i->", b, z[:n], dtype=np.float64))
-            return out
-
-        return LinearOperator((n + 1, n + 1), matvec=mv, rmatvec=rmv, dtype=dt)
+        return augmented_operator(
+            self.aslinearoperator(), self.B.ravel(), self.T if scale is None else scale
+        )
 
     # ------------------------------------------------------------------ solving
     def solve(
@@ -415,7 +447,7 @@ class AssignmentFlow:
     def vector_field(self, W: Any) -> np.ndarray:
         """:math:`R_W S(W)`."""
         w = self.similarity.manifold._point(W)
-        return _replicator(w, self.similarity.similarity(w))
+        return replicator(w, self.similarity.similarity(w))
 
     def solve(self, integrator: Any = None) -> FlowResult:
         """Integrate the flow; returns a :class:`~assignflow.FlowResult`.
@@ -572,5 +604,5 @@ class DeepLinearizedAssignmentFlow:
             error_estimate=float(sum(r.stats.error_estimate for r in results)),
             n_rejected=sum(r.stats.n_rejected for r in results),
         )
-        W = _softmax(V * self.shape[1])
+        W = softmax(V * self.shape[1])
         return FlowResult(V=V, W=W, T=float(sum(self.T)), stats=stats, layers=tuple(results))

@@ -4,7 +4,7 @@ The assignment manifold :math:`\mathcal{W}` is the set of ``(I, J)`` matrices wh
 rows lie in the relative interior of the probability simplex
 :math:`\mathcal{S} = \operatorname{rint}\Delta_J`, each row carrying the Fisher–Rao
 metric. Its tangent space is :math:`T_0 = \{V : V\mathbb{1} = 0\}` (rows sum to
-zero). This module implements the maps of MATH.md §2 (the paper's Sect. 2.1):
+zero). This module implements the maps of :ref:`§2 <math-geometry>` (the paper's Sect. 2.1):
 
 =====================  ====================================================
 ``project_tangent``    :math:`\Pi_0 x = x - \operatorname{mean}(x)\mathbb{1}`
@@ -19,8 +19,8 @@ zero). This module implements the maps of MATH.md §2 (the paper's Sect. 2.1):
 All maps act row by row. The lifting map is evaluated in the log domain with a
 max shift, so inputs of magnitude up to ``1e6`` (and beyond) never overflow.
 
-The module-level functions with a leading underscore are the unchecked kernels used
-by the flows; :class:`AssignmentManifold` validates its inputs and calls them.
+The unchecked row-wise kernels live in :mod:`assignflow._simplex`, shared with the
+flows; :class:`AssignmentManifold` validates its inputs and calls them.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from . import _simplex as K
 from ._validation import (
     as_float_array,
     check_finite_float,
@@ -39,74 +40,6 @@ from ._validation import (
 )
 
 __all__ = ["AssignmentManifold"]
-
-
-# --------------------------------------------------------------------------- kernels
-def _project_tangent(x: np.ndarray) -> np.ndarray:
-    return x - x.mean(axis=-1, keepdims=True)
-
-
-def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise inner products ``<a_i, b_i>`` without a temporary of full size."""
-    if a.ndim == 2:
-        return np.einsum("ij,ij->i", a, b)
-    return (a * b).sum(axis=-1)
-
-
-def _replicator(p: np.ndarray, x: np.ndarray) -> np.ndarray:
-    out = p * x
-    out -= out.sum(axis=-1, keepdims=True) * p
-    return out
-
-
-def _replicator_inplace(p: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Overwrite ``x`` with ``R_p x = p ⊙ (x − <p, x> 1)`` (two passes, no temporary)."""
-    s = _row_dot(p, x)
-    x -= s[..., None]
-    x *= p
-    return x
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax with a max shift (no overflow for any finite input)."""
-    out = z - z.max(axis=-1, keepdims=True)
-    np.exp(out, out=out)
-    out /= out.sum(axis=-1, keepdims=True)
-    return out
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    out = z - z.max(axis=-1, keepdims=True)
-    out -= np.log(np.exp(out).sum(axis=-1, keepdims=True))
-    return out
-
-
-def _lift(p: np.ndarray, v: np.ndarray) -> np.ndarray:
-    # exp_p(v) = softmax(log p + v); shifting v by its row max first keeps huge
-    # row constants (exp_p(v + c1) = exp_p(v)) from swallowing log p
-    # a row spread beyond the float range overflows to -inf, i.e. to the correct weight 0
-    with np.errstate(divide="ignore", over="ignore"):
-        return _softmax(np.log(p) + (v - v.max(axis=-1, keepdims=True)))
-
-
-def _lift_inverse(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    return _project_tangent(np.log(q) - np.log(p))
-
-
-def _exp(p: np.ndarray, v: np.ndarray) -> np.ndarray:
-    # v / p overflows for huge v or tiny p: clip to the float range so that the
-    # limit point (a vertex) comes out instead of inf - inf = NaN
-    with np.errstate(over="ignore"):
-        z = v / p
-    big = np.finfo(z.dtype).max
-    return _lift(p, np.clip(z, -big, big, out=z))
-
-
-def _entropy(w: np.ndarray) -> np.ndarray:
-    """Row entropies ``−Σ_j w_j log w_j`` (with ``0 log 0 = 0``)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(w > 0, w * np.log(w), 0.0)
-    return -t.sum(axis=-1)
 
 
 def _rng(rng: Any) -> np.random.Generator:
@@ -191,6 +124,18 @@ class AssignmentManifold:
         """Whether ``W`` is a point: finite, entries ``> 0``, rows summing to 1.
 
         Anything that is not an array of real numbers is no point (``False``).
+
+        Parameters
+        ----------
+        W : array_like, shape (..., n_nodes, n_labels)
+            The candidate point.
+        atol : float, default 1e-10
+            Absolute tolerance of the row sums.
+
+        Returns
+        -------
+        bool
+            True if ``W`` lies on the manifold.
         """
         atol = check_nonnegative_float(atol, "atol")
         arr = self._finite_of_shape(W)
@@ -202,6 +147,18 @@ class AssignmentManifold:
         """Whether ``V`` lies in :math:`T_0` (finite, rows summing to 0 within ``atol``).
 
         The tolerance is relative to the largest row magnitude.
+
+        Parameters
+        ----------
+        V : array_like, shape (..., n_nodes, n_labels)
+            The candidate tangent vector.
+        atol : float, default 1e-10
+            Tolerance of the row sums, relative to ``max(1, max |V|)`` and ``J``.
+
+        Returns
+        -------
+        bool
+            True if ``V`` is a tangent vector.
         """
         atol = check_nonnegative_float(atol, "atol")
         arr = self._finite_of_shape(V)
@@ -212,7 +169,13 @@ class AssignmentManifold:
 
     # ------------------------------------------------------------------ points
     def barycenter(self) -> np.ndarray:
-        r"""The barycenter :math:`\mathbb{1}_{\mathcal{W}} = \mathbb{1}\mathbb{1}^\top / J`."""
+        r"""The barycenter :math:`\mathbb{1}_{\mathcal{W}} = \mathbb{1}\mathbb{1}^\top / J`.
+
+        Returns
+        -------
+        ndarray, shape (n_nodes, n_labels)
+            Every entry ``1 / J``.
+        """
         return np.full(self.shape, 1.0 / self.n_labels)
 
     def random_point(self, rng: Any = None, concentration: float = 1.0) -> np.ndarray:
@@ -220,6 +183,19 @@ class AssignmentManifold:
 
         Entries are floored at ``1e-12`` (and rows renormalised) so the point lies
         strictly inside the simplex.
+
+        Parameters
+        ----------
+        rng : int, numpy.random.Generator or None, default None
+            Seed or generator.
+        concentration : float, default 1.0
+            Dirichlet parameter (``> 0``): large values give points near the
+            barycenter, small values points near the vertices.
+
+        Returns
+        -------
+        ndarray, shape (n_nodes, n_labels)
+            A point of the manifold.
         """
         concentration = check_positive_float(concentration, "concentration")
         rng = _rng(rng)
@@ -228,15 +204,39 @@ class AssignmentManifold:
         return w / w.sum(axis=-1, keepdims=True)
 
     def random_tangent(self, rng: Any = None, scale: float = 1.0) -> np.ndarray:
-        """A random tangent vector in :math:`T_0` (projected Gaussian)."""
+        """A random tangent vector in :math:`T_0` (projected Gaussian).
+
+        Parameters
+        ----------
+        rng : int, numpy.random.Generator or None, default None
+            Seed or generator.
+        scale : float, default 1.0
+            Standard deviation of the Gaussian before the projection.
+
+        Returns
+        -------
+        ndarray, shape (n_nodes, n_labels)
+            A tangent vector (rows summing to 0).
+        """
         scale = check_finite_float(scale, "scale")
         rng = _rng(rng)
-        return _project_tangent(scale * rng.standard_normal(self.shape))
+        return K.project_tangent(scale * rng.standard_normal(self.shape))
 
     # ------------------------------------------------------------------ maps
     def project_tangent(self, V: Any) -> np.ndarray:
-        r"""Orthogonal projection :math:`\Pi_0` onto :math:`T_0`: subtract row means."""
-        return _project_tangent(self._arr(V, "V"))
+        r"""Orthogonal projection :math:`\Pi_0` onto :math:`T_0`: subtract row means.
+
+        Parameters
+        ----------
+        V : array_like, shape (..., n_nodes, n_labels)
+            Any matrix.
+
+        Returns
+        -------
+        ndarray, shape (..., n_nodes, n_labels)
+            :math:`\Pi_0 V`, rows summing to 0.
+        """
+        return K.project_tangent(self._arr(V, "V"))
 
     def replicator(self, W: Any, X: Any) -> np.ndarray:
         r"""Replicator operator :math:`R_W X = W\odot X - \langle W, X\rangle_{\text{row}} W`.
@@ -244,8 +244,20 @@ class AssignmentManifold:
         Symmetric positive semidefinite on each row, kernel contains
         :math:`\mathbb{1}`, image in :math:`T_0`; it is the inverse metric tensor
         mapping Euclidean gradients to Riemannian ones.
+
+        Parameters
+        ----------
+        W : array_like, shape (..., n_nodes, n_labels)
+            The base point.
+        X : array_like, shape (..., n_nodes, n_labels)
+            The matrix to map.
+
+        Returns
+        -------
+        ndarray, shape (..., n_nodes, n_labels)
+            :math:`R_W X`, a tangent vector.
         """
-        return _replicator(self._point(W), self._arr(X, "X"))
+        return K.replicator(self._point(W), self._arr(X, "X"))
 
     def lift(self, W: Any, V: Any) -> np.ndarray:
         r"""Lifting map :math:`\exp_W(V) = W\odot e^V / \langle W, e^V\rangle` (row-wise).
@@ -253,35 +265,120 @@ class AssignmentManifold:
         Invariant under adding a constant to a row of ``V``; ``lift(W, 0) = W``.
         Entries can underflow to 0 for rows with a spread of more than about 745
         (the result is then a limit point on the boundary, never NaN).
+
+        Parameters
+        ----------
+        W : array_like, shape (..., n_nodes, n_labels)
+            The base point.
+        V : array_like, shape (..., n_nodes, n_labels)
+            Any matrix (only its tangent part matters).
+
+        Returns
+        -------
+        ndarray, shape (..., n_nodes, n_labels)
+            The point :math:`\exp_W(V)`.
         """
-        return _lift(self._point(W), self._arr(V, "V"))
+        return K.lift(self._point(W), self._arr(V, "V"))
 
     def lift_inverse(self, W: Any, Q: Any) -> np.ndarray:
-        r"""Inverse of the lifting map on :math:`T_0`: :math:`\Pi_0 \log(Q / W)`."""
-        return _lift_inverse(self._point(W), self._point(Q, "Q"))
+        r"""Inverse of the lifting map on :math:`T_0`: :math:`\Pi_0 \log(Q / W)`.
+
+        Parameters
+        ----------
+        W : array_like, shape (..., n_nodes, n_labels)
+            The base point.
+        Q : array_like, shape (..., n_nodes, n_labels)
+            The point to map back.
+
+        Returns
+        -------
+        ndarray, shape (..., n_nodes, n_labels)
+            The tangent vector ``V`` with ``lift(W, V) = Q``.
+        """
+        return K.lift_inverse(self._point(W), self._point(Q, "Q"))
 
     def exp(self, W: Any, V: Any) -> np.ndarray:
         r"""e-exponential map :math:`\operatorname{Exp}_W(V) = \exp_W(V / W)`.
 
         Satisfies :math:`\exp_W = \operatorname{Exp}_W \circ R_W`; at the barycenter
         :math:`\operatorname{Exp}_{\mathbb{1}_\mathcal{W}}(V) = \operatorname{softmax}(J V)`.
+
+        Parameters
+        ----------
+        W : array_like, shape (..., n_nodes, n_labels)
+            The base point.
+        V : array_like, shape (..., n_nodes, n_labels)
+            The tangent vector.
+
+        Returns
+        -------
+        ndarray, shape (..., n_nodes, n_labels)
+            The point :math:`\operatorname{Exp}_W(V)`.
         """
-        return _exp(self._point(W), self._arr(V, "V"))
+        return K.exp(self._point(W), self._arr(V, "V"))
 
     def inner(self, W: Any, U: Any, V: Any) -> float:
-        r"""Fisher–Rao inner product :math:`g_W(U, V) = \sum_{ij} U_{ij} V_{ij} / W_{ij}`."""
+        r"""Fisher–Rao inner product :math:`g_W(U, V) = \sum_{ij} U_{ij} V_{ij} / W_{ij}`.
+
+        Parameters
+        ----------
+        W : array_like, shape (..., n_nodes, n_labels)
+            The base point.
+        U, V : array_like, shape (..., n_nodes, n_labels)
+            Tangent vectors at ``W``.
+
+        Returns
+        -------
+        float
+            :math:`g_W(U, V)`, summed over all rows (and batch axes).
+        """
         w = self._point(W)
         return float(np.sum(self._arr(U, "U") * self._arr(V, "V") / w))
 
     def norm(self, W: Any, V: Any) -> float:
-        """Fisher–Rao norm of the tangent vector ``V`` at ``W``."""
+        r"""Fisher–Rao norm of the tangent vector ``V`` at ``W``.
+
+        Parameters
+        ----------
+        W : array_like, shape (..., n_nodes, n_labels)
+            The base point.
+        V : array_like, shape (..., n_nodes, n_labels)
+            A tangent vector at ``W``.
+
+        Returns
+        -------
+        float
+            :math:`\sqrt{g_W(V, V)}`.
+        """
         v = self._arr(V, "V")
         return float(np.sqrt(self.inner(W, v, v)))
 
     def entropy(self, W: Any) -> float:
-        """Mean row entropy of ``W`` (0 for integral assignments, ``log J`` at the barycenter)."""
-        return float(_entropy(self._arr(W, "W")).mean())
+        r"""Mean row entropy of ``W`` (0 for integral assignments, ``log J`` at the barycenter).
+
+        Parameters
+        ----------
+        W : array_like, shape (..., n_nodes, n_labels)
+            Row-stochastic matrix.
+
+        Returns
+        -------
+        float
+            The mean over all rows of :math:`-\sum_j W_{ij} \log W_{ij}`.
+        """
+        return float(K.entropy(self._arr(W, "W")).mean())
 
     def round(self, W: Any) -> np.ndarray:
-        """Labels by row-wise ``argmax`` (ties go to the smallest label)."""
+        """Labels by row-wise ``argmax`` (ties go to the smallest label).
+
+        Parameters
+        ----------
+        W : array_like, shape (..., n_nodes, n_labels)
+            Assignments.
+
+        Returns
+        -------
+        ndarray of int, shape (..., n_nodes)
+            The label of each node.
+        """
         return np.argmax(self._arr(W, "W"), axis=-1)

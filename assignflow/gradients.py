@@ -59,10 +59,10 @@ import scipy.linalg as sla
 from . import registry
 from ._krylov import _phi_columns, arnoldi, expm_krylov, solve_linear_ode
 from ._parallel import blas_single_thread
+from ._simplex import project_tangent, replicator, row_dot
 from ._validation import as_float_array, positive_float_converter, positive_int_validator
 from .flows import DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
-from .geometry import _project_tangent, _replicator, _row_dot
-from .integrators import ExponentialKrylov, FlowResult, LinearIntegrator
+from .integrators import MAX_KRYLOV_DIM, ExponentialKrylov, FlowResult, LinearIntegrator
 from .losses import Loss
 from .weights import Weights
 
@@ -77,8 +77,7 @@ __all__ = [
     "weight_gradient",
 ]
 
-#: Largest Krylov dimension of the adjoint runs, and of the quadrature's node count.
-MAX_KRYLOV_DIM = 500
+#: Largest number of Gauss–Legendre nodes of the quadrature.
 MAX_NODES = 1024
 
 
@@ -271,10 +270,10 @@ class _Contraction:
 
     def add(self, U: np.ndarray, W: np.ndarray) -> None:
         S0 = self.S0
-        self.grad += self.graph.edge_dot(_replicator(S0, U), W)
+        self.grad += self.graph.edge_dot(replicator(S0, U), W)
         Z = self.op.apply(W)
-        su = _row_dot(S0, U)[:, None]
-        sz = _row_dot(S0, Z)[:, None]
+        su = row_dot(S0, U)[:, None]
+        sz = row_dot(S0, Z)[:, None]
         self.C += U * (Z - sz)
         self.C -= su * Z
 
@@ -284,8 +283,8 @@ class _Contraction:
     def finish(self) -> tuple[np.ndarray, float, np.ndarray]:
         """``(∂f/∂ω, ∂f/∂ρ, ∂f/∂D)``."""
         sim = self.flow.similarity
-        C = self.C + _project_tangent(self.Gb) / self.flow.n_labels
-        Chat = _replicator(self.S0, C)
+        C = self.C + project_tangent(self.Gb) / self.flow.n_labels
+        Chat = replicator(self.S0, C)
         D = sim.distances
         grad = self.grad - self.graph.edge_dot(Chat, D) / sim.rho
         rho_grad = float(np.sum(Chat * self.op.apply(D))) / sim.rho**2
@@ -512,8 +511,8 @@ class ClosedFormLowRank(GradientEstimator):
     Parameters
     ----------
     krylov_dim : int, default=10
-        Krylov dimension :math:`m \ge 2` of the adjoint runs (and of the default
-        forward integrator, ``ExponentialKrylov(krylov_dim=m)``).
+        Krylov dimension :math:`m \ge 2` of the adjoint runs. (The forward solve is
+        the integrator's; by default ``ExponentialKrylov()``, as in ``flow.solve()``.)
     rank : int, default=1
         Singular triplets kept per sub-step; rank 1 suffices in practice.
     return_factors : bool, default=False
@@ -533,9 +532,6 @@ class ClosedFormLowRank(GradientEstimator):
     reorthogonalize: str = attrs.field(
         default="always", validator=attrs.validators.in_(("always", "auto", "never"))
     )
-
-    def _default_integrator(self) -> LinearIntegrator:
-        return ExponentialKrylov(krylov_dim=self.krylov_dim, reorthogonalize=self.reorthogonalize)
 
     def _estimate(self, flow, loss, integrator, forward):
         if forward is None:
@@ -655,12 +651,15 @@ class ClosedFormLowRank(GradientEstimator):
             coef = np.empty((k1, r + 1))
             coef[:, 0] = (delta * beta) * X[:, 0]  # G12, in full
             coef[:, 1:] = (delta * beta) * Yl[:, :r] * sig[:r]
-            P = bw.Q[:k1]
-            pieces.append(
-                ((P[:, :n].T @ coef.astype(dt)).T, Zt[:r].T if F is None else F @ Zt[:r].T)
-            )
-            lam = (beta * (P.T @ E[:k1, 0].astype(dt))).astype(dt, copy=False)
-            del bw, P
+            # one stream over the adjoint basis: the U factors, G12 and the next λ
+            C = np.empty((k1, r + 2))
+            C[:, : r + 1] = coef
+            C[:, r + 1] = beta * E[:k1, 0]
+            out = bw.Q[:k1].T @ C.astype(dt)  # (n + 1, r + 2)
+            wc = Zt[:r].T if F is None else F @ Zt[:r].T  # W in the coordinates of Y
+            pieces.append((np.ascontiguousarray(out[:n, : r + 1].T), wc))
+            lam = np.ascontiguousarray(out[:, r + 1])
+            del bw, out
             tau -= delta
             if not lam.any():
                 break
@@ -676,12 +675,15 @@ class ClosedFormLowRank(GradientEstimator):
             del fw
         for PU, wc in pieces:
             acc.add_b(PU[0].reshape(flow.shape))
+            if F is None:
+                Wm = basis.T @ wc.astype(dt)  # (n, r): one stream over the forward basis
+            else:
+                Wm = basis.T @ wc[1:].astype(dt) + np.outer(step.x_start, wc[0].astype(dt))
             for i in range(wc.shape[1]):
-                if F is None:
-                    w = basis.T @ wc[:, i].astype(dt)
-                else:
-                    w = basis.T @ wc[1:, i].astype(dt) + step.x_start * dt.type(wc[0, i])
-                U, Wf = PU[1 + i].reshape(flow.shape), w.reshape(flow.shape)
+                U, Wf = (
+                    PU[1 + i].reshape(flow.shape),
+                    np.ascontiguousarray(Wm[:, i]).reshape(flow.shape),
+                )
                 acc.add(U, Wf)
                 if self.return_factors:
                     keep.append((U, Wf))
@@ -770,6 +772,11 @@ def _estimate_stack(
 ) -> StackGradientResult:
     """Backward through the layers; ``feature_hook(layer, grad_weights)`` may add
     ``∂L/∂(Σ_{m<ℓ} V_m)`` for weights that depend on the layer's input."""
+    with blas_single_thread():
+        return _stack_backward(est, stack, loss, integrator, forward, feature_hook)
+
+
+def _stack_backward(est, stack, loss, integrator, forward, feature_hook):
     K = stack.n_layers
     if forward is None:
         forward = stack.solve(integrator, record=True)

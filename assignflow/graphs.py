@@ -2,20 +2,44 @@ r"""Graphs: the neighbourhoods :math:`\mathcal{N}_i` on which the weights live.
 
 A :class:`Graph` stores the neighbourhoods :math:`\mathcal{N}_i = \{k : ik \in E\}
 \cup \{i\}` in CSR form: the neighbours of node ``i`` are
-``indices[indptr[i]:indptr[i+1]]``, sorted, and always include ``i`` itself
-(MATH.md §1). Any graph works — grids, kNN graphs of point clouds, meshes,
-superpixel adjacencies; :class:`GridGraph` is the image case with a
-``(2r+1)×(2r+1)`` window clipped at the border, and gets faster kernels
-(shifted multiply–adds instead of gathers).
+``indices[indptr[i]:indptr[i+1]]``, sorted, and always include ``i`` itself. Any
+graph works — grids, kNN graphs of point clouds, meshes, superpixel adjacencies;
+:class:`GridGraph` is the grid case (images ``(h, w)``, volumes ``(d, h, w)``, any
+number of axes) with a ``(2r+1)^ndim`` window clipped at the border, and gets faster
+kernels (shifted multiply–adds instead of gathers).
 
 A graph also owns the kernels that act on edge-aligned values: the product with
 the weight matrix (:meth:`Graph.weight_operator`) and the edge-wise inner
 products used by gradients (:meth:`Graph.edge_dot`). A plugin graph can override
 them with faster ones for its structure.
+
+**Graphs by name.** ``af.registry.graphs`` maps names to graph factories. A factory is called as
+``registry.graphs.resolve(name, X=X, **graph_params)``, where ``X`` is the array of
+node features whose *last* axis holds the features and whose leading axes index the
+nodes in C order (``(n, d)`` tabular data, ``(h, w, c)`` an image, ``(d, h, w, c)``
+a volume); it returns a :class:`Graph` with ``prod(X.shape[:-1])`` nodes. Built in:
+
+* ``"grid"`` — :class:`GridGraph` of the grid ``X.shape[:-1]`` (parameter ``radius``);
+* ``"knn"`` — :func:`knn_graph`, the kNN graph of the feature vectors (parameters
+  ``n_neighbors``, ``metric``);
+* ``"graph"`` — the base class :class:`Graph` itself, listed for lookups
+  (``get("graph") is Graph``); it is built from a CSR pattern, not from ``X``: pass a
+  ready :class:`Graph` instance where an explicit graph is meant.
+
+**Resource bounds.** A grid is refused (``ValueError``) when its window positions
+``n_nodes × window_size`` exceed :data:`MAX_GRID_WINDOW_POSITIONS` (about 2.1·10⁹:
+the size of its full window mask and weight patches; the per-edge arrays of such a
+grid would take more than 17 GB each). A radius beyond the grid's extent costs
+nothing: only window offsets that are inside the grid for some node are ever stored
+or visited (``GridGraph((2, 2), radius=1500)`` has 16 edges and is built at once).
+:meth:`Graph.knn` clips ``n_neighbors >= n_samples`` to ``n_samples - 1`` with a
+``UserWarning``.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from functools import cached_property
 from typing import Any
 
@@ -23,13 +47,23 @@ import attrs
 import numpy as np
 import scipy.sparse as sp
 
-from . import registry
+from . import persistence, registry
 from ._operators import CSROperator, DiagonalOperator
+from ._parallel import n_chunks_for, row_chunks, run_chunks
 from ._validation import as_float_array, check_positive_int
 
-__all__ = ["Graph", "GridGraph"]
+__all__ = ["MAX_GRID_WINDOW_POSITIONS", "Graph", "GridGraph", "knn_graph"]
 
-_EDGE_CHUNK = 1 << 18  # edges per chunk in gathered edge-wise products
+#: Upper bound on ``n_nodes × window_size`` of a :class:`GridGraph` (the size of its
+#: window mask and weight patches; it bounds the nodes and edges too). Beyond it the
+#: column indices alone (8 bytes per edge) would exceed 17 GB.
+MAX_GRID_WINDOW_POSITIONS = 2**31 - 1
+
+#: Most grid axes supported (numpy arrays have at most 64 axes; the window mask is
+#: built on ``2·ndim`` of them).
+MAX_GRID_NDIM = 32
+
+_CHUNK = 1 << 18  # entries (rows × columns) per chunk of the chunked kernels
 
 
 def _index_array(x: Any, name: str) -> np.ndarray:
@@ -48,6 +82,24 @@ def _array_eq(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
+def _edge_dtype(X: np.ndarray, Y: np.ndarray) -> np.dtype:
+    """float32 when both inputs are float32 (large problems stay single precision)."""
+    both32 = X.dtype == np.float32 and Y.dtype == np.float32
+    return np.dtype(np.float32 if both32 else np.float64)
+
+
+def _run_row_blocks(n_rows: int, row_cost: int, work) -> None:
+    """Call ``work(a, c)`` over row blocks of about ``_CHUNK`` entries, threaded if large."""
+    per = max(1, _CHUNK // max(1, row_cost))
+    blocks = row_chunks(n_rows, -(-n_rows // per))
+    if n_chunks_for(n_rows * row_cost) == 1:
+        for a, c in blocks:
+            work(a, c)
+    else:
+        run_chunks(lambda k: work(*blocks[k]), len(blocks))
+
+
+@persistence.persistable("Graph")
 @registry.graphs.register("graph")
 @attrs.frozen(eq=False)
 class Graph:
@@ -161,13 +213,20 @@ class Graph:
         ndarray, shape (nnz,)
             Aligned with :attr:`indices`. This is the "sampled" product
             :math:`(X Y^\\top)_{ik}` on the sparsity pattern used by the weight
-            gradient (MATH.md §5); it costs ``O(nnz · J)``.
+            gradient; it costs ``O(nnz · J)``. float32 when both ``X`` and ``Y``
+            are float32, else float64. Computed in row blocks (no ``nnz``-sized
+            index temporaries).
         """
-        out = np.empty(self.nnz)
-        rows, cols = self.rows, self.indices
-        for s in range(0, self.nnz, _EDGE_CHUNK):
-            e = min(self.nnz, s + _EDGE_CHUNK)
-            out[s:e] = np.einsum("ij,ij->i", X[rows[s:e]], Y[cols[s:e]])
+        out = np.empty(self.nnz, dtype=_edge_dtype(X, Y))
+        indptr, indices, deg = self.indptr, self.indices, self.degrees
+
+        def work(a: int, c: int) -> None:
+            s, e = indptr[a], indptr[c]
+            rows = np.repeat(np.arange(a, c), deg[a:c])
+            out[s:e] = np.einsum("ij,ij->i", X[rows], Y[indices[s:e]])
+
+        cost = max(1, self.nnz // max(1, self.n_nodes)) * X.shape[1]
+        _run_row_blocks(self.n_nodes, cost, work)
         return out
 
     # ------------------------------------------------------------------ constructors
@@ -181,6 +240,10 @@ class Graph:
             Nonzero entries define edges; their values are ignored.
         symmetrize : bool, default=True
             Use the pattern of ``A + Aᵀ`` (an undirected graph).
+
+        Returns
+        -------
+        Graph
         """
         if sp.issparse(adjacency):
             a = sp.csr_matrix(adjacency)
@@ -220,7 +283,16 @@ class Graph:
     def from_networkx(cls, graph: Any, nodelist: Any = None) -> Graph:
         """Build a graph from a ``networkx`` graph (networkx is an optional dependency).
 
-        Node ``i`` of the result is ``nodelist[i]`` (default: ``list(graph)``).
+        Parameters
+        ----------
+        graph : networkx.Graph
+            Any networkx graph (directed graphs are symmetrised).
+        nodelist : sequence, optional
+            Node ``i`` of the result is ``nodelist[i]`` (default: ``list(graph)``).
+
+        Returns
+        -------
+        Graph
         """
         try:
             import networkx as nx
@@ -243,6 +315,21 @@ class Graph:
 
         Node ``i`` is linked to its ``n_neighbors`` nearest other points, and the
         pattern is symmetrised (``i ~ k`` if either is among the other's nearest).
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features) or (n_samples,)
+            The points (a 1-D array is a set of points on the line).
+        n_neighbors : int, default=8
+            Neighbours per point, ``>= 1``. A point has only ``n_samples - 1``
+            others: ``n_neighbors >= n_samples`` is clipped to ``n_samples - 1``
+            (every point linked to all others) with a ``UserWarning``.
+        metric : str or callable, default="euclidean"
+            Any metric of :class:`sklearn.neighbors.NearestNeighbors`.
+
+        Returns
+        -------
+        Graph
         """
         from sklearn.neighbors import NearestNeighbors
 
@@ -254,9 +341,17 @@ class Graph:
         k = check_positive_int(n_neighbors, "n_neighbors")
         if not (isinstance(metric, str) or callable(metric)):
             raise TypeError(f"metric must be a string or a callable, got {type(metric).__name__}")
-        k = min(k, x.shape[0] - 1)
+        n = x.shape[0]
+        if k >= n:
+            warnings.warn(
+                f"n_neighbors={k} >= n_samples={n}: clipped to n_samples - 1 = {n - 1} "
+                "(every point is linked to all others)",
+                UserWarning,
+                stacklevel=2,
+            )
+            k = n - 1
         if k == 0:
-            return cls.from_adjacency(sp.csr_matrix((x.shape[0], x.shape[0])))
+            return cls.from_adjacency(sp.csr_matrix((n, n)))
         try:
             nn = NearestNeighbors(n_neighbors=k + 1, metric=metric).fit(x)
         except ValueError as exc:  # sklearn's message for an unknown metric
@@ -297,73 +392,225 @@ def _validate_csr(indptr: np.ndarray, indices: np.ndarray) -> None:
     n = len(indptr) - 1
     if indices.size and (indices.min() < 0 or indices.max() >= n):
         raise ValueError(f"indices must lie in [0, {n}), got values outside")
-    rows = np.repeat(np.arange(n), deg)
-    step = np.diff(indices)
-    same_row = rows[1:] == rows[:-1]
-    if np.any(step[same_row] <= 0):
-        raise ValueError("indices must be strictly increasing within each row (sorted, unique)")
-    has_self = np.zeros(n, dtype=bool)
-    has_self[rows[indices == rows]] = True
-    if not has_self.all():
-        missing = int(np.flatnonzero(~has_self)[0])
-        raise ValueError(
-            f"every neighbourhood must contain its own node (N_i ∋ i); node {missing} does not"
-        )
+    # row blocks of about _CHUNK entries: no nnz-sized temporaries
+    per = max(1, int(_CHUNK * n // max(1, len(indices))))
+    for a in range(0, n, per):
+        c = min(n, a + per)
+        seg = indices[indptr[a] : indptr[c]]
+        rows = np.repeat(np.arange(a, c), deg[a:c])
+        if np.any(np.diff(seg)[rows[1:] == rows[:-1]] <= 0):
+            raise ValueError("indices must be strictly increasing within each row (sorted, unique)")
+        has_self = np.zeros(c - a, dtype=bool)
+        has_self[rows[seg == rows] - a] = True
+        if not has_self.all():
+            missing = a + int(np.flatnonzero(~has_self)[0])
+            raise ValueError(
+                f"every neighbourhood must contain its own node (N_i ∋ i); node {missing} does not"
+            )
 
 
 # --------------------------------------------------------------------------- grids
-def _grid_pattern(shape: tuple[int, int], radius: int):
-    h, w = shape
-    r = radius
-    offsets = np.array([(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)])
-    ys, xs = np.divmod(np.arange(h * w), w)
-    ny = ys[:, None] + offsets[None, :, 0]
-    nx = xs[:, None] + offsets[None, :, 1]
-    valid = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-    # lexicographic (dy, dx) order is increasing linear index, so rows come out sorted
-    indices = (ny * w + nx)[valid]
-    indptr = np.concatenate([[0], np.cumsum(valid.sum(axis=1))])
-    return offsets, valid, indptr, indices
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    what = "a tuple of axis lengths, e.g. (h, w) or (d, h, w)"
+    if isinstance(shape, (int, np.integer)):
+        raise ValueError(f"shape must be {what}, got the integer {shape!r}; use ({shape},)")
+    if not hasattr(shape, "__len__"):
+        raise TypeError(f"shape must be {what}, got {shape!r}")
+    if not 1 <= len(shape) <= MAX_GRID_NDIM:
+        raise ValueError(f"shape must have 1 to {MAX_GRID_NDIM} axes, got {shape!r}")
+    return tuple(check_positive_int(s, f"shape[{a}]") for a, s in enumerate(shape))
 
 
+def _window_offsets(radii: tuple[int, ...]) -> np.ndarray:
+    """All offsets in ``[-r_0, r_0] × … × [-r_{D-1}, r_{D-1}]``, shape ``(K, D)``, lexicographic."""
+    grids = np.meshgrid(*[np.arange(-r, r + 1) for r in radii], indexing="ij")
+    return np.stack(grids, axis=-1).reshape(-1, len(radii)).astype(np.int64)
+
+
+def _axis_masks(shape: tuple[int, ...], radii: tuple[int, ...]) -> list[np.ndarray]:
+    """Per axis, ``m[x, d + r] = 0 <= x + d < s``: shape ``(s, 2r+1)``."""
+    out = []
+    for s, r in zip(shape, radii, strict=True):
+        t = np.arange(s)[:, None] + np.arange(-r, r + 1)[None, :]
+        out.append((t >= 0) & (t < s))
+    return out
+
+
+def _window_mask(shape: tuple[int, ...], radii: tuple[int, ...]) -> np.ndarray:
+    """``valid[i, o]``: window offset ``o`` of node ``i`` lies inside the grid.
+
+    The mask is separable (a product of the per-axis masks), so it is built by
+    broadcasting, without index arrays: ``(n_nodes, K)`` booleans and nothing larger.
+    """
+    ndim = len(shape)
+    out = np.ones((1,) * (2 * ndim), dtype=bool)
+    for a, m in enumerate(_axis_masks(shape, radii)):
+        view = [1] * (2 * ndim)
+        view[a], view[ndim + a] = m.shape
+        out = out & m.reshape(view)
+    return out.reshape(math.prod(shape), -1)
+
+
+def _grid_csr(
+    shape: tuple[int, ...], radii: tuple[int, ...], valid: np.ndarray, flat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    n, K = valid.shape
+    deg = np.ones((), dtype=np.int64)  # separable too: the product of per-axis counts
+    for m in _axis_masks(shape, radii):
+        deg = np.multiply.outer(deg, m.sum(axis=1).astype(np.int64))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(deg.ravel(), out=indptr[1:])
+    indices = np.empty(int(indptr[-1]), dtype=np.int64)
+    # lexicographic offsets are increasing linear indices among the valid ones, so
+    # each row comes out sorted; row blocks keep the (rows × K) temporary small
+    per = max(1, _CHUNK // K)
+    for a in range(0, n, per):
+        c = min(n, a + per)
+        idx = np.arange(a, c, dtype=np.int64)[:, None] + flat[None, :]
+        indices[indptr[a] : indptr[c]] = idx[valid[a:c]]
+    return indptr, indices
+
+
+def _check_grid_size(shape: tuple[int, ...], radius: int) -> None:
+    n = math.prod(shape)
+    K = (2 * radius + 1) ** len(shape)
+    if n * K > MAX_GRID_WINDOW_POSITIONS:
+        raise ValueError(
+            f"a grid of shape {shape} with radius {radius} has {n} nodes × {K} window "
+            f"offsets = {n * K} window positions, more than the supported "
+            f"{MAX_GRID_WINDOW_POSITIONS} (MAX_GRID_WINDOW_POSITIONS); use a smaller "
+            "shape or radius"
+        )
+
+
+@attrs.frozen(eq=False)
+class _Support:
+    """The window offsets that are inside the grid for some node (per axis ``|d| < s``).
+
+    ``columns`` are their positions in the full window (``None``: all of them),
+    ``flat`` their linear offsets, ``valid`` the ``(n_nodes, len(flat))`` mask.
+    Kernels and storage only ever visit these: a radius beyond the grid's extent
+    costs nothing.
+    """
+
+    columns: np.ndarray | None
+    flat: np.ndarray
+    valid: np.ndarray
+
+
+def _strides(shape: tuple[int, ...]) -> np.ndarray:
+    return np.array([math.prod(shape[a + 1 :]) for a in range(len(shape))], dtype=np.int64)
+
+
+def _grid_support(shape: tuple[int, ...], radius: int) -> _Support:
+    radii = tuple(min(radius, s - 1) for s in shape)
+    offsets = _window_offsets(radii)
+    valid = _window_mask(shape, radii)
+    columns = None
+    if radii != (radius,) * len(shape):
+        # position of each offset d in the full window: Σ_a (d_a + r)(2r+1)^(D-1-a)
+        side = 2 * radius + 1
+        weights = np.array([side ** (len(shape) - 1 - a) for a in range(len(shape))])
+        columns = (offsets + radius) @ weights
+    for arr in (offsets, valid, columns):
+        if arr is not None:
+            arr.flags.writeable = False
+    return _Support(columns, offsets @ _strides(shape), valid)
+
+
+@persistence.persistable(
+    "GridGraph",
+    fields=("shape", "radius"),
+    nbytes=lambda shape, radius: 32 * (2 * radius + 1) ** len(shape) * np.prod(shape, dtype=object),
+)
 @registry.graphs.register("grid")
 @attrs.frozen(eq=False, init=False, repr=False)
 class GridGraph(Graph):
-    """Grid graph of an ``h × w`` image with a ``(2r+1)×(2r+1)`` window.
+    """Grid graph of an image, a volume or any n-D grid, with a ``(2r+1)^ndim`` window.
 
-    The window is clipped at the border. Pixels are numbered row by row
-    (``i = y·w + x``), so node arrays of shape ``(h·w, J)`` are images of shape
-    ``(h, w, J)`` flattened in C order.
+    Node ``i`` is the grid point with C-order (row-major) linear index ``i``
+    (``i = y·w + x`` for an image, ``i = (z·h + y)·w + x`` for a volume), so node
+    arrays of shape ``(n_nodes, J)`` are arrays of shape ``(*shape, J)`` flattened in
+    C order. The neighbourhood of a node is the window of all grid points within
+    Chebyshev distance ``r``, clipped at the border.
 
     Parameters
     ----------
-    shape : (int, int)
-        Image height and width.
+    shape : tuple of int
+        The grid: ``(h, w)`` for an image, ``(d, h, w)`` for a volume, ``(n,)`` for a
+        signal; 1 to 32 axes, each ``>= 1``.
     radius : int, default=1
-        Window radius ``r``; ``r = 1`` gives the 3×3 neighbourhood of the paper.
+        Window radius ``r >= 0``; ``r = 1`` gives the 3×3 neighbourhood of the paper
+        (3×3×3 for volumes).
+    X : array-like, optional, keyword only
+        Instead of ``shape``: node features of shape ``(*shape, n_features)``, whose
+        leading axes give the grid (the registry's factory form,
+        ``af.registry.graphs.resolve("grid", X=X, radius=r)``). Only its shape is used.
+
+    Raises
+    ------
+    ValueError
+        If an axis is not ``>= 1``, or if the window positions
+        ``n_nodes × (2r+1)^ndim`` exceed :data:`MAX_GRID_WINDOW_POSITIONS`.
 
     Notes
     -----
-    On a grid the weights are applied by shifted multiply–adds over the
-    ``(2r+1)²`` window offsets (Ω stored as diagonals), and edge-wise products
-    by shifted row-wise dot products: no index gathers.
+    Weight patches have shape ``(*shape, K)`` with the ``K = (2r+1)^ndim`` window
+    offsets in lexicographic order (:attr:`offsets`); entries outside the grid are
+    zero. The radius is kept as given (it fixes the patch layout, e.g. of a learned
+    weight predictor applied to a small image), but the graph, its weights and its
+    kernels only store and visit the offsets that are inside the grid for some node
+    (``|d_a| < shape[a]`` on every axis): a radius beyond the grid's extent costs
+    nothing (``GridGraph((2, 2), radius=1500)`` has 16 edges and builds in
+    microseconds). Only the full-window views :attr:`valid`, :attr:`offsets` and the
+    patches are ``n_nodes × K``, built when asked for.
+
+    On a grid the weights are applied by shifted multiply–adds over the window
+    offsets (Ω stored as diagonals), and edge-wise products by shifted row-wise
+    dot products: no index gathers.
+
+    Examples
+    --------
+    >>> GridGraph((2, 3, 4)).window_size
+    27
+    >>> GridGraph((2, 2), radius=1500).nnz
+    16
     """
 
-    shape: tuple[int, int] = attrs.field(default=(1, 1))
+    shape: tuple[int, ...] = attrs.field(default=(1, 1))
     radius: int = attrs.field(default=1)
 
-    def __init__(self, shape: Any, radius: int = 1) -> None:
-        if isinstance(shape, (int, np.integer)):
-            raise ValueError(f"shape must be a pair (height, width), got {shape!r}")
-        if not hasattr(shape, "__len__"):
-            raise TypeError(f"shape must be a pair (height, width), got {shape!r}")
-        if len(shape) != 2:
-            raise ValueError(f"shape must be a pair (height, width), got {shape!r}")
-        h = check_positive_int(shape[0], "shape[0]")
-        w = check_positive_int(shape[1], "shape[1]")
+    def __init__(self, shape: Any = None, radius: int = 1, *, X: Any = None) -> None:
+        if X is not None:
+            if shape is not None:
+                raise TypeError("pass either shape or X (node features), not both")
+            xshape = np.shape(X)
+            if len(xshape) < 2:
+                raise ValueError(
+                    "X must have shape (*grid_shape, n_features): the last axis holds the "
+                    f"features, the leading axes are the grid; got shape {xshape}"
+                )
+            shape = xshape[:-1]
+        elif shape is None:
+            raise TypeError("shape must be a tuple of axis lengths, e.g. (h, w), got None")
+        shape = _check_shape(shape)
         r = check_positive_int(radius, "radius", minimum=0)
-        _, _, indptr, indices = _grid_pattern((h, w), r)
-        self.__attrs_init__(indptr=indptr, indices=indices, shape=(h, w), radius=r)
+        _check_grid_size(shape, r)
+        support = _grid_support(shape, r)
+        radii = tuple(min(r, s - 1) for s in shape)
+        indptr, indices = _grid_csr(shape, radii, support.valid, support.flat)
+        indptr.flags.writeable = False
+        indices.flags.writeable = False
+        # correct by construction: skip Graph's checks and private copies (which would
+        # cost several nnz-sized temporaries on large volumes)
+        for name, value in [
+            ("indptr", indptr),
+            ("indices", indices),
+            ("shape", shape),
+            ("radius", r),
+            ("_support", support),
+        ]:
+            object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         return f"GridGraph(shape={self.shape}, radius={self.radius})"
@@ -376,53 +623,129 @@ class GridGraph(Graph):
     def __hash__(self) -> int:
         return hash(("GridGraph", self.shape, self.radius))
 
+    @cached_property
+    def _support(self) -> _Support:
+        return _grid_support(self.shape, self.radius)
+
+    @property
+    def ndim(self) -> int:
+        """Number of grid axes (2 for images, 3 for volumes)."""
+        return len(self.shape)
+
     @property
     def window_size(self) -> int:
-        """Number of window offsets ``K = (2r+1)²``."""
-        return (2 * self.radius + 1) ** 2
+        """Number of window offsets ``K = (2r+1)^ndim``."""
+        return (2 * self.radius + 1) ** self.ndim
 
     @cached_property
     def offsets(self) -> np.ndarray:
-        """Window offsets ``(dy, dx)``, shape ``(K, 2)``, in lexicographic order."""
-        return _grid_pattern((1, 1), self.radius)[0]
+        """Window offsets, shape ``(K, ndim)`` (``(dy, dx)`` for images), lexicographic."""
+        return _window_offsets((self.radius,) * self.ndim)
 
     @cached_property
     def flat_offsets(self) -> np.ndarray:
-        """Offsets in linear pixel index: ``dy·w + dx``."""
-        return self.offsets[:, 0] * self.shape[1] + self.offsets[:, 1]
+        """Offsets in linear node index (``dy·w + dx`` for images), shape ``(K,)``."""
+        return self.offsets @ _strides(self.shape)
 
     @cached_property
     def valid(self) -> np.ndarray:
-        """Mask ``(h·w, K)`` of window positions inside the image."""
-        return _grid_pattern(self.shape, self.radius)[1]
+        """Mask ``(n_nodes, K)`` of window positions inside the grid (read-only)."""
+        if self._support.columns is None:
+            return self._support.valid
+        out = _window_mask(self.shape, (self.radius,) * self.ndim)
+        out.flags.writeable = False
+        return out
 
     def patches_to_values(self, patches: np.ndarray) -> np.ndarray:
-        """Per-pixel patches ``(h, w, K)`` → edge values aligned with :attr:`indices`."""
-        return patches.reshape(self.n_nodes, self.window_size)[self.valid]
+        """Per-node patches ``(*shape, K)`` → edge values aligned with :attr:`indices`.
+
+        Parameters
+        ----------
+        patches : ndarray, shape (*shape, K)
+
+        Returns
+        -------
+        ndarray, shape (nnz,)
+        """
+        sup = self._support
+        p = patches.reshape(self.n_nodes, self.window_size)
+        if sup.columns is not None:
+            p = p[:, sup.columns]
+        return p[sup.valid]
 
     def values_to_patches(self, values: np.ndarray) -> np.ndarray:
-        """Edge values → per-pixel patches ``(h, w, K)``, zero outside the image."""
-        out = np.zeros((self.n_nodes, self.window_size), dtype=np.result_type(values, float))
-        out[self.valid] = values
+        """Edge values → per-node patches ``(*shape, K)``, zero outside the grid.
+
+        Parameters
+        ----------
+        values : ndarray, shape (nnz,)
+
+        Returns
+        -------
+        ndarray, shape (*shape, K)
+            float32 for float32 values, else float64.
+        """
+        sup = self._support
+        dtype = np.float32 if values.dtype == np.float32 else np.float64
+        out = np.zeros((self.n_nodes, self.window_size), dtype=dtype)
+        if sup.columns is None:
+            out[sup.valid] = values
+        else:
+            part = np.zeros(sup.valid.shape, dtype=dtype)
+            part[sup.valid] = values
+            out[:, sup.columns] = part
         return out.reshape(*self.shape, self.window_size)
 
     def weight_operator(self, values: np.ndarray) -> DiagonalOperator:
-        planes = self.values_to_patches(values).reshape(self.n_nodes, -1).T
-        offsets, inverse = np.unique(self.flat_offsets, return_inverse=True)
-        if len(offsets) < len(self.flat_offsets):
-            # images narrower than the window: distinct (dy, dx) can share a linear
-            # offset, but at most one of them is inside the image at any pixel
-            merged = np.zeros((len(offsets), self.n_nodes))
-            np.add.at(merged, inverse, planes)
-            return DiagonalOperator(merged, offsets)
-        return DiagonalOperator(planes.copy(), self.flat_offsets)
+        """``Ω`` as diagonals, one per window offset (see :meth:`Graph.weight_operator`)."""
+        sup = self._support
+        return DiagonalOperator.from_window(values, self.indptr, sup.valid, sup.flat)
 
     def edge_dot(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-        n = self.n_nodes
-        out = np.zeros((n, self.window_size))
-        for o, off in enumerate(self.flat_offsets):
-            a, c = max(0, -off), min(n, n - off)
-            if c > a:
-                # wrapped pairs at the left/right border are masked out below
-                out[a:c, o] = np.einsum("ij,ij->i", X[a:c], Y[a + off : c + off])
-        return out[self.valid]
+        """Edge-wise inner products by shifted row-wise products (see :meth:`Graph.edge_dot`)."""
+        sup = self._support
+        n, K = self.n_nodes, len(sup.flat)
+        dtype = _edge_dtype(X, Y)
+        out = np.empty(self.nnz, dtype=dtype)
+        flat, valid, indptr = sup.flat, sup.valid, self.indptr
+
+        def work(a: int, c: int) -> None:
+            block = np.zeros((c - a, K), dtype=dtype)
+            for o, off in enumerate(flat):
+                lo, hi = max(a, -off), min(c, n - off)
+                if hi > lo:
+                    # pairs wrapped around a border are masked out below
+                    np.einsum(
+                        "ij,ij->i", X[lo:hi], Y[lo + off : hi + off], out=block[lo - a : hi - a, o]
+                    )
+            out[indptr[a] : indptr[c]] = block[valid[a:c]]
+
+        _run_row_blocks(n, K * X.shape[1], work)
+        return out
+
+
+@registry.graphs.register("knn")
+def knn_graph(X: Any, n_neighbors: int = 8, metric: str = "euclidean") -> Graph:
+    """The registry's ``"knn"`` factory: the kNN graph of the nodes' feature vectors.
+
+    Parameters
+    ----------
+    X : array-like, shape (..., n_features)
+        Node features: the last axis holds the features, the leading axes index the
+        nodes in C order (``(n, d)`` tabular data, ``(h, w, c)`` an image, ...).
+    n_neighbors : int, default=8
+        See :meth:`Graph.knn` (clipped to ``n_nodes - 1`` with a warning).
+    metric : str or callable, default="euclidean"
+
+    Returns
+    -------
+    Graph
+        With ``prod(X.shape[:-1])`` nodes.
+    """
+    x = as_float_array(X, "X")
+    if x.ndim < 2:
+        raise ValueError(
+            "X must have shape (n_nodes, n_features) or (..., n_features): the last axis "
+            f"holds the features; got shape {x.shape} (use X[:, None] for one feature)"
+        )
+    return Graph.knn(x.reshape(-1, x.shape[-1]), n_neighbors, metric=metric)

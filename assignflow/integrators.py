@@ -4,7 +4,7 @@ Two families, each a frozen settings record (state is passed in and returned,
 never stored), in the style of diffrax's solvers:
 
 * :class:`LinearIntegrator` — solves :math:`\dot x = A x + b`, :math:`x(0) = x_0`
-  on :math:`[0, T]` for a matrix-free ``A`` (the LAF, MATH.md §4):
+  on :math:`[0, T]` for a matrix-free ``A`` (the LAF, :ref:`§4 <math-laf>`):
   :class:`ExponentialKrylov` (the paper's eqs. 2.27–2.29, with an a-posteriori
   error estimate and automatic sub-stepping) and :class:`Euler` (eq. 3.49).
 * :class:`FlowIntegrator` — solves the nonlinear assignment flow
@@ -32,13 +32,13 @@ from scipy.sparse.linalg import LinearOperator, aslinearoperator
 from . import registry
 from ._krylov import KrylovRecord, solve_linear_ode
 from ._parallel import blas_single_thread
+from ._simplex import entropy, log_softmax, project_tangent, replicator, replicator_inplace
 from ._validation import (
     as_float_array,
     check_positive_float,
     positive_float_converter,
     positive_int_validator,
 )
-from .geometry import _entropy, _log_softmax, _project_tangent, _replicator, _replicator_inplace
 
 __all__ = [
     "Euler",
@@ -378,7 +378,7 @@ def _nonlinear_result(
     flow: Any, log_w: np.ndarray, t: float, stats: IntegrationStats
 ) -> FlowResult:
     W = np.exp(log_w)
-    V = _project_tangent(log_w) / flow.shape[1]
+    V = project_tangent(log_w) / flow.shape[1]
     return FlowResult(V=V, W=W, T=t, stats=stats)
 
 
@@ -410,13 +410,13 @@ class _FlowStepper(FlowIntegrator):
             h = T / n_steps
         else:
             n_steps, h = self.max_steps, self.step_size
-        entropy, n_mv, t, converged = [], 0, 0.0, T is not None
+        entropies, n_mv, t, converged = [], 0, 0.0, T is not None
         for _ in range(n_steps):
             log_w, mv = self._step(flow, log_w, h)
             n_mv += mv
             t += h
-            entropy.append(float(_entropy(np.exp(log_w)).mean()))
-            if T is None and entropy[-1] < self.tol:
+            entropies.append(float(entropy(np.exp(log_w)).mean()))
+            if T is None and entropies[-1] < self.tol:
                 converged = True
                 break
         if T is None and not converged:
@@ -424,17 +424,17 @@ class _FlowStepper(FlowIntegrator):
 
             warnings.warn(
                 f"{type(self).__name__} stopped after max_steps={self.max_steps} with mean "
-                f"entropy {entropy[-1]:.3g} >= tol={self.tol:g}; increase max_steps or step_size",
+                f"entropy {entropies[-1]:.3g} >= tol={self.tol:g}; increase max_steps or step_size",
                 RuntimeWarning,
                 stacklevel=3,
             )
         stats = IntegrationStats(
             self.name,
-            n_steps=len(entropy),
+            n_steps=len(entropies),
             n_matvecs=n_mv,
             t=t,
             converged=converged,
-            entropy=np.asarray(entropy),
+            entropy=np.asarray(entropies),
         )
         return _nonlinear_result(flow, log_w, t, stats)
 
@@ -457,7 +457,7 @@ class GeometricEuler(_FlowStepper):
 
     def _step(self, flow, log_w, h):
         S = flow.similarity._from_log(log_w)
-        return _log_softmax(log_w + h * S), 1
+        return log_softmax(log_w + h * S), 1
 
 
 @registry.integrators.register("linearized_sequence")
@@ -472,7 +472,7 @@ class LinearizedSequence(_FlowStepper):
 
     Each linear problem is solved in lifted coordinates, :math:`V = R_{W^{(k)}}U`
     with :math:`\dot U = R_{S_k}(\Omega U) + \Pi_0 S_k`, :math:`W^{(k+1)} =
-    \exp_{W^{(k)}}(U(h))` — the same flow (MATH.md §4), but with an operator
+    \exp_{W^{(k)}}(U(h))` — the same flow (:ref:`§4 <math-laf>`), but with an operator
     that stays well conditioned when :math:`W^{(k)}` approaches a vertex.
 
     Parameters
@@ -501,15 +501,15 @@ class LinearizedSequence(_FlowStepper):
         shape = flow.shape
 
         def post(block, a, c):
-            _replicator_inplace(S[a:c], block)
+            replicator_inplace(S[a:c], block)
 
         def matvec(x):
             return op.apply(x.reshape(shape), rowwise=post).ravel()
 
         def rmatvec(x):
-            return op.apply_transpose(_replicator(S, x.reshape(shape))).ravel()
+            return op.apply_transpose(replicator(S, x.reshape(shape))).ravel()
 
         n = S.size
         lin = LinearOperator((n, n), matvec=matvec, rmatvec=rmatvec, dtype=S.dtype)
-        u, stats = self.inner.integrate(lin, _project_tangent(S).ravel(), h)
-        return _log_softmax(log_w + u.reshape(shape)), 1 + stats.n_matvecs
+        u, stats = self.inner.integrate(lin, project_tangent(S).ravel(), h)
+        return log_softmax(log_w + u.reshape(shape)), 1 + stats.n_matvecs

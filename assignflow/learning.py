@@ -1,9 +1,18 @@
-r"""Learning the weights :math:`\Omega` by Riemannian gradient descent (the paper's eqs. 3.7–3.8).
+r"""Learning: the optimisation loop, and Riemannian gradient descent on the weights.
 
-Every row :math:`\omega_i = \Omega_i|_{\mathcal{N}_i}` lives on the open simplex of
-its neighbourhood with the Fisher–Rao metric. The Riemannian gradient step
+:class:`Learner` is the one training loop of the package: it minimises an
+objective ``params -> (loss, gradients, info)`` over a dict of arrays with Adam or a
+custom step, keeps a history, stops early on a validation function, calls a
+callback every iteration and restores the best parameters. The estimators
+(:class:`~assignflow.ImageLabeler`, :class:`~assignflow.AssignmentFlowClassifier`)
+build their objectives from a gradient estimator and hand them to it.
+
+:func:`riemannian_gradient_descent` learns the weights :math:`\Omega` of one flow
+(the paper's eqs. 3.7–3.8). Every row :math:`\omega_i = \Omega_i|_{\mathcal{N}_i}`
+lives on the open simplex of its neighbourhood with the Fisher–Rao metric, and the
+Riemannian gradient step
 :math:`\Omega \leftarrow \operatorname{Exp}_\Omega(-h\,R_\Omega\,\partial\mathcal{L})`
-is, row by row, the multiplicative update (MATH.md §5)
+is, row by row, the multiplicative update
 
 .. math::
     \omega_i \leftarrow \frac{\omega_i \odot e^{-h\,\partial_i\mathcal{L}}}
@@ -28,13 +37,227 @@ from ._validation import (
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
+    nonnegative_float_converter,
+    positive_float_converter,
+    positive_int_validator,
 )
-from .losses import CompositeLoss, KLLoss, Loss
+from .flows import LinearizedAssignmentFlow
+from .gradients import GradientEstimator
+from .losses import CompositeLoss, Loss
 from .weights import Weights
 
-__all__ = ["DescentResult", "multiplicative_update", "riemannian_gradient_descent"]
+__all__ = [
+    "DescentResult",
+    "LearnResult",
+    "Learner",
+    "multiplicative_update",
+    "riemannian_gradient_descent",
+]
+
+Params = dict[str, np.ndarray]
+Objective = Callable[[Params], tuple[float, Params, dict[str, float]]]
 
 
+# --------------------------------------------------------------------------- the loop
+class _Adam:
+    """Adam (Kingma & Ba 2015) on a dict of arrays."""
+
+    def __init__(self, lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
+        self.lr, self.b1, self.b2, self.eps = lr, b1, b2, eps
+        self.m: Params = {}
+        self.v: Params = {}
+        self.t = 0
+
+    def __call__(self, params: Params, grads: Params, lr_scale: dict[str, float]) -> Params:
+        self.t += 1
+        out = dict(params)
+        for k, g in grads.items():
+            if k not in params:
+                continue
+            g = np.asarray(g, dtype=float)
+            m = self.m.get(k, np.zeros_like(g)) * self.b1 + (1 - self.b1) * g
+            v = self.v.get(k, np.zeros_like(g)) * self.b2 + (1 - self.b2) * g * g
+            self.m[k], self.v[k] = m, v
+            mh = m / (1 - self.b1**self.t)
+            vh = v / (1 - self.b2**self.t)
+            lr = self.lr * lr_scale.get(k, 1.0)
+            out[k] = np.asarray(params[k]) - lr * mh / (np.sqrt(vh) + self.eps)
+        return out
+
+
+@attrs.frozen(eq=False)
+class LearnResult:
+    """Outcome of :meth:`Learner.run`.
+
+    Attributes
+    ----------
+    params : dict of str -> ndarray
+        The selected parameters: those with the lowest validation error (or loss).
+    history : dict of str -> ndarray
+        Per iteration: ``"loss"``, ``"time"`` (seconds since the start),
+        ``"val_error"`` if a validation function was given, and every entry of the
+        objective's ``info`` (e.g. ``"error"``).
+    n_iter : int
+        Iterations run (objective evaluations).
+    best_iter : int
+        The iteration (1-based) of the selected parameters.
+    stop_reason : {"max_iter", "no_change", "tol", "callback"}
+        What ended the run: ``max_iter`` reached, no improvement for
+        ``n_iter_no_change`` iterations (early stopping), the relative loss change
+        below ``tol``, or the callback.
+    """
+
+    params: Params
+    history: dict[str, np.ndarray]
+    n_iter: int
+    best_iter: int
+    stop_reason: str
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether something other than ``max_iter`` ended the run."""
+        return self.stop_reason != "max_iter"
+
+
+@attrs.frozen
+class Learner:
+    r"""The training loop: gradient steps on a dict of parameters with early stopping.
+
+    Parameters
+    ----------
+    max_iter : int, default=100
+        Objective evaluations at most (1 to 10⁶).
+    learning_rate : float, default=0.05
+        Step of Adam (per parameter scaled by ``lr_scale`` in :meth:`run`).
+    n_iter_no_change : int, default=15
+        Stop when the selection criterion (validation error, else the loss) has not
+        improved for this many iterations.
+    tol : float, default=0.0
+        Stop when the relative change of the loss falls below ``tol`` (0: never).
+    verbose : int, default=0
+        Print one line per iteration.
+    """
+
+    max_iter: int = attrs.field(default=100, validator=positive_int_validator)
+    learning_rate: float = attrs.field(default=0.05, converter=positive_float_converter)
+    n_iter_no_change: int = attrs.field(default=15, validator=positive_int_validator)
+    tol: float = attrs.field(default=0.0, converter=nonnegative_float_converter)
+    verbose: int = attrs.field(default=0)
+
+    @max_iter.validator
+    def _check_max_iter(self, attribute: Any, value: int) -> None:
+        if value > 10**6:
+            raise ValueError(f"max_iter must be <= 1e6, got {value}")
+
+    def run(
+        self,
+        objective: Objective,
+        params: Params,
+        *,
+        validate: Callable[[Params], float] | None = None,
+        step: Callable[[Params, Params, int], Params] | None = None,
+        lr_scale: dict[str, float] | None = None,
+        callback: Callable[[int, dict[str, float]], Any] | None = None,
+        name: str = "learn",
+        select: str = "val_error",
+    ) -> LearnResult:
+        """Minimise ``objective`` from ``params``.
+
+        Parameters
+        ----------
+        objective : callable
+            ``objective(params) -> (loss, gradients, info)``: the loss, its gradient
+            with respect to every entry of ``params`` and a dict of further numbers
+            to record (e.g. the training error).
+        params : dict of str -> ndarray
+            Starting point (not modified).
+        validate : callable, optional
+            ``validate(params) -> error`` on held-out data, or a dict of such numbers
+            (all are recorded): the parameters with the lowest validation figure
+            ``select`` are returned, and early stopping watches it. Without it the
+            training loss plays that role.
+        step : callable, optional
+            ``step(params, gradients, iteration) -> params`` instead of Adam (e.g. the
+            multiplicative Riemannian update).
+        lr_scale : dict of str -> float, optional
+            Per-parameter factors of Adam's learning rate.
+        callback : callable, optional
+            ``callback(iteration, record)`` after every evaluation, with the
+            iteration's entries of the history and ``"max_iter"``; return ``True``
+            to stop.
+        name : str, default="learn"
+            Prefix of the verbose lines.
+        select : str, default="val_error"
+            The entry of ``validate``'s dict that selects the parameters.
+
+        Returns
+        -------
+        LearnResult
+        """
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        adam = _Adam(self.learning_rate)
+        lr_scale = dict(lr_scale or {})
+        history: dict[str, list[float]] = {}
+        t0 = time.perf_counter()
+        cur = {k: np.array(v, dtype=float) for k, v in params.items()}
+        best = (np.inf, cur, 0)
+        since_best = 0
+        reason = "max_iter"
+        it = 0
+        for it in range(1, self.max_iter + 1):
+            loss, grads, info = objective(cur)
+            rec = {"loss": float(loss), **{k: float(v) for k, v in info.items()}}
+            crit = float(loss)
+            if validate is not None:
+                v = validate(cur)
+                if isinstance(v, dict):
+                    rec.update({k: float(x) for k, x in v.items()})
+                    crit = float(v[select])
+                else:
+                    rec["val_error"] = crit = float(v)
+            rec["time"] = time.perf_counter() - t0
+            for k, v in rec.items():
+                history.setdefault(k, []).append(v)
+            if self.verbose:
+                parts = "  ".join(
+                    f"{k} {100 * v:.2f} %" if "error" in k else f"{k} {v:.5g}"
+                    for k, v in rec.items()
+                    if k != "time"
+                )
+                print(f"[{name}] iter {it:3d}  {parts}  {rec['time']:.1f} s", flush=True)
+            if not np.isfinite(crit):
+                raise FloatingPointError(
+                    f"the objective became non-finite at iteration {it}; lower the learning rate"
+                )
+            if crit < best[0] - 1e-12:
+                best, since_best = (crit, cur, it), 0
+            else:
+                since_best += 1
+            if callback is not None and callback(it, {**rec, "max_iter": self.max_iter}) is True:
+                reason = "callback"
+                break
+            if since_best >= self.n_iter_no_change:
+                reason = "no_change"
+                break
+            losses = history["loss"]
+            if self.tol > 0 and len(losses) > 1:
+                if abs(losses[-2] - losses[-1]) <= self.tol * max(abs(losses[-2]), 1e-300):
+                    reason = "tol"
+                    break
+            if it == self.max_iter:
+                break
+            cur = step(cur, grads, it) if step is not None else adam(cur, grads, lr_scale)
+        return LearnResult(
+            params=best[1],
+            history={k: np.asarray(v) for k, v in history.items()},
+            n_iter=it,
+            best_iter=best[2],
+            stop_reason=reason,
+        )
+
+
+# --------------------------------------------------------------------------- weights
 def multiplicative_update(
     weights: Weights, gradient: np.ndarray, step_size: float, max_log_step: float | None = None
 ) -> Weights:
@@ -78,14 +301,23 @@ def multiplicative_update(
 
 
 def _labels_of(loss: Loss) -> np.ndarray | None:
-    if isinstance(loss, KLLoss):
-        return loss.labels
+    """The labels a loss compares with (any loss with a ``labels`` attribute), else None."""
     if isinstance(loss, CompositeLoss):
         for t in loss.terms:
             y = _labels_of(t)
             if y is not None:
                 return y
-    return None
+        return None
+    y = getattr(loss, "labels", None)
+    return None if y is None else np.asarray(y).ravel()
+
+
+def _resolve_loss(loss: Any, loss_params: dict | None) -> Loss:
+    """A loss instance from an instance, a class or a registered name (with ``loss_params``)."""
+    out = registry.losses.resolve(loss, **(loss_params or {}))
+    if not isinstance(out, Loss):
+        raise TypeError(f"loss must be an assignflow Loss, got {type(out).__name__}")
+    return out
 
 
 @attrs.frozen(eq=False)
@@ -116,9 +348,11 @@ class DescentResult:
 
 def riemannian_gradient_descent(
     flow: Any,
-    loss: Loss,
+    loss: Any,
     estimator: Any = "closed_form_low_rank",
     *,
+    loss_params: dict[str, Any] | None = None,
+    integrator: Any = None,
     step_size: float = 1.0,
     max_iter: int = 20,
     tol: float = 0.0,
@@ -134,13 +368,19 @@ def riemannian_gradient_descent(
     ----------
     flow : LinearizedAssignmentFlow
         The LAF (at the barycenter) whose weights are the starting point.
-    loss : Loss
-        E.g. ``KLLoss(labels) + TangentSpaceRegularizer(tau)``.
+    loss : Loss, str or class
+        E.g. ``KLLoss(labels) + TangentSpaceRegularizer(tau)``, or a registered
+        loss name (``"kl"``) built with ``loss_params`` (e.g. ``{"labels": y}``).
     estimator : GradientEstimator, str or class, default="closed_form_low_rank"
         Any registered gradient estimator.
+    loss_params : dict, optional
+        Options of a loss given by name or class.
+    integrator : LinearIntegrator or str, optional
+        The forward integrator (the estimator's default if omitted).
     step_size : float, default=1.0
         Step :math:`h` of the multiplicative update.
     max_iter : int, default=20
+        Gradient evaluations at most.
     tol : float, default=0.0
         Stop when the relative decrease of the loss falls below ``tol`` (0: never).
     scale_by_nodes : bool, default=True
@@ -161,13 +401,9 @@ def riemannian_gradient_descent(
     -------
     DescentResult
     """
-    from .flows import LinearizedAssignmentFlow
-    from .gradients import GradientEstimator
-
     if not isinstance(flow, LinearizedAssignmentFlow):
         raise TypeError(f"flow must be a LinearizedAssignmentFlow, got {type(flow).__name__}")
-    if not isinstance(loss, Loss):
-        raise TypeError(f"loss must be an assignflow Loss, got {type(loss).__name__}")
+    loss = _resolve_loss(loss, loss_params)
     est = registry.gradient_estimators.resolve(estimator)
     if not isinstance(est, GradientEstimator):
         raise TypeError(f"estimator must be a GradientEstimator, got {type(est).__name__}")
@@ -182,52 +418,46 @@ def riemannian_gradient_descent(
     if scale_by_nodes:
         h *= flow.n_nodes
     y = _labels_of(loss)
+    graph = flow.weights.graph
+    state: dict[str, Any] = {}
 
-    hist: dict[str, list[float]] = {"loss": [], "error": [], "grad_norm": [], "time": []}
-    t0 = time.perf_counter()
-    best = (np.inf, flow.weights)
-    weights = flow.weights
-    converged = False
-    it = 0
-    for it in range(1, max_iter + 1):
-        cur = flow.with_weights(weights)
-        r = est.estimate(cur, loss)
-        err = (
-            float(np.mean(np.argmax(r.V, axis=1) != y))
-            if (y is not None and r.V is not None)
-            else np.nan
-        )
+    def objective(params: Params) -> tuple[float, Params, dict[str, float]]:
+        weights = Weights._unchecked(graph, params["omega"])
+        r = est.estimate(flow.with_weights(weights), loss, integrator=integrator)
+        err = float(np.mean(np.argmax(r.V, axis=1) != y)) if y is not None else np.nan
         # Riemannian gradient R_ω ∂L, norm in the Fisher–Rao metric of each row
-        g = weights.graph
         wg = weights.values * r.gradient
-        mean = np.repeat(np.add.reduceat(wg, g.indptr[:-1]), g.degrees)
+        mean = np.repeat(np.add.reduceat(wg, graph.indptr[:-1]), graph.degrees)
         rg = wg - weights.values * mean
         gnorm = float(np.sqrt(np.sum(rg * rg / weights.values)))
-        rec = {"loss": r.value, "error": err, "grad_norm": gnorm, "time": time.perf_counter() - t0}
-        for key, v in rec.items():
-            hist[key].append(v)
-        if verbose:
-            print(
-                f"iter {it:4d}  loss {r.value:.6g}  wrong {100 * err:6.2f} %  "
-                f"|grad| {gnorm:.3g}  {rec['time']:.2f} s",
-                flush=True,
-            )
-        if r.value < best[0]:
-            best = (r.value, weights)
-        if callback is not None and callback(it, rec, weights) is True:
-            break
-        if tol > 0 and len(hist["loss"]) > 1:
-            prev, now = hist["loss"][-2], hist["loss"][-1]
-            if abs(prev - now) <= tol * max(abs(prev), 1e-300):
-                converged = True
-                break
-        if it < max_iter:
-            weights = multiplicative_update(weights, r.gradient, h, max_log_step)
-    final = best[1] if keep_best else weights
+        state["last"] = weights
+        return r.value, {"omega": r.gradient}, {"error": err, "grad_norm": gnorm}
+
+    def step(params: Params, grads: Params, it: int) -> Params:
+        w = Weights._unchecked(graph, params["omega"])
+        return {"omega": multiplicative_update(w, grads["omega"], h, max_log_step).values}
+
+    def relay(it: int, rec: dict[str, float]) -> Any:
+        if callback is not None:
+            return callback(it, {k: rec[k] for k in ("loss", "error", "grad_norm", "time")},
+                            state["last"])  # fmt: skip
+        return None
+
+    learner = Learner(max_iter=max_iter, n_iter_no_change=max_iter + 1, tol=tol, verbose=verbose)
+    res = learner.run(
+        objective,
+        {"omega": np.array(flow.weights.values)},
+        step=step,
+        callback=relay,
+        name="descent",
+    )
+    final = Weights(graph, res.params["omega"]) if keep_best else state["last"]
+    converged = res.stop_reason == "tol"
+    hist = {k: res.history[k] for k in ("loss", "error", "grad_norm", "time")}
     return DescentResult(
         weights=final,
         flow=flow.with_weights(final),
-        history={k: np.asarray(v) for k, v in hist.items()},
-        n_iter=it,
+        history=hist,
+        n_iter=res.n_iter,
         converged=converged,
     )

@@ -1,4 +1,4 @@
-r"""Losses for learning the weights :math:`\Omega` (the paper's eqs. 3.4–3.6, MATH.md §5).
+r"""Losses for learning the weights :math:`\Omega` (eqs. 3.4–3.6; :ref:`§5 <math-learning>`).
 
 .. math::
     \mathcal{L}(\Omega) = f_L\big(V_T(\Omega)\big) + \mathcal{R}(\Omega)
@@ -21,8 +21,8 @@ import attrs
 import numpy as np
 
 from . import registry
+from ._simplex import log_softmax, softmax
 from ._validation import as_float_array, nonnegative_float_converter
-from .geometry import _log_softmax, _softmax
 from .weights import Weights
 
 __all__ = [
@@ -63,25 +63,77 @@ def _check_labels(labels: Any) -> np.ndarray:
 
 
 class Loss:
-    """Base class: ``value(V, weights)`` and the two partial gradients.
+    r"""Base class: ``value(V, weights)`` and the two partial gradients.
 
-    Subclasses override any of :meth:`data_value`, :meth:`data_gradient` (with
-    respect to :math:`V`, shape ``(I, J)``), :meth:`reg_value`,
-    :meth:`reg_gradient` (with respect to the weight values, shape ``(nnz,)``).
-    The defaults are zero, so a data term only defines the first two and a
-    regulariser the last two.
+    A loss :math:`\mathcal{L}(\Omega) = f_L(V_T) + \mathcal{R}(\Omega)` has a data
+    term, a function of the flow's tangent solution :math:`V_T = V(T)` (shape
+    ``(I, J)``; the assignments are :math:`W = \operatorname{Exp}_{\mathbb{1}}(V_T) =
+    \operatorname{softmax}(J V_T)` row by row), and a regulariser, a function of the
+    weights. Subclasses override any of :meth:`data_value`, :meth:`data_gradient`,
+    :meth:`reg_value` and :meth:`reg_gradient`; the defaults are zero, so a data term
+    only defines the first two and a regulariser the last two. Losses add up with
+    ``+`` (:class:`CompositeLoss`).
     """
 
     def data_value(self, V: np.ndarray) -> float:
+        """The data term :math:`f_L(V)` (0 unless overridden).
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow (rows sum to 0).
+
+        Returns
+        -------
+        float
+            :math:`f_L(V)`.
+        """
         return 0.0
 
     def data_gradient(self, V: np.ndarray) -> np.ndarray:
+        r"""The Euclidean gradient :math:`\partial f_L/\partial V` (0 unless overridden).
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+
+        Returns
+        -------
+        ndarray, shape (I, J)
+            :math:`\partial f_L/\partial V` at ``V``.
+        """
         return np.zeros_like(V)
 
     def reg_value(self, weights: Any) -> float:
+        r"""The regulariser :math:`\mathcal{R}(\Omega)` (0 unless overridden).
+
+        Parameters
+        ----------
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        float
+            :math:`\mathcal{R}(\Omega)`.
+        """
         return 0.0
 
     def reg_gradient(self, weights: Any) -> np.ndarray:
+        r"""The gradient of :math:`\mathcal{R}` in the weight values (0 unless overridden).
+
+        Parameters
+        ----------
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        ndarray, shape (weights.graph.nnz,)
+            :math:`\partial\mathcal{R}/\partial\omega_{ik}`, aligned with
+            ``weights.values``.
+        """
         return np.zeros(weights.graph.nnz)
 
     @property
@@ -90,10 +142,29 @@ class Loss:
         return type(self).data_value is not Loss.data_value
 
     def check(self, flow: Any) -> None:
-        """Raise ``ValueError`` if the loss does not fit ``flow`` (sizes, label range)."""
+        """Raise ``ValueError`` if the loss does not fit ``flow`` (sizes, label range).
+
+        Parameters
+        ----------
+        flow : LinearizedAssignmentFlow
+            The flow the loss is about to be evaluated on.
+        """
 
     def value(self, V: np.ndarray, weights: Any) -> float:
-        """:math:`f_L(V) + \\mathcal{R}(\\Omega)`."""
+        r"""The loss :math:`f_L(V) + \mathcal{R}(\Omega)`.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        float
+            ``data_value(V) + reg_value(weights)``.
+        """
         return float(self.data_value(V)) + float(self.reg_value(weights))
 
     def __add__(self, other: Loss) -> CompositeLoss:
@@ -107,7 +178,7 @@ class Loss:
 @registry.losses.register("kl")
 @attrs.frozen(eq=False)
 class KLLoss(Loss):
-    r"""KL data term (the paper's eq. 3.5, MATH.md §5).
+    r"""KL data term (the paper's eq. 3.5; :ref:`§5 <math-learning>`).
 
     .. math::
         f_L(V) = \frac{1}{I}\sum_i
@@ -146,6 +217,18 @@ class KLLoss(Loss):
         return f"KLLoss(n_nodes={self.labels.size})"
 
     def check(self, flow: Any) -> None:
+        """Check that there is one label per node and every label exists in ``flow``.
+
+        Parameters
+        ----------
+        flow : LinearizedAssignmentFlow
+            The flow the loss is about to be evaluated on.
+
+        Raises
+        ------
+        ValueError
+            If the number of labels or their range does not fit the flow.
+        """
         I, J = flow.shape
         if self.labels.size != I:
             raise ValueError(f"labels must have one entry per node ({I}), got {self.labels.size}")
@@ -174,15 +257,40 @@ class KLLoss(Loss):
         return v
 
     def data_value(self, V: np.ndarray) -> float:
+        r"""The (weighted) mean KL divergence :math:`f_L(V)` of eq. 3.5.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+
+        Returns
+        -------
+        float
+            :math:`-\sum_i w_i \log\operatorname{softmax}(J V_i)_{y_i}` with the
+            normalised sample weights :math:`w_i` (:math:`1/I` by default).
+        """
         V = self._check_V(V)
         J = V.shape[1]
-        logp = _log_softmax(J * V)[np.arange(V.shape[0]), self.labels]
+        logp = log_softmax(J * V)[np.arange(V.shape[0]), self.labels]
         return float(-(self._weights() * logp).sum())
 
     def data_gradient(self, V: np.ndarray) -> np.ndarray:
+        r"""The gradient :math:`J\,w\odot(\operatorname{softmax}(JV) - W^*)` of the data term.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+
+        Returns
+        -------
+        ndarray, shape (I, J)
+            The gradient, row :math:`i` scaled by the sample weight :math:`w_i`.
+        """
         V = self._check_V(V)
         J = V.shape[1]
-        grad = _softmax(J * V)
+        grad = softmax(J * V)
         grad[np.arange(V.shape[0]), self.labels] -= 1.0
         grad *= (J * self._weights())[:, None]
         return grad
@@ -191,7 +299,7 @@ class KLLoss(Loss):
 @registry.losses.register("tangent_space")
 @attrs.frozen
 class TangentSpaceRegularizer(Loss):
-    r"""Tangent-space regulariser (the paper's eq. 3.6, MATH.md §5).
+    r"""Tangent-space regulariser (the paper's eq. 3.6; :ref:`§5 <math-learning>`).
 
     .. math::
         \mathcal{R}(\Omega) = \frac{\tau}{2}\sum_i
@@ -221,10 +329,35 @@ class TangentSpaceRegularizer(Loss):
         return lw - np.repeat(mean, g.degrees)
 
     def reg_value(self, weights: Any) -> float:
+        r"""The regulariser :math:`\frac{\tau}{2}\sum_i\|\Pi_0\log\omega_i\|^2`.
+
+        Parameters
+        ----------
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        float
+            :math:`\mathcal{R}(\Omega)`.
+        """
         c = self._centered_log(weights)
         return 0.5 * self.tau * float(c @ c)
 
     def reg_gradient(self, weights: Any) -> np.ndarray:
+        r"""The gradient :math:`\tau(\Pi_0\log\omega_i)/\omega_i` on every neighbourhood.
+
+        Parameters
+        ----------
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        ndarray, shape (weights.graph.nnz,)
+            :math:`\partial\mathcal{R}/\partial\omega_{ik}`, aligned with
+            ``weights.values``.
+        """
         return self.tau * self._centered_log(weights) / weights.values
 
 
@@ -238,7 +371,13 @@ def _as_terms(terms: Any) -> tuple:
 
 @attrs.frozen
 class CompositeLoss(Loss):
-    """A sum of losses (built with ``+``)."""
+    """A sum of losses (built with ``+``).
+
+    Parameters
+    ----------
+    terms : sequence of Loss
+        The summands; values and gradients are the sums of theirs.
+    """
 
     terms: tuple[Loss, ...] = attrs.field(converter=lambda t: _as_terms(t))
 
@@ -250,20 +389,76 @@ class CompositeLoss(Loss):
 
     @property
     def has_data_term(self) -> bool:
+        """Whether any term depends on :math:`V_T`."""
         return any(t.has_data_term for t in self.terms)
 
     def check(self, flow: Any) -> None:
+        """Check every term against ``flow``.
+
+        Parameters
+        ----------
+        flow : LinearizedAssignmentFlow
+            The flow the loss is about to be evaluated on.
+        """
         for t in self.terms:
             t.check(flow)
 
-    def data_value(self, V):
+    def data_value(self, V: np.ndarray) -> float:
+        r"""The sum of the terms' data values.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+
+        Returns
+        -------
+        float
+            :math:`\sum_t f_t(V)`.
+        """
         return sum(t.data_value(V) for t in self.terms)
 
-    def data_gradient(self, V):
+    def data_gradient(self, V: np.ndarray) -> np.ndarray:
+        r"""The sum of the terms' data gradients.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+
+        Returns
+        -------
+        ndarray, shape (I, J)
+            :math:`\sum_t \partial f_t/\partial V`.
+        """
         return sum(t.data_gradient(V) for t in self.terms)
 
-    def reg_value(self, weights):
+    def reg_value(self, weights: Any) -> float:
+        r"""The sum of the terms' regularisers.
+
+        Parameters
+        ----------
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        float
+            :math:`\sum_t \mathcal{R}_t(\Omega)`.
+        """
         return sum(t.reg_value(weights) for t in self.terms)
 
-    def reg_gradient(self, weights):
+    def reg_gradient(self, weights: Any) -> np.ndarray:
+        r"""The sum of the terms' regulariser gradients.
+
+        Parameters
+        ----------
+        weights : Weights
+            The weights :math:`\Omega`.
+
+        Returns
+        -------
+        ndarray, shape (weights.graph.nnz,)
+            :math:`\sum_t \partial\mathcal{R}_t/\partial\omega`.
+        """
         return sum(t.reg_gradient(weights) for t in self.terms)

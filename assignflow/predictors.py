@@ -50,22 +50,25 @@ from typing import Any
 import attrs
 import numpy as np
 import scipy.sparse as sp
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
 
-from . import registry
+from . import persistence, registry
+from ._simplex import softmax
 from ._validation import (
     as_float_array,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
 )
-from .geometry import _softmax
+from .features import window_features
 from .graphs import Graph, GridGraph
 from .weights import Weights
 
 __all__ = ["EdgePredictor", "Predictor", "WeightPredictor", "edge_offset_classes"]
 
 #: Edges (or pixels) per chunk of the chunked evaluation.
-_CHUNK = 1 << 16
+_CHUNK = 1 << 18
 
 
 def _row_chunks(graph: Graph, rows_per_chunk: int):
@@ -121,6 +124,15 @@ class Predictor(ABC):
     def feature_vjp(self, graph: Graph, features: Any, grad_weights: Any) -> np.ndarray:
         """:math:`\\partial\\mathcal{L}/\\partial f` ``(I, d)``."""
 
+    def vjp_both(
+        self, graph: Graph, features: Any, grad_weights: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """:meth:`vjp` and :meth:`feature_vjp` together (subclasses may share the work)."""
+        return (
+            self.vjp(graph, features, grad_weights),
+            self.feature_vjp(graph, features, grad_weights),
+        )
+
     @abstractmethod
     def params(self) -> dict[str, np.ndarray]:
         """The trainable parameters (a fresh dict of arrays)."""
@@ -152,6 +164,13 @@ def _groups(value: Any) -> tuple[tuple[int, int], ...]:
     return out
 
 
+def _any_matrix(name: str):
+    def convert(x: Any) -> np.ndarray:
+        return as_float_array(x, name, ndim=2, copy=True)
+
+    return convert
+
+
 def _vector(name: str):
     def convert(x: Any) -> np.ndarray:
         return as_float_array(x, name, ndim=1, copy=True)
@@ -165,9 +184,14 @@ class EdgePredictor(Predictor):
     r"""Edge weights from feature differences: a learned, multi-scale bilateral filter.
 
     .. math::
-        z_{ik} = \beta_{o(ik)} - \sum_f \theta_f\,\phi_{ik,f},\qquad
+        z_{ik} = \beta_{o(ik)} - \sum_f \theta_f\,\phi_{ik,f}
+                 + w_2^\top\tanh\big(W_1\log(1 + \phi_{ik}) + b_1\big),\qquad
         \phi_{ik,f} = \frac{1}{s_f}\sum_{c\in g_f}(f_{ic} - f_{kc})^2,\qquad
-        \hat\Omega_i = \operatorname{softmax}_{k\in\mathcal{N}_i}(z_{ik}).
+        \hat\Omega_i = \operatorname{softmax}_{k\in\mathcal{N}_i}(z_{ik}):
+
+    a log-linear model of the edge features, plus (with ``hidden`` units) a small
+    multilayer perceptron on them that can express interactions such as "a large
+    difference of single pixels but a small one of the smoothed image is noise".
 
     Parameters
     ----------
@@ -182,6 +206,12 @@ class EdgePredictor(Predictor):
     scale : array (n_groups,)
         Fixed scales :math:`s_f > 0` of the edge features (not trained; set by
         :meth:`initialize` to the median feature difference).
+    W1 : array (hidden, n_groups), optional
+        First layer of the perceptron (none by default: the log-linear model).
+    b1 : array (hidden,), optional
+        Its biases.
+    w2 : array (hidden,), optional
+        Output weights of the perceptron.
 
     Examples
     --------
@@ -197,6 +227,9 @@ class EdgePredictor(Predictor):
     theta: np.ndarray = attrs.field(converter=_vector("theta"))
     bias: np.ndarray = attrs.field(converter=_vector("bias"))
     scale: np.ndarray = attrs.field(converter=_vector("scale"))
+    W1: np.ndarray = attrs.field(factory=lambda: np.zeros((0, 0)), converter=_any_matrix("W1"))
+    b1: np.ndarray = attrs.field(factory=lambda: np.zeros(0), converter=_vector("b1"))
+    w2: np.ndarray = attrs.field(factory=lambda: np.zeros(0), converter=_vector("w2"))
 
     def __attrs_post_init__(self) -> None:
         F = len(self.groups)
@@ -209,11 +242,27 @@ class EdgePredictor(Predictor):
             raise ValueError("scale must be > 0")
         if self.bias.size < 1:
             raise ValueError("bias must hold at least one edge class")
-        for a in (self.theta, self.bias, self.scale):
+        H = self.b1.size
+        if (H and self.W1.shape != (H, F)) or self.w2.shape != (H,):
+            raise ValueError(
+                f"W1, b1, w2 must have shapes (hidden, {F}), (hidden,), (hidden,); got "
+                f"{self.W1.shape}, {self.b1.shape}, {self.w2.shape}"
+            )
+        if not H:
+            object.__setattr__(self, "W1", np.zeros((0, F)))
+        for a in (self.theta, self.bias, self.scale, self.W1, self.b1, self.w2):
             a.flags.writeable = False
 
     def __repr__(self) -> str:
-        return f"EdgePredictor(n_features={len(self.groups)}, n_classes={self.bias.size})"
+        return (
+            f"EdgePredictor(n_features={len(self.groups)}, n_classes={self.bias.size}, "
+            f"hidden={self.hidden})"
+        )
+
+    @property
+    def hidden(self) -> int:
+        """Hidden units of the perceptron (0: the log-linear model)."""
+        return self.b1.size
 
     @property
     def n_features_in(self) -> int:
@@ -252,69 +301,138 @@ class EdgePredictor(Predictor):
         rows_per = max(1, _CHUNK // max(1, int(graph.degrees.max(initial=1))))
         return _row_chunks(graph, rows_per)
 
+    def _phi_grid(self, graph: GridGraph, f: np.ndarray, a: int, c: int) -> np.ndarray:
+        """Edge features of rows ``a:c`` of a grid by shifted differences (no gathers)."""
+        n = graph.n_nodes
+        K = graph.window_size
+        planes = np.zeros((c - a, K, len(self.groups)))
+        for o, off in enumerate(graph.flat_offsets):
+            lo, hi = max(a, -off), min(c, n - off)
+            if hi <= lo:
+                continue
+            # wrapped pairs at the left/right border are dropped by the valid mask
+            d = f[lo:hi] - f[lo + off : hi + off]
+            for j, (g0, g1) in enumerate(self.groups):
+                dj = d[:, g0:g1]
+                planes[lo - a : hi - a, o, j] = np.einsum("ij,ij->i", dj, dj, dtype=np.float64)
+        out = planes[graph.valid[a:c]]
+        out /= self.scale
+        return out
+
     def _weights_chunk(self, graph, f, cls, a, c, ea, ec):
         rows = graph.rows[ea:ec]
         cols = graph.indices[ea:ec]
-        phi = self._phi(f, rows, cols)
+        if isinstance(graph, GridGraph):
+            phi = self._phi_grid(graph, f, a, c)
+        else:
+            phi = self._phi(f, rows, cols)
         z = self.bias[cls[ea:ec]] - phi @ self.theta
-        return _segment_softmax(z, graph.indptr[a : c + 1] - ea), phi, rows, cols
+        u = None
+        if self.hidden:
+            psi = np.log1p(phi)
+            u = np.tanh(psi @ self.W1.T + self.b1)
+            z += u @ self.w2
+        return _segment_softmax(z, graph.indptr[a : c + 1] - ea), phi, u
 
     # ------------------------------------------------------------------ interface
-    def predict_weights(self, graph: Graph, features: Any) -> Weights:
+    def predict_weights(self, graph: Graph, features: Any, *, cache: dict | None = None) -> Weights:
+        """:math:`\\hat\\Omega` on ``graph`` from node features ``(I, d)``.
+
+        ``cache``, a dict, keeps the per-edge intermediates so that a following
+        :meth:`vjp`/:meth:`vjp_both` with the same graph, features and ``cache`` does
+        not recompute them (training; ``nnz · (n_groups + hidden + 1)`` floats).
+        """
         f, cls = self._check(graph, features)
         vals = np.empty(graph.nnz)
+        chunks = []
         for a, c, ea, ec in self._chunks(graph):
-            vals[ea:ec] = self._weights_chunk(graph, f, cls, a, c, ea, ec)[0]
+            out = self._weights_chunk(graph, f, cls, a, c, ea, ec)
+            vals[ea:ec] = out[0]
+            if cache is not None:
+                chunks.append(out)
+        if cache is not None:
+            cache["chunks"] = chunks
         return Weights._unchecked(graph, vals)
 
-    def _backward(self, graph, features, grad_weights, want_features: bool):
+    def _backward(self, graph, features, grad_weights, want_features: bool, cache=None):
         f, cls = self._check(graph, features)
+        stored = iter(cache["chunks"]) if cache and "chunks" in cache else None
         g = self._grad_arg(graph, grad_weights)
-        g_theta = np.zeros(len(self.groups))
-        g_bias = np.zeros(self.bias.size)
-        gz_all = np.empty(graph.nnz) if want_features else None
+        F, H = len(self.groups), self.hidden
+        grads = {
+            "theta": np.zeros(F),
+            "bias": np.zeros(self.bias.size),
+            "W1": np.zeros((H, F)),
+            "b1": np.zeros(H),
+            "w2": np.zeros(H),
+        }
+        # ∂L/∂φ per edge and feature (for the feature pull-back)
+        dphi = np.empty((graph.nnz, F)) if want_features else None
         for a, c, ea, ec in self._chunks(graph):
-            om, phi, _, _ = self._weights_chunk(graph, f, cls, a, c, ea, ec)
+            if stored is not None:
+                om, phi, u = next(stored)
+            else:
+                om, phi, u = self._weights_chunk(graph, f, cls, a, c, ea, ec)
             gz = _segment_softmax_vjp(om, g[ea:ec], graph.indptr[a : c + 1] - ea)
-            g_theta -= gz @ phi
-            g_bias += np.bincount(cls[ea:ec], weights=gz, minlength=self.bias.size)
-            if gz_all is not None:
-                gz_all[ea:ec] = gz
-        return f, g_theta, g_bias, gz_all
+            grads["theta"] -= gz @ phi
+            grads["bias"] += np.bincount(cls[ea:ec], weights=gz, minlength=self.bias.size)
+            d = -np.outer(gz, self.theta) if dphi is not None else None
+            if H:
+                grads["w2"] += gz @ u
+                ga = (gz[:, None] * self.w2) * (1.0 - u * u)  # ∂L/∂(W1 ψ + b1)
+                psi = np.log1p(phi)
+                grads["W1"] += ga.T @ psi
+                grads["b1"] += ga.sum(axis=0)
+                if d is not None:
+                    d += (ga @ self.W1) / (1.0 + phi)
+            if dphi is not None:
+                dphi[ea:ec] = d
+        return f, grads, dphi
 
-    def vjp(self, graph: Graph, features: Any, grad_weights: Any) -> dict[str, np.ndarray]:
-        """Gradients ``{"theta": (n_groups,), "bias": (n_classes,)}``."""
-        _, g_theta, g_bias, _ = self._backward(graph, features, grad_weights, False)
-        return {"theta": g_theta, "bias": g_bias}
+    def vjp(
+        self, graph: Graph, features: Any, grad_weights: Any, *, cache: dict | None = None
+    ) -> dict[str, np.ndarray]:
+        """Gradients keyed like :meth:`params` (``theta``, ``bias``, and ``W1, b1, w2``)."""
+        grads = self._backward(graph, features, grad_weights, False, cache)[1]
+        return grads if self.hidden else {"theta": grads["theta"], "bias": grads["bias"]}
 
     def feature_vjp(self, graph: Graph, features: Any, grad_weights: Any) -> np.ndarray:
         r""":math:`\partial\mathcal{L}/\partial f` ``(I, d)`` through the feature differences.
 
-        With :math:`\gamma_{ik} = \partial\mathcal{L}/\partial z_{ik}`, the pull-back is
-        :math:`-\sum_f (2\theta_f/s_f)\,L_\gamma f_{g_f}` where
-        :math:`L_\gamma = \operatorname{diag}((\Gamma + \Gamma^\top)\mathbb{1}) -
-        (\Gamma + \Gamma^\top)` is the Laplacian of the symmetrised :math:`\Gamma`.
+        With :math:`c_{ik,f} = \partial\mathcal{L}/\partial\phi_{ik,f}` per edge, the
+        pull-back of group :math:`g_f` is :math:`(2/s_f)\,L_{c_f} f_{g_f}`, where
+        :math:`L_c = \operatorname{diag}((C + C^\top)\mathbb{1}) - (C + C^\top)` is the
+        Laplacian of the symmetrised edge matrix :math:`C` of the :math:`c_{ik,f}`.
         """
-        f, _, _, gz = self._backward(graph, features, grad_weights, True)
+        return self._feature_pullback(graph, *self._backward(graph, features, grad_weights, True))
+
+    def vjp_both(self, graph, features, grad_weights, *, cache=None):
+        """Parameter and feature gradients from one pass over the edges."""
+        f, grads, dphi = self._backward(graph, features, grad_weights, True, cache)
+        if not self.hidden:
+            grads = {"theta": grads["theta"], "bias": grads["bias"]}
+        return grads, self._feature_pullback(graph, f, grads, dphi)
+
+    def _feature_pullback(self, graph, f, grads, dphi) -> np.ndarray:
         n = graph.n_nodes
-        G = sp.csr_matrix((gz, graph.indices, graph.indptr), shape=(n, n))
-        S = (G + G.T).tocsr()
-        deg = np.asarray(S.sum(axis=1)).ravel()
         out = np.zeros(f.shape)
         for j, (a, b) in enumerate(self.groups):
+            C = sp.csr_matrix((dphi[:, j], graph.indices, graph.indptr), shape=(n, n))
+            S = (C + C.T).tocsr()
+            deg = np.asarray(S.sum(axis=1)).ravel()
             block = f[:, a:b].astype(np.float64)
-            lap = deg[:, None] * block - S @ block
-            out[:, a:b] -= (2.0 * self.theta[j] / self.scale[j]) * lap
+            out[:, a:b] += (2.0 / self.scale[j]) * (deg[:, None] * block - S @ block)
         return out
 
     def params(self) -> dict[str, np.ndarray]:
-        return {"theta": np.array(self.theta), "bias": np.array(self.bias)}
+        out = {"theta": np.array(self.theta), "bias": np.array(self.bias)}
+        if self.hidden:
+            out.update(W1=np.array(self.W1), b1=np.array(self.b1), w2=np.array(self.w2))
+        return out
 
     def with_params(self, params: dict[str, Any]) -> EdgePredictor:
         return attrs.evolve(
-            self,
-            theta=params.get("theta", self.theta),
-            bias=params.get("bias", self.bias),
+            self, **{k: params[k] for k in ("theta", "bias", "W1", "b1", "w2") if k in params}
         )
 
     # ------------------------------------------------------------------ init
@@ -326,7 +444,8 @@ class EdgePredictor(Predictor):
         labels: list[np.ndarray],
         groups: Any,
         *,
-        max_edges: int = 200_000,
+        hidden: int = 0,
+        max_edges: int = 50_000,
         random_state: Any = None,
     ) -> EdgePredictor:
         r"""Initialise from training data: scales by medians, :math:`\theta` by logistic regression.
@@ -343,7 +462,10 @@ class EdgePredictor(Predictor):
             training example.
         groups : sequence of (start, stop)
             Column ranges of the features, one per edge feature.
-        max_edges : int, default=200000
+        hidden : int, default=0
+            Hidden units of the perceptron; it starts at zero output (random first
+            layer, ``w2 = 0``), i.e. at the log-linear model.
+        max_edges : int, default=50000
             Edges sampled for the medians and the regression.
         random_state : int, Generator or None
             Seeds the edge sample.
@@ -352,10 +474,11 @@ class EdgePredictor(Predictor):
         -------
         EdgePredictor
         """
-        from sklearn.linear_model import LogisticRegression
-
         groups = _groups(groups)
         max_edges = check_positive_int(max_edges, "max_edges")
+        hidden = check_positive_int(hidden, "hidden", minimum=0)
+        if hidden > 256:
+            raise ValueError(f"hidden must be <= 256, got {hidden}")
         if not graphs or len(graphs) != len(features) or len(graphs) != len(labels):
             raise ValueError("graphs, features and labels must be lists of the same length >= 1")
         rng = np.random.default_rng(random_state)
@@ -372,19 +495,25 @@ class EdgePredictor(Predictor):
             phis.append(probe._phi(f, g.rows[pick], g.indices[pick]))
             same.append(y[g.rows[pick]] == y[g.indices[pick]])
         n_cls = edge_offset_classes(graphs[0])[1]
+        F = len(groups)
+        mlp = {
+            "W1": rng.normal(scale=1.0 / np.sqrt(F), size=(hidden, F)),
+            "b1": rng.normal(scale=0.5, size=hidden),
+            "w2": np.zeros(hidden),
+        }
         if not phis:
-            return cls(groups, np.ones(len(groups)), np.zeros(n_cls), np.ones(len(groups)))
+            return cls(groups, np.ones(F), np.zeros(n_cls), np.ones(F), **mlp)
         phi = np.concatenate(phis)
         lab = np.concatenate(same)
         scale = np.median(phi, axis=0)
         scale = np.where(scale > 0, scale, np.maximum(phi.mean(axis=0), 1e-12))
         theta = np.ones(len(groups))
         if 0 < lab.sum() < lab.size:
-            lr = LogisticRegression(C=1.0).fit(phi / scale, lab)
+            lr = LogisticRegression(C=1.0, max_iter=1000).fit(phi / scale, lab)
             theta = np.maximum(-lr.coef_[0], 0.0)
             if not np.any(theta > 0):
                 theta = np.ones(len(groups))
-        return cls(groups, theta, np.zeros(n_cls), scale)
+        return cls(groups, theta, np.zeros(n_cls), scale, **mlp)
 
 
 # --------------------------------------------------------------------------- prototype predictor
@@ -397,6 +526,7 @@ def _matrix(name: str):
     return convert
 
 
+@persistence.persistable("WeightPredictor")
 @registry.predictors.register("prototype")
 @attrs.frozen
 class WeightPredictor(Predictor):
@@ -483,7 +613,7 @@ class WeightPredictor(Predictor):
             + np.einsum("ij,ij->i", p, p)[None, :]
         )
         d = np.sqrt(np.maximum(sq, 0.0))
-        return d, _softmax(-self.sigma * d)
+        return d, softmax(-self.sigma * d)
 
     def _pixel_chunks(self, n: int):
         step = max(1, _CHUNK // max(1, self.n_prototypes))
@@ -619,10 +749,6 @@ class WeightPredictor(Predictor):
         -------
         WeightPredictor
         """
-        from sklearn.cluster import KMeans
-
-        from .predictor import window_features
-
         radius = check_positive_int(radius, "radius", minimum=0)
         n_prototypes = check_positive_int(n_prototypes, "n_prototypes")
         max_samples = check_positive_int(max_samples, "max_samples")
@@ -640,22 +766,26 @@ class WeightPredictor(Predictor):
         feats, agree = [], []
         for k, (img, lab) in enumerate(zip(feature_images, label_images, strict=True)):
             lab = np.asarray(lab)
-            if np.ndim(img) not in (2, 3) or lab.shape != np.shape(img)[:2]:
+            grid = lab.shape
+            if (
+                not (1 <= lab.ndim <= np.ndim(img) <= lab.ndim + 1)
+                or np.shape(img)[: lab.ndim] != grid
+            ):
                 raise ValueError(
-                    f"label_images[{k}] must have the shape (h, w) of feature_images[{k}] "
+                    f"label_images[{k}] must have the grid shape of feature_images[{k}] "
                     f"{np.shape(img)}, got {lab.shape}"
                 )
-            h, w = lab.shape
+            n_pix = int(np.prod(grid))
             if features is None:
-                feats.append(window_features(img, radius))
+                feats.append(window_features(img, radius, grid_ndim=lab.ndim))
             else:
                 f = as_float_array(features[k], f"features[{k}]", ndim=2)
-                if f.shape[0] != h * w:
+                if f.shape[0] != n_pix:
                     raise ValueError(
-                        f"features[{k}] must have one row per pixel ({h * w}), got {f.shape}"
+                        f"features[{k}] must have one row per pixel ({n_pix}), got {f.shape}"
                     )
                 feats.append(f)
-            g = GridGraph((h, w), radius)
+            g = GridGraph(grid, radius)
             y = lab.ravel()
             same = np.zeros((g.n_nodes, g.window_size))
             same[g.valid] = (y[g.rows] == y[g.indices]).astype(float)

@@ -9,7 +9,7 @@ a scale :math:`\rho > 0` and weights :math:`\Omega`, the likelihood is
              \exp_{W_i}^{-1}\big(L_k(W_k)\big)\Big)
            = \operatorname{softmax}\big(\Omega(\log W - D/\rho)\big)_i ,
 
-where the second form (MATH.md §3) follows because the rows of :math:`\Omega` sum
+where the second form (:ref:`§3 <math-flow>`) follows because the rows of :math:`\Omega` sum
 to 1. It is evaluated with a max-shifted softmax. At the barycenter
 :math:`S_0 = S(\mathbb{1}_\mathcal{W}) = \operatorname{softmax}(-\Omega D/\rho)`.
 """
@@ -22,8 +22,9 @@ from typing import Any
 import attrs
 import numpy as np
 
+from ._simplex import lift, replicator, softmax
 from ._validation import as_float_array, check_positive_float
-from .geometry import AssignmentManifold, _lift, _replicator, _softmax
+from .geometry import AssignmentManifold
 from .weights import Weights
 
 __all__ = ["SimilarityOperator", "distance_matrix", "estimate_rho"]
@@ -200,7 +201,16 @@ class SimilarityOperator:
             )
         d.flags.writeable = False
         object.__setattr__(self, "distances", d)
-        object.__setattr__(self, "rho", check_positive_float(self.rho, "rho"))
+        rho = check_positive_float(self.rho, "rho")
+        big = float(np.abs(d).max(initial=0.0))
+        limit = float(np.finfo(d.dtype).max)
+        if rho < np.finfo(np.float64).tiny or big / rho > limit:
+            # a subnormal rho (or one far below the distances) makes D/rho overflow
+            raise ValueError(
+                f"rho={rho:g} is too small for distances up to {big:g} in {d.dtype.name}: "
+                f"D/rho overflows; use rho >= {max(big / limit, np.finfo(np.float64).tiny):.3g}"
+            )
+        object.__setattr__(self, "rho", rho)
 
     def __repr__(self) -> str:
         prec = "" if self.dtype == np.float64 else f", dtype={self.dtype.name}"
@@ -237,11 +247,33 @@ class SimilarityOperator:
         return out
 
     def with_weights(self, weights: Weights) -> SimilarityOperator:
-        """The same data term with other weights (on a graph with as many nodes)."""
+        r"""The same data term with other weights (on a graph with as many nodes).
+
+        Parameters
+        ----------
+        weights : Weights
+            The new :math:`\Omega`.
+
+        Returns
+        -------
+        SimilarityOperator
+            A new operator; ``self`` is unchanged.
+        """
         return attrs.evolve(self, weights=weights)
 
     def astype(self, dtype: Any) -> SimilarityOperator:
-        """The same operator in another working precision (``self`` if it already has it)."""
+        """The same operator in another working precision (``self`` if it already has it).
+
+        Parameters
+        ----------
+        dtype : str or numpy.dtype
+            ``"float64"`` or ``"float32"``.
+
+        Returns
+        -------
+        SimilarityOperator
+            The operator in that precision.
+        """
         dtype = _check_dtype(dtype, None)
         if dtype == self.dtype:
             return self
@@ -249,32 +281,67 @@ class SimilarityOperator:
 
     # ------------------------------------------------------------------ maps
     def likelihood(self, W: Any) -> np.ndarray:
-        r"""Likelihood :math:`L(W) = \exp_W(-D/\rho)`."""
+        r"""Likelihood :math:`L(W) = \exp_W(-D/\rho)`.
+
+        Parameters
+        ----------
+        W : array_like, shape (n_nodes, n_labels)
+            A point of the assignment manifold.
+
+        Returns
+        -------
+        ndarray, shape (n_nodes, n_labels)
+            :math:`L(W)`, a point of the manifold.
+        """
         w = self.manifold._point(W)
-        return _lift(w, -self.scaled_distances)
+        return lift(w, -self.scaled_distances)
 
     def __call__(self, W: Any) -> np.ndarray:
         """:math:`S(W)`; see :meth:`similarity`."""
         return self.similarity(W)
 
     def similarity(self, W: Any) -> np.ndarray:
-        r"""Similarity :math:`S(W) = \operatorname{softmax}(\Omega(\log W - D/\rho))` (eq. 2.17)."""
+        r"""Similarity :math:`S(W) = \operatorname{softmax}(\Omega(\log W - D/\rho))` (eq. 2.17).
+
+        Parameters
+        ----------
+        W : array_like, shape (n_nodes, n_labels)
+            A point of the assignment manifold.
+
+        Returns
+        -------
+        ndarray, shape (n_nodes, n_labels)
+            :math:`S(W)`, a point of the manifold.
+        """
         w = self.manifold._point(W)
         return self._from_log(np.log(w))
 
     def _from_log(self, log_w: np.ndarray) -> np.ndarray:
         """``S`` from ``log W`` (any row-wise additive constant cancels in the softmax)."""
-        return _softmax(self.weights.operator.apply(log_w - self.scaled_distances))
+        return softmax(self.weights.operator.apply(log_w - self.scaled_distances))
 
     @cached_property
     def S0(self) -> np.ndarray:
         r""":math:`S_0 = S(\mathbb{1}_\mathcal{W}) = \operatorname{softmax}(-\Omega D/\rho)`."""
-        out = _softmax(-self.weights.operator.apply(self.scaled_distances))
+        out = softmax(-self.weights.operator.apply(self.scaled_distances))
         out.flags.writeable = False
         return out
 
     def differential(self, W: Any, X: Any) -> np.ndarray:
-        r"""Differential :math:`dS(W)[X] = R_{S(W)}\big(\Omega(X / W)\big)`."""
+        r"""Differential :math:`dS(W)[X] = R_{S(W)}\big(\Omega(X / W)\big)`.
+
+        Parameters
+        ----------
+        W : array_like, shape (n_nodes, n_labels)
+            A point of the assignment manifold.
+        X : array_like, shape (n_nodes, n_labels)
+            The direction (a tangent vector).
+
+        Returns
+        -------
+        ndarray, shape (n_nodes, n_labels)
+            :math:`dS(W)[X]`, a tangent vector.
+        """
         w = self.manifold._point(W)
         x = self.manifold._arr(X, "X")
-        return _replicator(self._from_log(np.log(w)), self.weights.operator.apply(x / w))
+        return replicator(self._from_log(np.log(w)), self.weights.operator.apply(x / w))

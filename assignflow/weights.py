@@ -3,7 +3,7 @@ r"""Weights :math:`\Omega` on the neighbourhoods of a graph.
 :math:`\Omega \in \mathbb{R}^{I\times I}` is sparse: row ``i`` is supported on
 :math:`\mathcal{N}_i`, strictly positive there, and sums to 1 (the paper's eq. 2.18).
 Only the ``nnz`` values are stored, in the graph's CSR order; on a grid they are
-the per-pixel *weight patches* of shape ``(h, w, (2r+1)²)`` (MATH.md §1).
+the per-pixel *weight patches* of shape ``(h, w, (2r+1)²)`` (:ref:`§1 <math-graph>`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import attrs
 import numpy as np
 import scipy.sparse as sp
 
+from . import persistence
 from ._validation import as_float_array
 from .graphs import Graph, GridGraph
 
@@ -33,6 +34,7 @@ def _check_graph(graph: Any) -> Graph:
     return graph
 
 
+@persistence.persistable("Weights")
 @attrs.frozen(eq=False, repr=False)
 class Weights:
     r"""Row-stochastic weights :math:`\Omega` on a graph's neighbourhoods.
@@ -99,13 +101,37 @@ class Weights:
 
     @classmethod
     def uniform(cls, graph: Graph) -> Weights:
-        r"""Uniform weights :math:`\omega_{ik} = 1/|\mathcal{N}_i|`."""
+        r"""Uniform weights :math:`\omega_{ik} = 1/|\mathcal{N}_i|`.
+
+        Parameters
+        ----------
+        graph : Graph
+            The neighbourhoods.
+
+        Returns
+        -------
+        Weights
+            Row-stochastic weights on ``graph``.
+        """
         graph = _check_graph(graph)
         return cls(graph, np.repeat(1.0 / graph.degrees, graph.degrees))
 
     @classmethod
     def normalized(cls, graph: Graph, values: Any) -> Weights:
-        """Weights from positive (unnormalised) values: each row divided by its sum."""
+        """Weights from positive (unnormalised) values: each row divided by its sum.
+
+        Parameters
+        ----------
+        graph : Graph
+            The neighbourhoods.
+        values : array_like, shape (graph.nnz,)
+            Positive values, one per edge in the graph's CSR order.
+
+        Returns
+        -------
+        Weights
+            Row-stochastic weights on ``graph``.
+        """
         graph = _check_graph(graph)
         vals = as_float_array(values, "values", shape=(graph.nnz,))
         if np.any(vals <= 0):
@@ -114,7 +140,20 @@ class Weights:
 
     @classmethod
     def from_logits(cls, graph: Graph, logits: Any) -> Weights:
-        r"""Weights ``softmax(logits)`` over each neighbourhood, i.e. :math:`\exp_{\mathbb{1}}`."""
+        r"""Weights ``softmax(logits)`` over each neighbourhood, i.e. :math:`\exp_{\mathbb{1}}`.
+
+        Parameters
+        ----------
+        graph : Graph
+            The neighbourhoods.
+        logits : array_like, shape (graph.nnz,)
+            Finite logits, one per edge in the graph's CSR order.
+
+        Returns
+        -------
+        Weights
+            Row-stochastic weights on ``graph``.
+        """
         graph = _check_graph(graph)
         z = as_float_array(logits, "logits", shape=(graph.nnz,))
         zmax = np.maximum.reduceat(z, graph.indptr[:-1])
@@ -129,6 +168,21 @@ class Weights:
 
         Entries of the window that fall outside the image are ignored. With
         ``normalize=True`` each patch is renormalised over its valid entries.
+
+        Parameters
+        ----------
+        graph : GridGraph
+            The image grid.
+        patches : array_like, shape (h, w, (2r+1)**2)
+            One weight patch per pixel (window in row-major order).
+        normalize : bool, default False
+            Renormalise each patch over its entries inside the image; otherwise the
+            patches must already be row-stochastic there.
+
+        Returns
+        -------
+        Weights
+            Row-stochastic weights on ``graph``.
         """
         if not isinstance(graph, GridGraph):
             raise TypeError(f"graph must be a GridGraph, got {type(graph).__name__}")
@@ -140,7 +194,22 @@ class Weights:
     def from_matrix(cls, graph: Graph, matrix: Any) -> Weights:
         """Weights from a matrix ``Ω`` (dense or sparse) whose support is the graph's pattern.
 
-        Raises ``ValueError`` if ``matrix`` has a nonzero outside the pattern.
+        Parameters
+        ----------
+        graph : Graph
+            The neighbourhoods.
+        matrix : array_like or scipy.sparse matrix, shape (n_nodes, n_nodes)
+            The weights; its nonzeros must lie on the graph's pattern.
+
+        Returns
+        -------
+        Weights
+            Row-stochastic weights on ``graph``.
+
+        Raises
+        ------
+        ValueError
+            If ``matrix`` has a nonzero outside the pattern.
         """
         graph = _check_graph(graph)
         if sp.issparse(matrix):
@@ -181,7 +250,13 @@ class Weights:
         return self.graph.values_to_patches(self.values)
 
     def to_csr(self) -> sp.csr_matrix:
-        """``Ω`` as a ``scipy.sparse`` CSR matrix."""
+        """``Ω`` as a ``scipy.sparse`` CSR matrix.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix, shape (n_nodes, n_nodes)
+            A copy of the weights.
+        """
         g = self.graph
         return sp.csr_matrix((self.values.copy(), g.indices, g.indptr), shape=(g.n_nodes,) * 2)
 
@@ -200,11 +275,33 @@ class Weights:
         return arr
 
     def apply(self, V: Any) -> np.ndarray:
-        r"""``Ω V``: :math:`(\Omega V)_i = \sum_{k\in\mathcal{N}_i}\omega_{ik} V_k`."""
+        r"""``Ω V``: :math:`(\Omega V)_i = \sum_{k\in\mathcal{N}_i}\omega_{ik} V_k`.
+
+        Parameters
+        ----------
+        V : array_like, shape (n_nodes,) or (n_nodes, J)
+            One value or row per node.
+
+        Returns
+        -------
+        ndarray, shape of ``V``
+            :math:`\Omega V`, matrix-free.
+        """
         return self.operator.apply(self._node_array(V, "V"))
 
     def apply_transpose(self, U: Any) -> np.ndarray:
-        r"""``Ωᵀ U``: :math:`(\Omega^\top U)_k = \sum_{i : k\in\mathcal{N}_i}\omega_{ik} U_i`."""
+        r"""``Ωᵀ U``: :math:`(\Omega^\top U)_k = \sum_{i : k\in\mathcal{N}_i}\omega_{ik} U_i`.
+
+        Parameters
+        ----------
+        U : array_like, shape (n_nodes,) or (n_nodes, J)
+            One value or row per node.
+
+        Returns
+        -------
+        ndarray, shape of ``U``
+            :math:`\Omega^\top U`, matrix-free.
+        """
         return self.operator.apply_transpose(self._node_array(U, "U"))
 
     def __matmul__(self, V: Any) -> np.ndarray:

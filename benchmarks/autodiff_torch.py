@@ -2,7 +2,7 @@ r"""Automatic-differentiation baselines for the LAF weight gradient (the paper's
 
 The paper compares its closed-form low-rank gradient (``af.ClosedFormLowRank``)
 with PyTorch autodiff through two forward solvers of the linearized assignment
-flow at the barycenter (MATH.md §4):
+flow at the barycenter (docs/math.md §4):
 
 .. math::
     S_0 = \operatorname{softmax}(-\Omega D/\rho),\quad

@@ -1,4 +1,4 @@
-r"""Regenerate the figures of the paper's experiments (MATH.md §7) with assignflow.
+r"""Regenerate the figures of the paper's experiments (docs/math.md §7) with assignflow.
 
 One function per figure; each writes one PNG, prints a one-line summary of the
 numbers it shows and returns the path it wrote.

@@ -67,7 +67,14 @@ def test_image_labeler_assignment_features_fit_predict_save(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = af.ImageLabeler(
-            features="assignment", rho=0.3, max_iter=3, n_prototypes=4, random_state=0
+            predictor="prototype",
+            n_layers=1,
+            features="assignment",
+            rho=0.3,
+            T=3.0,
+            max_iter=3,
+            n_prototypes=4,
+            random_state=0,
         ).fit(X, y)
     assert m.predictor_.prototypes.shape == (4, 9)  # K columns, independent of channels
     assert m.predictor_.sigma != 1.0  # started at 5
@@ -82,7 +89,7 @@ def test_image_labeler_assignment_features_fit_predict_save(tmp_path):
 
 def test_image_labeler_features_validated():
     X, y = _data()
-    with pytest.raises(ValueError, match="features must be one of"):
+    with pytest.raises(ValueError, match="features"):
         af.ImageLabeler(features="pixels").fit(X, y)
-    with pytest.raises(ValueError, match="feature_T must be > 0"):
+    with pytest.raises(ValueError, match="feature_T"):
         af.ImageLabeler(features="assignment", feature_T=0.0).fit(X, y)

@@ -89,7 +89,7 @@ def test_krylov_gradient_matches_closed_form(problem, torch_krylov):
     value, grad = af.ClosedFormLowRank(krylov_dim=10, rank=10).value_and_gradient(flow, loss)
     assert abs(value - torch_krylov[0]) <= 1e-10 * abs(value)
     assert _rel(torch_krylov[1], grad) < 1e-6
-    # the paper's rank-1 gradient is close too (MATH.md §8: about 1e-2 relative error)
+    # the paper's rank-1 gradient is close too (docs/math.md §8: about 1e-2 relative error)
     g1 = af.ClosedFormLowRank(krylov_dim=10, rank=1).gradient(flow, loss)
     assert _rel(g1, torch_krylov[1]) < 5e-2
     assert g1 @ torch_krylov[1] / (np.linalg.norm(g1) * np.linalg.norm(torch_krylov[1])) > 0.999

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 import warnings
@@ -143,6 +144,89 @@ def test_learned_predictor_beats_uniform_weights(lines_data):
         sim = af.SimilarityOperator(af.Weights.uniform(af.GridGraph(y.shape)), D, rho=0.1)
         errs.append(np.mean(af.LinearizedAssignmentFlow(sim, T=1.0).solve().labels != y.ravel()))
     assert 1 - lab.score(Xt, Yt) < 0.7 * np.mean(errs)
+
+
+def _uniform_error(Xt, Yt, rho, T):
+    protos = af.datasets.voronoi_prototypes("lines")
+    errs = []
+    for x, y in zip(Xt, Yt, strict=True):
+        D = af.distance_matrix(x, protos)
+        sim = af.SimilarityOperator(af.Weights.uniform(af.GridGraph(y.shape)), D, rho=rho)
+        errs.append(np.mean(af.LinearizedAssignmentFlow(sim, T=T).solve().labels != y.ravel()))
+    return float(np.mean(errs))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"predictor": "edge", "n_layers": 1},
+        {"predictor": "edge", "n_layers": 2},
+        {"predictor": "edge", "n_layers": 1, "predictor_params": {"hidden": 4}},
+        {"predictor": "prototype", "n_layers": 1, "n_prototypes": 20},
+    ],
+    ids=["edge", "edge-2-layers", "edge-mlp", "prototype"],
+)
+def test_every_predictor_and_a_deep_stack_beat_uniform_weights(lines_data, options):
+    X, Y, Xt, Yt = lines_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = af.ImageLabeler(max_iter=15, random_state=0, **options).fit(X, Y)
+    assert len(lab.predictors_) == options["n_layers"] == len(lab.rho_) == len(lab.T_)
+    # never worse than uniform weights at the learned rho and T, and better than rounding
+    uniform = _uniform_error(Xt, Yt, float(lab.rho_[0]), float(lab.T_.sum()))
+    assert 1 - lab.score(Xt, Yt) < uniform
+
+
+def test_hyperparameters_given_are_kept_and_auto_ones_learned(lines_data):
+    X, Y, _, _ = lines_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fixed = af.ImageLabeler(rho=0.2, T=2.0, n_layers=2, max_iter=4, random_state=0).fit(X, Y)
+        auto = af.ImageLabeler(n_layers=1, max_iter=6, random_state=0).fit(X, Y)
+    np.testing.assert_allclose(fixed.rho_, [0.2, 0.2])
+    np.testing.assert_allclose(fixed.T_, [2.0, 0.2])
+    assert auto.rho_[0] > 0 and auto.T_[0] > 0
+
+
+def test_callback_progress_and_stop(lines_data):
+    X, Y, Xt, _ = lines_data
+    seen = []
+
+    def callback(it, record):
+        seen.append((it, record))
+        return it == 3
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = af.ImageLabeler(n_layers=1, max_iter=20, callback=callback, random_state=0).fit(X, Y)
+    assert [it for it, _ in seen] == [1, 2, 3] and lab.n_iter_ == 3
+    assert {"loss", "error", "val_error", "time", "max_iter"} <= set(seen[0][1])
+    fractions = []
+    lab.predict(Xt, progress=fractions.append)
+    assert fractions and fractions[-1] == pytest.approx(1.0)
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(fractions))
+
+
+def test_volumes(tmp_path):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    X, Y = [], []
+    for _ in range(3):
+        y = (ndimage.gaussian_filter(rng.normal(size=(8, 9, 10)), 2.0) > 0).astype(int)
+        X.append(y + 0.6 * rng.normal(size=y.shape))
+        Y.append(y)
+    X, Y = np.stack(X), np.stack(Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = af.ImageLabeler(grid_ndim=3, n_layers=1, max_iter=4, random_state=0).fit(X, Y)
+    assert lab.predict(X).shape == (3, 8, 9, 10)
+    assert lab.predict(X[0]).shape == (8, 9, 10)
+    assert lab.predict_weights(X[:1])[0].graph.shape == (8, 9, 10)
+    rounding = np.mean((X > 0.5) != Y)
+    assert 1 - lab.score(X, Y) < rounding
+    af.save(lab, tmp_path / "vol.afm")
+    np.testing.assert_array_equal(af.load(tmp_path / "vol.afm").predict(X), lab.predict(X))
 
 
 def test_not_fitted_and_sklearn_contract(lines_data):
@@ -317,3 +401,288 @@ def test_classifier_save_load_round_trip(tmp_path):
         af.save(clf, tmp_path / "c.afm")
         back = af.load(tmp_path / "c.afm")
         np.testing.assert_array_equal(back.predict_proba(X[90:]), clf.predict_proba(X[90:]))
+
+
+# =========================================================================== bad input
+# Errors name the argument; a clear error raised by scikit-learn's parameter
+# validation (InvalidParameterError, a ValueError and a TypeError) is fine.
+X8, Y8 = af.datasets.make_voronoi("lines", 2, (8, 8), noise=0.2, random_state=0)
+RGB8, _ = af.datasets.make_voronoi("colors", 2, (8, 8), noise=0.2, random_state=1)
+BAD = (ValueError, TypeError)
+
+
+def tiny(**kw) -> af.ImageLabeler:
+    params = dict(rho=0.1, T=1.0, n_layers=1, max_iter=1, random_state=0)
+    params.update(kw)
+    return af.ImageLabeler(**params)
+
+
+@pytest.fixture(scope="module")
+def tiny_fitted() -> af.ImageLabeler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return tiny().fit(X8, Y8)
+
+
+def _with(a, idx, value):
+    a = np.array(a, dtype=float)
+    a[idx] = value
+    return a
+
+
+BAD_FIT_DATA = [
+    ("images-str", "abc", Y8, "images"),
+    ("images-None", None, Y8, "images"),
+    ("images-int", 5, Y8, "images"),
+    ("images-empty-list", [], [], "images"),
+    ("images-zero-images", np.zeros((0, 8, 8)), np.zeros((0, 8, 8), int), "images"),
+    ("images-5d-array", np.zeros((1, 8, 8, 1, 1)), Y8[:1], "images"),
+    ("images-0x0", np.zeros((1, 0, 0)), np.zeros((1, 0, 0), int), r"images\[0\]"),
+    ("images-0-channels", np.zeros((2, 8, 8, 0)), Y8, r"images\[0\]"),
+    ("images-nan", _with(X8, (0, 3, 3), np.nan), Y8, r"images\[0\]"),
+    ("images-inf", _with(X8, (1, 0, 0), -np.inf), Y8, r"images\[1\]"),
+    ("images-huge", X8 * 1e200, Y8, r"images\[0\]"),
+    ("images-complex", X8.astype(complex), Y8, "images"),
+    ("images-strings", np.full((2, 8, 8), "a"), Y8, "images"),
+    ("images-mixed-channels", [np.zeros((8, 8)), np.zeros((8, 8, 3))], [Y8[0], Y8[1]], "images"),
+    ("images-one-4d", [X8[0], np.zeros((8, 8, 1, 1))], Y8, r"images\[1\]"),
+    ("labels-None", X8, None, "label_images"),
+    ("labels-str", X8, "ab", "label_images"),
+    ("labels-too-few", X8, Y8[:1], "label_images"),
+    ("labels-too-many", X8[:1], Y8, "label_images"),
+    ("labels-shape", X8, Y8[:, :5], r"label_images\[0\]"),
+    ("labels-float", X8, Y8 + 0.5, r"label_images\[0\]"),
+    ("labels-nan", X8, np.where(Y8 == 0, np.nan, 1.0), r"label_images\[0\]"),
+    ("labels-complex", X8, Y8.astype(complex), r"label_images\[0\]"),
+    ("labels-objects", X8, np.full((2, 8, 8), None, dtype=object), r"label_images\[0\]"),
+    ("labels-mixed-kinds", X8, [Y8[0], np.full((8, 8), "a")], "label_images"),
+    ("labels-uint64-huge", X8, Y8.astype(np.uint64) + np.uint64(2**63), r"label_images\[0\]"),
+]
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "match"), [pytest.param(*c[1:], id=c[0]) for c in BAD_FIT_DATA]
+)
+def test_fit_rejects_bad_data(images, labels, match):
+    with pytest.raises(BAD, match=match):
+        tiny().fit(images, labels)
+
+
+BAD_PARAMS = [
+    {"rho": -0.1},
+    {"rho": 0.0},
+    {"rho": float("nan")},
+    {"rho": float("inf")},
+    {"rho": "0.1"},
+    {"rho": True},
+    {"T": -1.0},
+    {"T": 0},
+    {"T": True},
+    {"n_layers": 0},
+    {"n_layers": 100},
+    {"learning_rate": -0.05},
+    {"learning_rate": 0.0},
+    {"learning_rate": None},
+    {"max_iter": -1},
+    {"max_iter": 0},
+    {"max_iter": 1.5},
+    {"max_iter": True},
+    {"max_iter": 10**9},
+    {"n_prototypes": 0},
+    {"n_prototypes": True},
+    {"n_iter_no_change": 0},
+    {"radius": -1},
+    {"radius": 1.5},
+    {"radius": False},
+    {"radius": 500},
+    {"validation_fraction": 1.0},
+    {"validation_fraction": -0.1},
+    {"validation_fraction": float("nan")},
+    {"validation_fraction": "a"},
+    {"random_state": "seed"},
+    {"random_state": -1},
+    {"n_jobs": "2"},
+    {"verbose": "yes"},
+    {"integrator": "exponential_krylv"},
+    {"integrator": "geometric_euler"},
+    {"integrator": None},
+    {"gradient_estimator": "closed_form_lowrank"},
+    {"predictor": "edgy"},
+    {"loss": "kll"},
+    {"scales": [-1.0]},
+    {"scales": []},
+    {"features": "pixels"},
+    {"dtype": "half"},
+    {"callback": 3},
+    {"prototypes": np.zeros((1, 1))},
+    {"prototypes": np.zeros((2, 3))},
+    {"prototypes": np.zeros((2, 1, 1))},
+    {"prototypes": [[np.nan], [1.0]]},
+    {"prototypes": "ab"},
+    {"prototypes": np.zeros((0, 1))},
+]
+
+
+@pytest.mark.parametrize(
+    "params", BAD_PARAMS, ids=lambda p: "-".join(f"{k}={v!r}"[:30] for k, v in p.items())
+)
+def test_fit_rejects_bad_hyper_parameters(params):
+    name = next(iter(params))
+    match = "labels|label_images|prototypes" if name == "prototypes" else name
+    with pytest.raises(BAD, match=match):
+        tiny(**params).fit(X8, Y8)
+
+
+@pytest.mark.parametrize("labels", [Y8 - 1, Y8 * 5, np.full_like(Y8, 2)], ids=["neg", "big", "out"])
+def test_fit_labels_outside_prototype_range(labels):
+    with pytest.raises(ValueError, match="label_images"):
+        tiny(prototypes=[[0.0], [1.0]]).fit(X8, labels)
+
+
+# ----------------------------------------------------------------- legitimate edge cases
+def test_fit_one_image_of_one_pixel():
+    lab = tiny().fit(np.array([[[0.3]]]), np.array([[[1]]]))
+    np.testing.assert_array_equal(lab.classes_, [1])
+    np.testing.assert_array_equal(lab.prototypes_, [[0.3]])
+    np.testing.assert_array_equal(lab.predict(np.array([[[0.9]]])), [[[1]]])
+    np.testing.assert_array_equal(lab.predict_proba(np.array([[[0.9]]])), np.ones((1, 1, 1, 1)))
+
+
+def test_fit_single_class():
+    lab = tiny().fit(X8, np.full_like(Y8, 7))
+    np.testing.assert_array_equal(lab.classes_, [7])
+    np.testing.assert_allclose(lab.prototypes_, [[X8.mean()]])
+    P = lab.predict_proba(X8)
+    assert P.shape == (2, 8, 8, 1) and np.array_equal(P, np.ones_like(P))
+    assert lab.score(X8, np.full_like(Y8, 7)) == 1.0
+
+
+def test_fit_negative_and_float_labels():
+    lab = tiny().fit(X8, 2 * Y8 - 1)  # classes -1 and 1
+    np.testing.assert_array_equal(lab.classes_, [-1, 1])
+    assert set(np.unique(lab.predict(X8))) <= {-1, 1}
+    ref = np.stack([X8[Y8 == k].mean() for k in (0, 1)])[:, None]
+    np.testing.assert_allclose(lab.prototypes_, ref)
+    lab = tiny().fit(X8, Y8.astype(float))
+    assert lab.classes_.dtype.kind == "i"
+
+
+def test_fit_images_of_different_sizes_and_single_images():
+    imgs = [X8[0], X8[1, :6, :5]]
+    labs = [Y8[0], Y8[1, :6, :5]]
+    lab = tiny().fit(imgs, labs)
+    pred = lab.predict(imgs)
+    assert isinstance(pred, list) and pred[0].shape == (8, 8) and pred[1].shape == (6, 5)
+    proba = lab.predict_proba(imgs)
+    np.testing.assert_allclose(proba[1].sum(axis=-1), 1.0)
+    # one image, told apart from a batch by its shape
+    one = tiny().fit(X8[0], Y8[0])
+    assert one.predict(X8[0]).shape == (8, 8)
+    assert one.predict(X8).shape == (2, 8, 8)
+    assert one.predict_proba(X8[0]).shape == (8, 8, 2)
+    rgb = tiny().fit(RGB8[0], np.zeros((8, 8), int))
+    assert rgb.predict(RGB8[0]).shape == (8, 8) and rgb.predict(RGB8).shape == (2, 8, 8)
+
+
+def test_fit_and_predict_do_not_modify_inputs(tiny_fitted):
+    imgs, labs = X8.copy(), Y8.copy()
+    protos = np.array([[0.0], [1.0]])
+    p0 = protos.copy()
+    tiny(prototypes=protos).fit([imgs[0], imgs[1]], [labs[0], labs[1]])
+    tiny_fitted.predict(imgs)
+    tiny_fitted.score(imgs, labs)
+    np.testing.assert_array_equal(imgs, X8)
+    np.testing.assert_array_equal(labs, Y8)
+    np.testing.assert_array_equal(protos, p0)
+
+
+def test_read_only_non_contiguous_and_array_like_inputs(tiny_fitted):
+    imgs = np.ascontiguousarray(X8.transpose(0, 2, 1)).transpose(0, 2, 1)
+    imgs.flags.writeable = False
+    labs = Y8.copy()
+    labs.flags.writeable = False
+    lab = tiny().fit(imgs, labs)
+    assert np.array_equal(lab.predict(imgs), lab.predict(np.ascontiguousarray(imgs)))
+
+    class ArrayLike:  # like xarray.DataArray: converted through __array__
+        def __init__(self, a):
+            self.a = a
+
+        def __array__(self, dtype=None, copy=None):
+            return np.asarray(self.a, dtype=dtype)
+
+    np.testing.assert_array_equal(tiny_fitted.predict(ArrayLike(X8)), tiny_fitted.predict(X8))
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "predict_weights", "score"])
+def test_predict_before_fit(method):
+    args = (X8, Y8) if method == "score" else (X8,)
+    with pytest.raises(NotFittedError):
+        getattr(tiny(), method)(*args)
+
+
+BAD_PREDICT = [
+    ("channels-3-vs-1", RGB8),
+    ("nan", _with(X8, (0, 3, 3), np.nan)),
+    ("empty-list", []),
+    ("zero-images", np.zeros((0, 8, 8))),
+    ("0x0", np.zeros((1, 0, 0))),
+    ("1d", np.zeros(8)),
+    ("str", "img.png"),
+    ("huge", X8 * 1e300),
+]
+
+
+@pytest.mark.parametrize("images", [pytest.param(c[1], id=c[0]) for c in BAD_PREDICT])
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_predict_rejects_bad_images(tiny_fitted, method, images):
+    with pytest.raises(BAD, match="images"):
+        getattr(tiny_fitted, method)(images)
+
+
+@pytest.mark.parametrize(
+    ("labels", "weight", "match"),
+    [
+        pytest.param(Y8[:1], None, "label_images", id="count"),
+        pytest.param(Y8[:, :4], None, "label_images", id="shape"),
+        pytest.param(Y8 + 0.5, None, "label_images", id="float-labels"),
+        pytest.param(Y8.astype(str), None, "label_images", id="strings-on-int-model"),
+        pytest.param(Y8, [1.0], "sample_weight", id="sw-len"),
+        pytest.param(Y8, [-1.0, 1.0], "sample_weight", id="sw-negative"),
+        pytest.param(Y8, [np.nan, 1.0], "sample_weight", id="sw-nan"),
+    ],
+)
+def test_score_rejects_bad_input(tiny_fitted, labels, weight, match):
+    with pytest.raises(BAD, match=match):
+        tiny_fitted.score(X8, labels, sample_weight=weight)
+
+
+def test_score_sample_weight_matches_numpy(tiny_fitted):
+    pred = tiny_fitted.predict(X8)
+    acc = [np.mean(pred[k] == Y8[k]) for k in range(2)]
+    assert tiny_fitted.score(X8, Y8, sample_weight=[1.0, 0.0]) == pytest.approx(acc[0])
+    assert tiny_fitted.score(X8, Y8) == pytest.approx(np.mean(pred == Y8))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (2, 1)], ids=["1x1", "1x5", "2x1"])
+def test_predict_tiny_images(tiny_fitted, shape):
+    img = np.full((1, *shape), 0.9)
+    P = tiny_fitted.predict_proba(img)
+    assert P.shape == (1, *shape, 2) and np.all(np.isfinite(P))
+    np.testing.assert_allclose(P.sum(axis=-1), 1.0)
+
+
+def test_any_registered_graph_for_images(lines_data):
+    X, Y, Xt, Yt = lines_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = af.ImageLabeler(
+            graph="knn", graph_params={"n_neighbors": 6}, n_layers=1, max_iter=3, random_state=0
+        ).fit(X, Y)
+    w = lab.predict_weights(Xt[:1])[0]
+    assert not isinstance(w.graph, af.GridGraph) and w.graph.n_nodes == 32 * 32
+    assert lab.predict(Xt).shape == Yt.shape
+    with pytest.raises(ValueError, match="prototype"):
+        af.ImageLabeler(graph="knn", predictor="prototype", max_iter=1).fit(X, Y)
+    with pytest.raises(ValueError, match="graph"):
+        af.ImageLabeler(graph="no-such-graph", max_iter=1).fit(X, Y)

@@ -5,7 +5,7 @@ rows summing to 1 within 1e-10), the documented safeguards must engage (Krylov
 sub-stepping, clear ``FloatingPointError`` on genuine overflow), and where a dense
 reference is itself reliable the results must agree with it. The references are
 built from scratch with numpy/scipy: ``A^J = Diag(R_{S0}) (Ω ⊗ I_J)`` and
-``v(T) = expm([[T A^J, T b], [0, 0]])[:n, n]`` (MATH.md §4).
+``v(T) = expm([[T A^J, T b], [0, 0]])[:n, n]`` (docs/math.md §4).
 """
 
 from __future__ import annotations
@@ -475,12 +475,16 @@ def test_gradients_extreme_rho_and_T(rho, T):
     # the integrand e^{sTAᵀ} g v((1-s)T)ᵀ varies like e^{sT‖A‖}: long horizons need more
     # Gauss–Legendre nodes (the default 16 are too few there: tested below)
     n_nodes = 64 if T >= 1e3 else 12
-    for est, tol in (
-        (af.AdjointQuadrature(n_nodes=n_nodes), 1e-6),
-        (af.ClosedFormLowRank(krylov_dim=30, rank=30), 1e-6),
-        (af.ClosedFormLowRank(), None),
+    # the full Krylov space (m = 30 > I·J) makes the forward solve exact in one step;
+    # the low-rank gradient of a sub-stepped forward at T‖A‖ ~ 350 (growth e^350) is not
+    # accurate to 1e-6 (documented), so the exactness check uses the exact forward
+    exact_forward = af.ExponentialKrylov(krylov_dim=30)
+    for est, tol, integ in (
+        (af.AdjointQuadrature(n_nodes=n_nodes), 1e-6, None),
+        (af.ClosedFormLowRank(krylov_dim=30, rank=30), 1e-6, exact_forward),
+        (af.ClosedFormLowRank(), None, exact_forward),
     ):
-        value, grad = est.value_and_gradient(flow, loss)
+        value, grad = est.value_and_gradient(flow, loss, integrator=integ)
         assert np.isfinite(value)
         assert grad.shape == (sim.graph.nnz,) and np.all(np.isfinite(grad))
         if tol is not None:

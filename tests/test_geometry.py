@@ -1,4 +1,4 @@
-"""Property tests for :mod:`assignflow.geometry` (MATH.md §2)."""
+"""Property tests for :mod:`assignflow.geometry` (docs/math.md §2)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,18 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import (
+    BAD,
+    INF,
+    NAN,
+    bool_array,
+    case,
+    complex_array,
+    inf_array,
+    nan_array,
+    object_none_array,
+    str_array,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.special import softmax as sp_softmax
@@ -492,3 +504,104 @@ def test_single_label_is_legal():
     np.testing.assert_array_equal(M.lift(W, [[5.0], [-3.0], [0.0]]), 1.0)
     np.testing.assert_array_equal(M.project_tangent([[5.0], [-3.0], [0.0]]), 0.0)
     assert M.entropy(W) == 0.0
+
+
+# ===== bad input (moved from test_bad_input_*.py)
+# Errors name the argument (a whole word); a wrong type may be either kind (BAD).
+_M9 = AssignmentManifold(9, 3)
+_WB = _M9.barycenter()
+_Z93 = np.zeros((9, 3))
+
+GEOM_CASES = [
+    case("n_nodes-zero", lambda: AssignmentManifold(0, 3), ValueError, "n_nodes"),
+    case("n_labels-zero", lambda: AssignmentManifold(3, 0), ValueError, "n_labels"),
+    case("n_nodes-negative", lambda: AssignmentManifold(-1, 3), ValueError, "n_nodes"),
+    case("n_nodes-float", lambda: AssignmentManifold(2.5, 3), BAD, "n_nodes"),
+    case("n_labels-float64", lambda: AssignmentManifold(3, np.float64(2)), BAD, "n_labels"),
+    case("n_nodes-bool", lambda: AssignmentManifold(True, 3), BAD, "n_nodes"),
+    case("n_labels-bool", lambda: AssignmentManifold(3, False), BAD, "n_labels"),
+    case("n_nodes-str", lambda: AssignmentManifold("3", 3), BAD, "n_nodes"),
+    case("n_labels-None", lambda: AssignmentManifold(3, None), BAD, "n_labels"),
+    case("lift-W-shape", lambda: _M9.lift(np.full((9, 2), 0.5), _Z93), ValueError, "W"),
+    case("lift-W-zero", lambda: _M9.lift(np.eye(9, 3), _Z93), ValueError, "W"),
+    case("lift-W-negative", lambda: _M9.lift(-_WB, _Z93), ValueError, "W"),
+    case("lift-W-nan", lambda: _M9.lift(nan_array((9, 3)), _Z93), ValueError, "W"),
+    case("lift-W-str", lambda: _M9.lift(str_array((9, 3)), _Z93), BAD, "W"),
+    case("lift-W-1d", lambda: _M9.lift(np.full(3, 1 / 3), _Z93), ValueError, "W"),
+    case("lift-V-nan", lambda: _M9.lift(_WB, nan_array((9, 3))), ValueError, "V"),
+    case("lift-V-inf", lambda: _M9.lift(_WB, inf_array((9, 3))), ValueError, "V"),
+    case("lift-V-shape", lambda: _M9.lift(_WB, np.zeros((3, 9))), ValueError, "V"),
+    case("lift-V-complex", lambda: _M9.lift(_WB, complex_array((9, 3))), BAD, "V"),
+    case("lift-V-bool", lambda: _M9.lift(_WB, bool_array((9, 3))), BAD, "V"),
+    case("lift-V-None", lambda: _M9.lift(_WB, None), BAD, "V"),
+    case("exp-W-zero", lambda: _M9.exp(np.eye(9, 3), _Z93), ValueError, "W"),
+    case("exp-V-str", lambda: _M9.exp(_WB, str_array((9, 3))), BAD, "V"),
+    case("exp-V-nan", lambda: _M9.exp(_WB, nan_array((9, 3))), ValueError, "V"),
+    case("replicator-X-shape", lambda: _M9.replicator(_WB, np.ones(9)), ValueError, "X"),
+    case("replicator-X-nan", lambda: _M9.replicator(_WB, nan_array((9, 3))), ValueError, "X"),
+    case("replicator-W-neg", lambda: _M9.replicator(-_WB, _Z93), ValueError, "W"),
+    case("lift_inverse-Q-zero", lambda: _M9.lift_inverse(_WB, np.eye(9, 3)), ValueError, "Q"),
+    case("lift_inverse-Q-str", lambda: _M9.lift_inverse(_WB, "Q"), BAD, "Q"),
+    case("inner-U-shape", lambda: _M9.inner(_WB, np.ones((9, 2)), _Z93), ValueError, "U"),
+    case("inner-V-nan", lambda: _M9.inner(_WB, _Z93, nan_array((9, 3))), ValueError, "V"),
+    case("inner-W-zero", lambda: _M9.inner(np.eye(9, 3), _Z93, _Z93), ValueError, "W"),
+    case("norm-V-complex", lambda: _M9.norm(_WB, complex_array((9, 3))), BAD, "V"),
+    case("project-V-str", lambda: _M9.project_tangent("abc"), BAD, "V"),
+    case("project-V-shape", lambda: _M9.project_tangent(np.ones((9,))), ValueError, "V"),
+    case("entropy-W-nan", lambda: _M9.entropy(nan_array((9, 3))), ValueError, "W"),
+    case("round-W-shape", lambda: _M9.round(np.ones((9, 4))), ValueError, "W"),
+    case("random_point-conc-zero", lambda: _M9.random_point(0, 0.0), ValueError, "concentration"),
+    case("random_point-conc-neg", lambda: _M9.random_point(0, -1.0), ValueError, "concentration"),
+    case("random_point-conc-nan", lambda: _M9.random_point(0, NAN), ValueError, "concentration"),
+    case("random_point-conc-str", lambda: _M9.random_point(0, "a"), BAD, "concentration"),
+    # sklearn's check_random_state would say "... cannot be used to seed ...": also fine
+    case("random_point-rng-str", lambda: _M9.random_point("seed"), BAD, "rng|seed"),
+    case("random_tangent-rng-float", lambda: _M9.random_tangent(1.5), BAD, "rng|seed"),
+    case("random_tangent-scale-nan", lambda: _M9.random_tangent(0, NAN), ValueError, "scale"),
+    case("random_tangent-scale-inf", lambda: _M9.random_tangent(0, INF), ValueError, "scale"),
+    case("random_tangent-scale-str", lambda: _M9.random_tangent(0, "1"), BAD, "scale"),
+    case("belongs-atol-neg", lambda: _M9.belongs(_WB, atol=-1.0), ValueError, "atol"),
+    case("is_tangent-atol-nan", lambda: _M9.is_tangent(_Z93, atol=NAN), ValueError, "atol"),
+]
+
+
+@pytest.mark.parametrize(("fn", "exc", "match"), GEOM_CASES)
+def test_manifold_rejects(fn, exc, match):
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["abc", None, complex_array((9, 3)), object_none_array((9, 3)), nan_array((9, 3))],
+)
+def test_manifold_predicates_answer_false_for_garbage(bad):
+    assert _M9.belongs(bad) is False
+    assert _M9.is_tangent(bad) is False
+
+
+@pytest.mark.parametrize(("I", "J"), [(1, 1), (1, 4), (5, 1), (2, 3)], ids=lambda v: str(v))
+def test_manifold_degenerate_sizes(I, J):
+    Mf = AssignmentManifold(I, J)
+    rng = np.random.default_rng(7)
+    W = Mf.random_point(rng)
+    V = rng.standard_normal((I, J))
+    Wc, Vc = W.copy(), V.copy()
+    assert Mf.belongs(W)
+    lifted = Mf.lift(W, V)
+    np.testing.assert_allclose(lifted, ref_softmax(np.log(W) + V), rtol=1e-12)
+    np.testing.assert_allclose(Mf.exp(W, V), ref_softmax(np.log(W) + V / W), rtol=1e-12)
+    P = Mf.project_tangent(V)
+    np.testing.assert_allclose(P, V - V.mean(axis=1, keepdims=True), atol=1e-15)
+    R = Mf.replicator(W, V)
+    np.testing.assert_allclose(R, W * V - (W * V).sum(axis=1, keepdims=True) * W, atol=1e-14)
+    np.testing.assert_allclose(Mf.lift_inverse(W, lifted), P, atol=1e-10)
+    assert np.isfinite(Mf.inner(W, P, P)) and Mf.inner(W, P, P) >= 0
+    assert np.isfinite(Mf.entropy(W))
+    assert Mf.is_tangent(Mf.random_tangent(rng))
+    np.testing.assert_array_equal(W, Wc)
+    np.testing.assert_array_equal(V, Vc)
+    if J == 1:
+        np.testing.assert_array_equal(Mf.barycenter(), 1.0)
+        np.testing.assert_array_equal(lifted, 1.0)
+        assert Mf.entropy(W) == 0.0 and Mf.dim == 0

@@ -8,6 +8,17 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 import scipy.sparse as sp
+from helpers import (
+    BAD,
+    NAN,
+    case,
+    dense_laf_solution,
+    dense_laf_system,
+    disconnected_graph,
+    nan_array,
+    small_laf,
+)
+from strategies import ref_softmax
 
 import assignflow as af
 from assignflow.gradients import weight_gradient
@@ -478,3 +489,212 @@ def test_stack_gradient_per_layer_against_adjoint_quadrature():
     r1 = af.ClosedFormLowRank().estimate(deep, loss)
     for a, b in zip(r1.layers, ref.layers, strict=True):
         assert cosine(a.gradient, b.gradient) > 0.999
+
+
+# ===== bad input (moved from test_bad_input_*.py)
+# Errors name the argument (a whole word); a wrong type may be either kind (BAD).
+# Degenerate graphs are compared with central differences of a dense-expm loss.
+_LAF9 = af.LinearizedAssignmentFlow(
+    af.SimilarityOperator(
+        af.Weights.uniform(af.GridGraph((3, 3))),
+        np.random.default_rng(1).uniform(0.0, 1.0, (9, 3)),
+        rho=0.5,
+    ),
+    T=1.0,
+)
+_KL9 = af.KLLoss(np.array([0, 1, 2, 0, 1, 2, 0, 1, 2]))
+
+_ESTIMATORS = {
+    "low_rank": af.ClosedFormLowRank(krylov_dim=8, rank=2),
+    "quadrature": af.AdjointQuadrature(n_nodes=8),
+    "dense": af.DenseFrechet(),
+    "finite_diff": af.FiniteDiff(),
+}
+
+_CFLR, _AQ, _FD = af.ClosedFormLowRank, af.AdjointQuadrature, af.FiniteDiff
+EST_CTOR_CASES = [
+    case("CFLR-m-zero", lambda: _CFLR(krylov_dim=0), ValueError, "krylov_dim"),
+    case("CFLR-m-neg", lambda: _CFLR(krylov_dim=-1), ValueError, "krylov_dim"),
+    case("CFLR-m-float", lambda: _CFLR(krylov_dim=2.5), BAD, "krylov_dim"),
+    case("CFLR-m-bool", lambda: _CFLR(krylov_dim=True), BAD, "krylov_dim"),
+    case("CFLR-m-str", lambda: _CFLR(krylov_dim="10"), BAD, "krylov_dim"),
+    case("CFLR-rank-zero", lambda: _CFLR(rank=0), ValueError, "rank"),
+    case("CFLR-rank-bool", lambda: _CFLR(rank=True), BAD, "rank"),
+    case("CFLR-rank-None", lambda: _CFLR(rank=None), BAD, "rank"),
+    case("CFLR-reorth", lambda: _CFLR(reorthogonalize="x"), ValueError, "reorthogonalize"),
+    case("CFLR-factors-str", lambda: _CFLR(return_factors="no"), BAD, "return_factors"),
+    case("CFLR-lowmem-int", lambda: _CFLR(low_memory=2), BAD, "low_memory"),
+    case("AQ-nodes-zero", lambda: _AQ(n_nodes=0), ValueError, "n_nodes"),
+    case("AQ-nodes-float", lambda: _AQ(n_nodes=4.0), BAD, "n_nodes"),
+    case("AQ-tol-zero", lambda: _AQ(tol=0.0), ValueError, "tol"),
+    case("AQ-tol-nan", lambda: _AQ(tol=NAN), ValueError, "tol"),
+    case("AQ-tol-str", lambda: _AQ(tol="1e-3"), BAD, "tol"),
+    case("AQ-tol-bool", lambda: _AQ(tol=True), BAD, "tol"),
+    case("AQ-m-neg", lambda: _AQ(krylov_dim=-2), ValueError, "krylov_dim"),
+    case("FD-eps-zero", lambda: _FD(eps=0.0), ValueError, "eps"),
+    case("FD-eps-neg", lambda: _FD(eps=-1e-6), ValueError, "eps"),
+    case("FD-eps-nan", lambda: _FD(eps=NAN), ValueError, "eps"),
+    case("FD-eps-str", lambda: _FD(eps="1e-6"), BAD, "eps"),
+    case("FD-eps-bool", lambda: _FD(eps=True), BAD, "eps"),
+    case("FD-eps-None", lambda: _FD(eps=None), BAD, "eps"),
+    case("FD-tol-zero", lambda: _FD(tol=0), ValueError, "tol"),
+    case("FD-edges-zero", lambda: _FD(max_edges=0), ValueError, "max_edges"),
+    case("FD-edges-bool", lambda: _FD(max_edges=True), BAD, "max_edges"),
+]
+
+
+@pytest.mark.parametrize(("fn", "exc", "match"), EST_CTOR_CASES)
+def test_estimator_settings_rejected(fn, exc, match):
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+def _w0_flow():
+    return small_laf(W0=np.full((9, 3), 1 / 3))
+
+
+EST_CALL_CASES = []
+for _ename, _est in _ESTIMATORS.items():
+    EST_CALL_CASES += [
+        case(f"{_ename}-flow-str", lambda e=_est: e.gradient("f", _KL9), BAD, "flow"),
+        case(
+            f"{_ename}-flow-AF",
+            lambda e=_est: e.gradient(af.AssignmentFlow(_LAF9.similarity), _KL9),
+            BAD,
+            "flow",
+        ),
+        # gradients are implemented at the barycenter only: the error names W0
+        case(f"{_ename}-flow-W0", lambda e=_est: e.gradient(_w0_flow(), _KL9), ValueError, "W0"),
+        case(f"{_ename}-loss-str", lambda e=_est: e.gradient(_LAF9, "kl"), BAD, "loss"),
+        case(f"{_ename}-loss-cls", lambda e=_est: e.gradient(_LAF9, af.KLLoss), BAD, "loss"),
+        case(
+            f"{_ename}-labels>=J",
+            lambda e=_est: e.value_and_gradient(_LAF9, af.KLLoss(np.full(9, 5))),
+            ValueError,
+            "labels",
+        ),
+        case(
+            f"{_ename}-labels-count",
+            lambda e=_est: e.estimate(_LAF9, af.KLLoss(np.zeros(4, int))),
+            ValueError,
+            "labels",
+        ),
+    ]
+EST_CALL_CASES += [
+    case(
+        "finite_diff-max_edges",
+        lambda: af.FiniteDiff(max_edges=5).gradient(_LAF9, _KL9),
+        ValueError,
+        "max_edges",
+    ),
+    # a size limit of the estimator, not an argument: the error names the estimator
+    case(
+        "dense-too-large",
+        lambda: af.DenseFrechet().gradient(
+            small_laf(af.GridGraph((40, 40)), J=2), af.KLLoss(np.zeros(1600, int))
+        ),
+        ValueError,
+        "DenseFrechet",
+    ),
+]
+
+_U93 = np.zeros((9, 3))
+WG_CASES = [
+    case("flow-str", lambda: weight_gradient("f", [_U93], [_U93], None), BAD, "flow"),
+    case(
+        "Us-Ws-length",
+        lambda: weight_gradient(_LAF9, [_U93, _U93], [_U93], None),
+        ValueError,
+        "Us|Ws",
+    ),
+    case(
+        "Us-shape",
+        lambda: weight_gradient(_LAF9, [np.zeros((9, 2))], [_U93], None),
+        ValueError,
+        "Us",
+    ),
+    case(
+        "Ws-shape",
+        lambda: weight_gradient(_LAF9, [_U93], [np.zeros(27)], None),
+        ValueError,
+        "Ws",
+    ),
+    case(
+        "Us-nan",
+        lambda: weight_gradient(_LAF9, [nan_array((9, 3))], [_U93], None),
+        ValueError,
+        "Us",
+    ),
+    case(
+        "G12-shape",
+        lambda: weight_gradient(_LAF9, [_U93], [_U93], np.zeros(9)),
+        ValueError,
+        "G12",
+    ),
+    case("G12-str", lambda: weight_gradient(_LAF9, [_U93], [_U93], "g"), BAD, "G12"),
+    case("Us-not-list", lambda: weight_gradient(_LAF9, 5, [_U93], None), BAD, "Us"),
+]
+
+
+@pytest.mark.parametrize(("fn", "exc", "match"), EST_CALL_CASES)
+def test_estimator_calls_rejected(fn, exc, match):
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+@pytest.mark.parametrize(("fn", "exc", "match"), WG_CASES)
+def test_weight_gradient_rejects(fn, exc, match):
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+def _dense_kl_loss(flow, labels, values):
+    """KL loss of the LAF for free weight values (dense expm; the reference for gradients)."""
+    g = flow.weights.graph
+    om = sp.csr_matrix((values, g.indices, g.indptr), shape=(g.n_nodes,) * 2).toarray()
+    A, b, _ = dense_laf_system(om, flow.similarity.distances, flow.similarity.rho)
+    I, J = flow.shape
+    V = dense_laf_solution(A, b, flow.T).reshape(I, J)
+    logp = np.log(ref_softmax(J * V))
+    return -logp[np.arange(I), labels].mean()
+
+
+def _dense_kl_gradient(flow, labels, h=1e-6):
+    vals = flow.weights.values.copy()
+    grad = np.empty_like(vals)
+    for e in range(vals.size):
+        up, dn = vals.copy(), vals.copy()
+        up[e] += h
+        dn[e] -= h
+        grad[e] = (_dense_kl_loss(flow, labels, up) - _dense_kl_loss(flow, labels, dn)) / (2 * h)
+    return grad
+
+
+@pytest.mark.parametrize("name", list(_ESTIMATORS))
+@pytest.mark.parametrize(
+    ("graph", "J"),
+    [
+        pytest.param(disconnected_graph(), 2, id="disconnected"),
+        pytest.param(af.Graph.from_adjacency(np.zeros((1, 1))), 3, id="one-node"),
+        pytest.param(af.Graph.from_adjacency(np.zeros((3, 3))), 2, id="all-isolated"),
+    ],
+)
+def test_gradients_on_degenerate_graphs_match_dense_fd(name, graph, J):
+    flow = small_laf(graph, J=J, rho=0.7, T=1.5, seed=2)
+    y = np.arange(graph.n_nodes) % J
+    ref = _dense_kl_gradient(flow, y)
+    est = _ESTIMATORS[name]
+    if name == "low_rank":  # full rank: exact up to the Krylov error
+        est = af.ClosedFormLowRank(krylov_dim=flow.size + 1, rank=flow.size)
+    value, grad = est.value_and_gradient(flow, af.KLLoss(y))
+    assert np.all(np.isfinite(grad)) and grad.shape == (graph.nnz,)
+    np.testing.assert_allclose(value, _dense_kl_loss(flow, y, flow.weights.values), rtol=1e-8)
+    np.testing.assert_allclose(grad, ref, atol=1e-7 * max(1.0, np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("name", list(_ESTIMATORS))
+def test_gradients_with_one_label_are_zero(name):
+    flow = small_laf(disconnected_graph(), J=1)
+    value, grad = _ESTIMATORS[name].value_and_gradient(flow, af.KLLoss(np.zeros(7, int)))
+    assert value == 0.0
+    np.testing.assert_array_equal(grad, 0.0)

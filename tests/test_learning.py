@@ -1,14 +1,28 @@
-"""Losses and Riemannian gradient descent on the weights."""
+"""Learning the weights: multiplicative updates and Riemannian gradient descent.
+
+The losses themselves are tested in ``test_losses.py``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import (
+    BAD,
+    INF,
+    NAN,
+    case,
+    complex_array,
+    disconnected_graph,
+    nan_array,
+    random_weights,
+    small_laf,
+    str_array,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import assignflow as af
-from assignflow.geometry import _log_softmax
 
 
 def voronoi_flow(shape=(24, 24), scenario="lines", noise=0.3, seed=1, T=3.0, rho=0.1):
@@ -21,97 +35,6 @@ def voronoi_flow(shape=(24, 24), scenario="lines", noise=0.3, seed=1, T=3.0, rho
         af.SimilarityOperator(af.Weights.uniform(g), D, rho=rho), T=T
     )
     return flow, labs[0].ravel()
-
-
-# --------------------------------------------------------------------------- losses
-def test_kl_loss_value_and_gradient():
-    rng = np.random.default_rng(0)
-    I, J = 7, 4
-    V = rng.standard_normal((I, J))
-    y = rng.integers(0, J, I)
-    loss = af.KLLoss(y)
-    W = np.exp(_log_softmax(J * V))
-    ref = -np.mean(np.log(W[np.arange(I), y]))
-    assert loss.data_value(V) == pytest.approx(ref, rel=1e-13)
-    # the KL form: KL(W*||W) with one-hot W* is -log W_y
-    grad = loss.data_gradient(V)
-    np.testing.assert_allclose(grad, J * (W - af.losses.labels_to_one_hot(y, J)) / I, atol=1e-15)
-    fd = np.zeros_like(V)
-    for i in range(I):
-        for j in range(J):
-            E = np.zeros_like(V)
-            E[i, j] = 1e-6
-            fd[i, j] = (loss.data_value(V + E) - loss.data_value(V - E)) / 2e-6
-    np.testing.assert_allclose(grad, fd, atol=1e-8)
-
-
-def test_kl_loss_sample_weights():
-    rng = np.random.default_rng(1)
-    V = rng.standard_normal((5, 3))
-    y = np.array([0, 1, 2, 1, 0])
-    w = np.array([1.0, 2.0, 0.0, 1.0, 1.0])
-    loss = af.KLLoss(y, sample_weight=w)
-    per = -_log_softmax(3 * V)[np.arange(5), y]
-    assert loss.data_value(V) == pytest.approx(np.sum(w * per) / w.sum())
-    with pytest.raises(ValueError, match="sample_weight"):
-        af.KLLoss(y, sample_weight=[1.0, -1.0, 1.0, 1.0, 1.0])
-    with pytest.raises(ValueError, match="sample_weight"):
-        af.KLLoss(y, sample_weight=[1.0, 1.0])
-
-
-def test_tangent_regularizer_value_and_gradient():
-    rng = np.random.default_rng(2)
-    g = af.GridGraph((3, 4))
-    om = af.Weights.normalized(g, rng.uniform(0.1, 1, g.nnz))
-    reg = af.TangentSpaceRegularizer(tau=0.3)
-    # value: (τ/2) Σ_i ||Π0 log ω_i||²
-    ref = 0.0
-    for i in range(g.n_nodes):
-        lw = np.log(om.values[g.indptr[i] : g.indptr[i + 1]])
-        ref += np.sum((lw - lw.mean()) ** 2)
-    assert reg.reg_value(om) == pytest.approx(0.15 * ref)
-    assert reg.reg_value(af.Weights.uniform(g)) == pytest.approx(0.0, abs=1e-25)
-    grad = reg.reg_gradient(om)
-    fd = np.empty(g.nnz)
-    for e in range(g.nnz):
-        vp, vm = om.values.copy(), om.values.copy()
-        vp[e] += 1e-7
-        vm[e] -= 1e-7
-        fd[e] = (
-            reg.reg_value(af.Weights._unchecked(g, vp))
-            - reg.reg_value(af.Weights._unchecked(g, vm))
-        ) / 2e-7
-    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
-    with pytest.raises(ValueError, match="tau"):
-        af.TangentSpaceRegularizer(tau=-1)
-
-
-def test_composite_loss():
-    y = np.array([0, 1, 1])
-    loss = af.KLLoss(y) + af.TangentSpaceRegularizer(0.1) + af.TangentSpaceRegularizer(0.2)
-    assert isinstance(loss, af.CompositeLoss) and len(loss.terms) == 3
-    assert loss.has_data_term
-    assert not af.TangentSpaceRegularizer(0.1).has_data_term
-    g = af.GridGraph((1, 3))
-    om = af.Weights.normalized(g, np.arange(1, g.nnz + 1.0))
-    V = np.array([[0.1, -0.1], [0.0, 0.0], [-0.2, 0.2]])
-    expected = af.KLLoss(y).data_value(V) + af.TangentSpaceRegularizer(0.3).reg_value(om)
-    assert loss.value(V, om) == pytest.approx(expected)
-    with pytest.raises(TypeError):
-        af.CompositeLoss((af.KLLoss(y), "l2"))
-    assert af.registry.losses.get("kl") is af.KLLoss
-    assert af.registry.losses.get("tangent_space") is af.TangentSpaceRegularizer
-
-
-def test_kl_loss_bad_labels():
-    with pytest.raises(TypeError, match="labels"):
-        af.KLLoss(np.array([0.5, 1.0]))
-    with pytest.raises(ValueError, match="labels"):
-        af.KLLoss(np.array([-1, 0]))
-    with pytest.raises(ValueError, match="labels"):
-        af.KLLoss(np.array([], dtype=int))
-    # float labels with integral values are accepted
-    assert af.KLLoss(np.array([0.0, 2.0])).labels.tolist() == [0, 2]
 
 
 # --------------------------------------------------------------------------- descent
@@ -192,9 +115,117 @@ def test_descent_bad_input():
         af.riemannian_gradient_descent(flow, loss, step_size=0)
     with pytest.raises(ValueError, match="max_iter"):
         af.riemannian_gradient_descent(flow, loss, max_iter=0)
-    with pytest.raises(ValueError, match="Known gradient_estimator"):
+    with pytest.raises(ValueError, match="gradient_estimator"):
         af.riemannian_gradient_descent(flow, loss, "autodiff")
     with pytest.raises(TypeError, match="flow"):
         af.riemannian_gradient_descent(None, loss)
     with pytest.raises(ValueError, match="gradient"):
         af.multiplicative_update(flow.weights, np.full(flow.weights.graph.nnz, np.nan), 1.0)
+
+
+# ===== bad input (moved from test_bad_input_*.py)
+# Errors name the argument (a whole word); a wrong type may be either kind (BAD).
+_OM9 = af.Weights.uniform(af.GridGraph((3, 3)))
+_LAF9 = af.LinearizedAssignmentFlow(
+    af.SimilarityOperator(_OM9, np.random.default_rng(1).uniform(0.0, 1.0, (9, 3)), rho=0.5),
+    T=1.0,
+)
+_KL9 = af.KLLoss(np.array([0, 1, 2, 0, 1, 2, 0, 1, 2]))
+_N = _OM9.graph.nnz
+_rgd = af.riemannian_gradient_descent
+_mu = af.multiplicative_update
+
+LEARN_CASES = [
+    case("flow-str", lambda: _rgd("f", _KL9), BAD, "flow"),
+    case("loss-int", lambda: _rgd(_LAF9, 5), BAD, "loss"),
+    case("estimator-unknown", lambda: _rgd(_LAF9, _KL9, "nope"), ValueError, "gradient_estimator"),
+    # an unknown name's error lists (or suggests) the known ones
+    case(
+        "estimator-typo",
+        lambda: _rgd(_LAF9, _KL9, "closed_form_lowrank"),
+        ValueError,
+        "closed_form_low_rank",
+    ),
+    case("estimator-int", lambda: _rgd(_LAF9, _KL9, 5), BAD, "gradient_estimator|estimator"),
+    case("estimator-None", lambda: _rgd(_LAF9, _KL9, None), BAD, "gradient_estimator|estimator"),
+    case(
+        "estimator-integrator",
+        lambda: _rgd(_LAF9, _KL9, af.Euler()),
+        BAD,
+        "gradient_estimator|estimator",
+    ),
+    case("step-zero", lambda: _rgd(_LAF9, _KL9, step_size=0), ValueError, "step_size"),
+    case("step-neg", lambda: _rgd(_LAF9, _KL9, step_size=-1), ValueError, "step_size"),
+    case("step-nan", lambda: _rgd(_LAF9, _KL9, step_size=NAN), ValueError, "step_size"),
+    case("step-bool", lambda: _rgd(_LAF9, _KL9, step_size=True), BAD, "step_size"),
+    case("iter-zero", lambda: _rgd(_LAF9, _KL9, max_iter=0), ValueError, "max_iter"),
+    case("iter-float", lambda: _rgd(_LAF9, _KL9, max_iter=2.0), BAD, "max_iter"),
+    case("iter-bool", lambda: _rgd(_LAF9, _KL9, max_iter=True), BAD, "max_iter"),
+    case("tol-neg", lambda: _rgd(_LAF9, _KL9, tol=-1.0), ValueError, "tol"),
+    case("tol-nan", lambda: _rgd(_LAF9, _KL9, tol=NAN), ValueError, "tol"),
+    case("maxlog-zero", lambda: _rgd(_LAF9, _KL9, max_log_step=0), ValueError, "max_log_step"),
+    case("maxlog-neg", lambda: _rgd(_LAF9, _KL9, max_log_step=-1), ValueError, "max_log_step"),
+    case("maxlog-nan", lambda: _rgd(_LAF9, _KL9, max_log_step=NAN), ValueError, "max_log_step"),
+    case("maxlog-str", lambda: _rgd(_LAF9, _KL9, max_log_step="5"), BAD, "max_log_step"),
+    case("callback-int", lambda: _rgd(_LAF9, _KL9, callback=5), BAD, "callback"),
+    case("labels>=J", lambda: _rgd(_LAF9, af.KLLoss(np.full(9, 3))), ValueError, "labels"),
+    case("mu-weights-str", lambda: _mu("w", np.zeros(_N), 1.0), BAD, "weights"),
+    case("mu-grad-shape", lambda: _mu(_OM9, np.zeros(3), 1.0), ValueError, "gradient"),
+    case("mu-grad-nan", lambda: _mu(_OM9, nan_array(_N), 1.0), ValueError, "gradient"),
+    case("mu-grad-str", lambda: _mu(_OM9, str_array(_N), 1.0), BAD, "gradient"),
+    case("mu-grad-complex", lambda: _mu(_OM9, complex_array(_N), 1.0), BAD, "gradient"),
+    case("mu-grad-None", lambda: _mu(_OM9, None, 1.0), BAD, "gradient"),
+    case("mu-step-nan", lambda: _mu(_OM9, np.zeros(_N), NAN), ValueError, "step_size"),
+    case("mu-step-neg", lambda: _mu(_OM9, np.zeros(_N), -1.0), ValueError, "step_size"),
+    case("mu-step-str", lambda: _mu(_OM9, np.zeros(_N), "1"), BAD, "step_size"),
+    case("mu-step-inf", lambda: _mu(_OM9, np.ones(_N), INF), ValueError, "step_size"),
+    case("mu-maxlog-zero", lambda: _mu(_OM9, np.zeros(_N), 1.0, 0.0), ValueError, "max_log_step"),
+    case("mu-maxlog-nan", lambda: _mu(_OM9, np.zeros(_N), 1.0, NAN), ValueError, "max_log_step"),
+]
+
+
+@pytest.mark.parametrize(("fn", "exc", "match"), LEARN_CASES)
+def test_learning_rejects(fn, exc, match):
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+@pytest.mark.parametrize("max_log_step", [None, 0.5])
+def test_multiplicative_update_on_isolated_nodes(max_log_step):
+    g = disconnected_graph()
+    om = random_weights(g)
+    grad = np.random.default_rng(0).standard_normal(g.nnz)
+    gc = grad.copy()
+    new = af.multiplicative_update(om, grad, 0.3, max_log_step)
+    np.testing.assert_array_equal(grad, gc)
+    step = 0.3 * grad
+    ref = np.empty(g.nnz)
+    for i in range(g.n_nodes):
+        sl = slice(g.indptr[i], g.indptr[i + 1])
+        s = step[sl]
+        if max_log_step is not None:
+            c = np.abs(s - s.mean()).max()
+            s = s * min(1.0, max_log_step / max(c, 1e-300))
+        z = om.values[sl] * np.exp(-s)
+        ref[sl] = z / z.sum()
+    np.testing.assert_allclose(new.values, ref, rtol=1e-12)
+    np.testing.assert_array_equal(new.values[g.indptr[np.flatnonzero(g.degrees == 1)]], 1.0)
+    # a zero step changes nothing
+    np.testing.assert_allclose(
+        af.multiplicative_update(om, grad, 0.0).values, om.values, rtol=1e-15
+    )
+
+
+def test_descent_on_disconnected_graph_runs_and_stays_valid():
+    g = disconnected_graph()
+    flow = small_laf(g, J=2, rho=0.5, T=1.0)
+    y = np.array([0, 0, 1, 1, 0, 1, 0])
+    res = af.riemannian_gradient_descent(
+        flow, af.KLLoss(y) + af.TangentSpaceRegularizer(1e-3), "dense_frechet", max_iter=3
+    )
+    assert res.n_iter == 3
+    for key in ("loss", "grad_norm"):
+        assert np.all(np.isfinite(res.history[key]))
+    assert res.history["loss"].min() <= res.history["loss"][0]
+    np.testing.assert_allclose(np.add.reduceat(res.weights.values, g.indptr[:-1]), 1.0)
+    np.testing.assert_array_equal(res.weights.values[g.indptr[[5, 6]]], 1.0)

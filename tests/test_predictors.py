@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import BAD, case
 
 import assignflow as af
 import assignflow.predictors as predictors_mod
@@ -20,7 +21,7 @@ def _fd(fun, x, eps=1e-6):
     return out
 
 
-def _edge_problem(grid=True, seed=0):
+def _edge_problem(grid=True, seed=0, hidden=0):
     rng = np.random.default_rng(seed)
     g = af.GridGraph((5, 6)) if grid else af.Graph.knn(rng.normal(size=(30, 2)), 4)
     f = rng.normal(size=(g.n_nodes, 5))
@@ -30,6 +31,9 @@ def _edge_problem(grid=True, seed=0):
         theta=rng.uniform(0.2, 1.5, 2),
         bias=rng.normal(size=n_cls),
         scale=[1.3, 0.7],
+        W1=rng.normal(size=(hidden, 2)),
+        b1=rng.normal(size=hidden),
+        w2=rng.normal(size=hidden),
     )
     G = rng.normal(size=g.nnz)
     return g, f, p, G
@@ -47,11 +51,13 @@ def test_edge_predictor_weights_are_row_stochastic(grid):
     assert p.predict_weights(g, f2).to_csr()[0, 1] > om.to_csr()[0, 1]
 
 
+@pytest.mark.parametrize("hidden", [0, 4])
 @pytest.mark.parametrize("grid", [True, False])
-def test_edge_predictor_vjp_matches_finite_differences(grid):
-    g, f, p, G = _edge_problem(grid, seed=1)
+def test_edge_predictor_vjp_matches_finite_differences(grid, hidden):
+    g, f, p, G = _edge_problem(grid, seed=1, hidden=hidden)
     grads = p.vjp(g, f, G)
-    for key in ("theta", "bias"):
+    assert set(grads) == set(p.params())
+    for key in p.params():
         params = p.params()
 
         def fun(x, key=key, params=params):
@@ -60,11 +66,11 @@ def test_edge_predictor_vjp_matches_finite_differences(grid):
         np.testing.assert_allclose(grads[key], _fd(fun, params[key]), rtol=1e-6, atol=1e-9)
     gf = p.feature_vjp(g, f, G)
     ref = _fd(lambda x: p.predict_weights(g, x).values @ G, f)
-    np.testing.assert_allclose(gf, ref, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(gf, ref, rtol=1e-5, atol=1e-9)
 
 
 def test_edge_predictor_chunks_and_float32(monkeypatch):
-    g, f, p, G = _edge_problem(True, seed=2)
+    g, f, p, G = _edge_problem(True, seed=2, hidden=3)
     full = p.predict_weights(g, f).values
     vjp = p.vjp(g, f, G)
     monkeypatch.setattr(predictors_mod, "_CHUNK", 7)
@@ -82,6 +88,15 @@ def test_edge_predictor_initialization_prefers_same_label_neighbours():
     labels = [y.ravel() for y in Y]
     p = af.EdgePredictor.initialize(graphs, feats, labels, groups=[(0, 3)], random_state=0)
     assert p.theta[0] > 0 and p.scale[0] > 0
+    # with a perceptron it starts at the same (log-linear) weights
+    q = af.EdgePredictor.initialize(
+        graphs, feats, labels, groups=[(0, 3)], hidden=5, random_state=0
+    )
+    assert q.hidden == 5 and not np.any(q.w2)
+    np.testing.assert_allclose(
+        q.predict_weights(graphs[0], feats[0]).values,
+        p.predict_weights(graphs[0], feats[0]).values,
+    )
     om = p.predict_weights(graphs[0], feats[0])
     y = labels[0]
     same = y[graphs[0].rows] == y[graphs[0].indices]
@@ -141,3 +156,115 @@ def test_predictors_registry_family():
     q = p.with_params(p.params())
     np.testing.assert_array_equal(q.theta, p.theta)
     np.testing.assert_array_equal(q.bias, p.bias)
+
+
+@pytest.mark.parametrize("hidden", [0, 3])
+def test_vjp_both_equals_the_two_pullbacks(hidden):
+    g, f, p, G = _edge_problem(True, seed=4, hidden=hidden)
+    grads, gf = p.vjp_both(g, f, G)
+    for k, v in p.vjp(g, f, G).items():
+        np.testing.assert_allclose(grads[k], v, rtol=1e-13)
+    np.testing.assert_allclose(gf, p.feature_vjp(g, f, G), rtol=1e-13)
+    rng = np.random.default_rng(5)
+    P = af.WeightPredictor(rng.normal(size=(3, 4)), rng.normal(size=(3, 9)), 0.5)
+    F = rng.normal(size=(g.n_nodes, 4))
+    grads, gf = P.vjp_both(g, F, G)
+    np.testing.assert_allclose(gf, P.feature_vjp(g, F, G))
+    np.testing.assert_allclose(grads["nu"], P.vjp(g, F, G)["nu"])
+
+
+def test_edge_predictor_cache_gives_the_same_pullbacks():
+    g, f, p, G = _edge_problem(True, seed=6, hidden=2)
+    cache = {}
+    w = p.predict_weights(g, f, cache=cache)
+    np.testing.assert_array_equal(w.values, p.predict_weights(g, f).values)
+    for k, v in p.vjp(g, f, G).items():
+        np.testing.assert_allclose(p.vjp(g, f, G, cache=cache)[k], v, rtol=1e-14)
+    np.testing.assert_allclose(p.vjp_both(g, f, G, cache=cache)[1], p.feature_vjp(g, f, G))
+
+
+# ===== bad input (moved from test_bad_input_*.py)
+# Errors name the argument (a whole word); a wrong type may be either kind (BAD).
+# (window_features' bad input lives in test_features.py.)
+_RNG = np.random.default_rng(0)
+_G3 = af.GridGraph((3, 3))
+_WP = af.WeightPredictor(_RNG.normal(size=(2, 9)), _RNG.normal(size=(2, 9)), 1.0)
+_Z29 = np.zeros((2, 9))
+
+BAD_PREDICTOR_INIT = [
+    case("prototypes-1d", lambda: (np.zeros(9), _Z29, 1.0), ValueError, "prototypes"),
+    case("prototypes-empty", lambda: (np.zeros((0, 9)), np.zeros((0, 9)), 1.0), ValueError,
+         "prototypes"),
+    case("prototypes-nan", lambda: (np.full((2, 9), np.nan), _Z29, 1.0), ValueError,
+         "prototypes"),
+    case("nu-rows", lambda: (_Z29, np.zeros((3, 9)), 1.0), ValueError, "nu"),
+    case("nu-no-columns", lambda: (_Z29, np.zeros((2, 0)), 1.0), ValueError, "nu"),
+    case("nu-str", lambda: (_Z29, "nu", 1.0), BAD, "nu"),
+    case("sigma-negative", lambda: (_Z29, _Z29, -1.0), ValueError, "sigma"),
+    case("sigma-zero", lambda: (_Z29, _Z29, 0.0), ValueError, "sigma"),
+    case("sigma-nan", lambda: (_Z29, _Z29, np.nan), ValueError, "sigma"),
+    case("sigma-str", lambda: (_Z29, _Z29, "a"), BAD, "sigma"),
+    case("sigma-bool", lambda: (_Z29, _Z29, True), BAD, "sigma"),
+    case("sigma-None", lambda: (_Z29, _Z29, None), BAD, "sigma"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "exc", "match"), BAD_PREDICTOR_INIT)
+def test_weight_predictor_rejects_bad_parameters(args, exc, match):
+    with pytest.raises(exc, match=match):
+        af.WeightPredictor(*args())
+
+
+def _init(feature_images, label_images, **kw):
+    return af.WeightPredictor.initialize_from_images(feature_images, label_images, **kw)
+
+
+_IMG4, _LAB4 = [np.zeros((4, 4))], [np.zeros((4, 4), int)]
+BAD_PREDICTOR_CALLS = [
+    case("graph-not-grid", lambda: _WP.predict_weights(af.Graph.knn(np.eye(9), 2),
+         np.zeros((9, 9))), BAD, "graph"),
+    # the graph's window does not fit the predictor's nu: either name is right
+    case("graph-window", lambda: _WP.predict_weights(af.GridGraph((3, 3), 2), np.zeros((9, 9))),
+         ValueError, "graph|nu"),
+    case("features-shape", lambda: _WP.predict_weights(_G3, np.zeros((9, 4))), ValueError,
+         "features"),
+    case("features-1d", lambda: _WP.predict_weights(_G3, np.zeros(81)), ValueError, "features"),
+    case("features-nan", lambda: _WP.predict_weights(_G3, np.full((9, 9), np.nan)), ValueError,
+         "features"),
+    case("vjp-grad-shape", lambda: _WP.vjp(_G3, np.zeros((9, 9)), np.zeros(3)), ValueError,
+         "grad_weights"),
+    case("vjp-grad-nan", lambda: _WP.vjp(_G3, np.zeros((9, 9)), np.full(_G3.nnz, np.nan)),
+         ValueError, "grad_weights"),
+    case("init-empty", lambda: _init([], []), ValueError, "feature_images"),
+    case("init-count", lambda: _init(_IMG4, []), ValueError, "label_images"),
+    case("init-shape", lambda: _init(_IMG4, [np.zeros((3, 3), int)]), ValueError,
+         "label_images"),
+    case("init-n_prototypes-0", lambda: _init(_IMG4, _LAB4, n_prototypes=0), ValueError,
+         "n_prototypes"),
+    case("init-radius-negative", lambda: _init(_IMG4, _LAB4, radius=-1), ValueError, "radius"),
+    case("init-strength-nan", lambda: _init(_IMG4, _LAB4, strength=np.nan), ValueError,
+         "strength"),
+    case("init-sigma-zero", lambda: _init(_IMG4, _LAB4, sigma=0.0), ValueError, "sigma"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("call", "exc", "match"), BAD_PREDICTOR_CALLS)
+def test_weight_predictor_calls_reject_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_weight_predictor_one_pixel_and_no_mutation():
+    img = np.array([[0.5]])
+    F = af.window_features(img, 1)
+    np.testing.assert_array_equal(F, np.full((1, 9), 0.5))  # edge replication
+    wp = af.WeightPredictor.initialize_from_images([img], [np.array([[0]])], n_prototypes=4)
+    assert wp.n_prototypes == 1  # clipped to the number of pixels
+    om = wp.predict_weights(af.GridGraph((1, 1)), F)
+    np.testing.assert_array_equal(om.values, [1.0])
+    g = np.ones(_G3.nnz)
+    feats = _RNG.normal(size=(9, 9))
+    f0, g0 = feats.copy(), g.copy()
+    _WP.vjp(_G3, feats, g)
+    np.testing.assert_array_equal(feats, f0)
+    np.testing.assert_array_equal(g, g0)

@@ -1,4 +1,4 @@
-"""Tests for :mod:`assignflow.similarity` (MATH.md §3)."""
+"""Tests for :mod:`assignflow.similarity` (docs/math.md §3)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,20 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import (
+    BAD,
+    INF,
+    NAN,
+    bool_array,
+    case,
+    complex_array,
+    disconnected_graph,
+    inf_array,
+    nan_array,
+    object_none_array,
+    random_weights,
+    str_array,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
@@ -386,3 +400,127 @@ def test_estimate_rho_degenerate_cases():
     assert af.estimate_rho(np.zeros((3, 2))) == 1.0
     with pytest.raises(ValueError, match="distances"):
         af.estimate_rho(np.zeros((0, 2)))
+
+
+# ===== bad input (moved from test_bad_input_*.py)
+# Errors name the argument (a whole word); a wrong type may be either kind (BAD).
+_G9 = GridGraph((3, 3))
+_OM9 = Weights.uniform(_G9)
+_D93 = np.random.default_rng(1).uniform(0.0, 1.0, (9, 3))
+_SIM9 = SimilarityOperator(_OM9, _D93, rho=0.5)
+_WB9 = _SIM9.manifold.barycenter()
+
+SIM_CASES = [
+    case("weights-str", lambda: SimilarityOperator("om", _D93), BAD, "weights"),
+    case("weights-array", lambda: SimilarityOperator(np.eye(9), _D93), BAD, "weights"),
+    case("weights-graph", lambda: SimilarityOperator(_G9, _D93), BAD, "weights"),
+    case("D-rows", lambda: SimilarityOperator(_OM9, _D93[:8]), ValueError, "distances"),
+    case("D-1d", lambda: SimilarityOperator(_OM9, _D93[:, 0]), ValueError, "distances"),
+    case("D-3d", lambda: SimilarityOperator(_OM9, _D93[None]), ValueError, "distances"),
+    case(
+        "D-zero-labels",
+        lambda: SimilarityOperator(_OM9, np.zeros((9, 0))),
+        ValueError,
+        "distances",
+    ),
+    case("D-nan", lambda: SimilarityOperator(_OM9, nan_array((9, 3))), ValueError, "distances"),
+    case("D-inf", lambda: SimilarityOperator(_OM9, inf_array((9, 3))), ValueError, "distances"),
+    case("D-str", lambda: SimilarityOperator(_OM9, str_array((9, 3))), BAD, "distances"),
+    case("D-complex", lambda: SimilarityOperator(_OM9, complex_array((9, 3))), BAD, "distances"),
+    case("D-bool", lambda: SimilarityOperator(_OM9, bool_array((9, 3))), BAD, "distances"),
+    case("D-None", lambda: SimilarityOperator(_OM9, None), BAD, "distances"),
+    case(
+        "D-object-None",
+        lambda: SimilarityOperator(_OM9, object_none_array((9, 3))),
+        BAD,
+        "distances",
+    ),
+    case("rho-zero", lambda: SimilarityOperator(_OM9, _D93, 0.0), ValueError, "rho"),
+    case("rho-negative", lambda: SimilarityOperator(_OM9, _D93, -1.0), ValueError, "rho"),
+    case("rho-nan", lambda: SimilarityOperator(_OM9, _D93, NAN), ValueError, "rho"),
+    case("rho-inf", lambda: SimilarityOperator(_OM9, _D93, INF), ValueError, "rho"),
+    case("rho-str", lambda: SimilarityOperator(_OM9, _D93, "1"), BAD, "rho"),
+    case("rho-bool", lambda: SimilarityOperator(_OM9, _D93, True), BAD, "rho"),
+    case("rho-None", lambda: SimilarityOperator(_OM9, _D93, None), BAD, "rho"),
+    case("rho-complex", lambda: SimilarityOperator(_OM9, _D93, 1j), BAD, "rho"),
+    case("likelihood-W-zero", lambda: _SIM9.likelihood(np.eye(9, 3)), ValueError, "W"),
+    case("similarity-W-shape", lambda: _SIM9(np.full((9, 2), 0.5)), ValueError, "W"),
+    case("similarity-W-nan", lambda: _SIM9.similarity(nan_array((9, 3))), ValueError, "W"),
+    case("differential-X-shape", lambda: _SIM9.differential(_WB9, np.ones(9)), ValueError, "X"),
+    case("differential-X-str", lambda: _SIM9.differential(_WB9, str_array((9, 3))), BAD, "X"),
+]
+
+_PROTOS = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+_FEATS = np.random.default_rng(2).uniform(size=(5, 2))
+DIST_CASES = [
+    case("protos-empty", lambda: dm(_FEATS, np.zeros((0, 2))), ValueError, "prototypes"),
+    case("protos-empty-1d", lambda: dm(_FEATS[:, 0], []), ValueError, "prototypes"),
+    case("protos-3d", lambda: dm(_FEATS, np.zeros((1, 1, 2))), ValueError, "prototypes"),
+    case("protos-nan", lambda: dm(_FEATS, nan_array((3, 2))), ValueError, "prototypes"),
+    case("protos-str", lambda: dm(_FEATS, str_array((3, 2))), BAD, "prototypes"),
+    case("protos-complex", lambda: dm(_FEATS, complex_array((3, 2))), BAD, "prototypes"),
+    case("feats-nan", lambda: dm(nan_array((5, 2)), _PROTOS), ValueError, "features"),
+    case("feats-inf", lambda: dm(inf_array((5, 2)), _PROTOS), ValueError, "features"),
+    case("feats-str", lambda: dm("abc", _PROTOS), BAD, "features"),
+    case("feats-bool", lambda: dm(bool_array((5, 2)), _PROTOS), BAD, "features"),
+    case("feats-channels", lambda: dm(np.ones((5, 3)), _PROTOS), ValueError, "features"),
+    case("feats-1d-vs-2ch", lambda: dm(np.ones(5), _PROTOS), ValueError, "features"),
+    case(
+        "feats-rgb-vs-grey",
+        lambda: dm(np.ones((2, 2, 3)), [0.0, 1.0]),
+        ValueError,
+        "features|prototypes",
+    ),
+    case("metric-unknown", lambda: dm(_FEATS, _PROTOS, metric="nope"), ValueError, "metric"),
+    case("metric-int", lambda: dm(_FEATS, _PROTOS, metric=5), BAD, "metric"),
+]
+
+
+@pytest.mark.parametrize(("fn", "exc", "match"), SIM_CASES)
+def test_similarity_rejects(fn, exc, match):
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+@pytest.mark.parametrize(("fn", "exc", "match"), DIST_CASES)
+def test_distance_matrix_rejects(fn, exc, match):
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+def test_distance_matrix_degenerate():
+    D = dm(_FEATS[:1], _PROTOS[:1])
+    np.testing.assert_allclose(D, [[np.linalg.norm(_FEATS[0] - _PROTOS[0])]], rtol=1e-15)
+    fc, pc = _FEATS.copy(), _PROTOS.copy()
+    D = dm(_FEATS, _PROTOS, metric="sqeuclidean")
+    ref = ((_FEATS[:, None, :] - _PROTOS[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(D, ref, rtol=1e-13)
+    np.testing.assert_array_equal(_FEATS, fc)
+    np.testing.assert_array_equal(_PROTOS, pc)
+    # zero nodes: an empty (0, J) distance matrix, not an error
+    assert dm(np.zeros((0, 2)), _PROTOS).shape == (0, 3)
+
+
+@pytest.mark.parametrize(
+    ("graph", "J"),
+    [
+        pytest.param(disconnected_graph(), 3, id="disconnected-J3"),
+        pytest.param(disconnected_graph(), 1, id="disconnected-J1"),
+        pytest.param(Graph.from_adjacency(np.zeros((1, 1))), 3, id="one-node"),
+        pytest.param(GridGraph((1, 1)), 1, id="one-node-one-label"),
+    ],
+)
+def test_similarity_on_degenerate_problems(graph, J):
+    rng = np.random.default_rng(4)
+    om = random_weights(graph)
+    D = rng.uniform(0, 2, (graph.n_nodes, J))
+    Dc = D.copy()
+    S = SimilarityOperator(om, D, rho=0.3)
+    dense = om.to_csr().toarray()
+    np.testing.assert_allclose(S.S0, ref_softmax(-dense @ D / 0.3), rtol=1e-12)
+    W = AssignmentManifold(graph.n_nodes, J).random_point(rng)
+    np.testing.assert_allclose(S(W), ref_softmax(dense @ (np.log(W) - D / 0.3)), rtol=1e-12)
+    np.testing.assert_array_equal(D, Dc)
+    iso = np.flatnonzero(graph.degrees == 1)
+    # an isolated node only sees its own data
+    np.testing.assert_allclose(S.S0[iso], ref_softmax(-D[iso] / 0.3), rtol=1e-12)

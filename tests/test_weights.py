@@ -5,6 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import (
+    BAD,
+    bool_array,
+    case,
+    complex_array,
+    disconnected_graph,
+    inf_array,
+    nan_array,
+    object_none_array,
+    str_array,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import PROPERTY, bounded_arrays, graphs, graphs_and_weights, grid_graphs
@@ -317,3 +328,205 @@ def test_apply_bad_input(method, name, bad, exc):
     om = Weights.uniform(G)
     with pytest.raises(exc, match=rf"\b{name}\b"):
         getattr(om, method)(bad)
+
+
+# ===== bad input (moved from test_bad_input_*.py)
+# Errors name the argument (a whole word); a wrong type may be either kind (BAD).
+_G9 = GridGraph((3, 3))
+_OM9 = Weights.uniform(_G9)
+_V49 = np.linspace(0.0, 1.0, _G9.nnz) + 0.1
+_N = _G9.nnz
+
+WEIGHTS_CASES = [
+    case("graph-str", lambda: Weights("g", _OM9.values), BAD, "graph"),
+    case("graph-None", lambda: Weights(None, _OM9.values), BAD, "graph"),
+    case("graph-scipy", lambda: Weights(sp.eye(9), _OM9.values), BAD, "graph"),
+    case("values-short", lambda: Weights(_G9, _OM9.values[:-1]), ValueError, "values"),
+    case("values-2d", lambda: Weights(_G9, _OM9.values[None]), ValueError, "values"),
+    case("values-scalar", lambda: Weights(_G9, 1.0), ValueError, "values"),
+    case("values-nan", lambda: Weights(_G9, nan_array(_N)), ValueError, "values"),
+    case("values-inf", lambda: Weights(_G9, inf_array(_N)), ValueError, "values"),
+    case("values-negative", lambda: Weights(_G9, -_OM9.values), ValueError, "values"),
+    case("values-zero", lambda: Weights(_G9, np.zeros(_N)), ValueError, "values"),
+    case("values-not-stochastic", lambda: Weights(_G9, 2 * _OM9.values), ValueError, "values"),
+    case("values-str", lambda: Weights(_G9, str_array(_N)), BAD, "values"),
+    case("values-complex", lambda: Weights(_G9, _OM9.values + 0j), BAD, "values"),
+    case("values-bool", lambda: Weights(_G9, bool_array(_N)), BAD, "values"),
+    case("values-None", lambda: Weights(_G9, None), BAD, "values"),
+    case("values-object-None", lambda: Weights(_G9, object_none_array(_N)), BAD, "values"),
+    case("uniform-str", lambda: Weights.uniform("g"), BAD, "graph"),
+    case("uniform-None", lambda: Weights.uniform(None), BAD, "graph"),
+    case("normalized-zero", lambda: Weights.normalized(_G9, np.zeros(_N)), ValueError, "values"),
+    case("normalized-neg", lambda: Weights.normalized(_G9, -_V49), ValueError, "values"),
+    case("normalized-nan", lambda: Weights.normalized(_G9, nan_array(_N)), ValueError, "values"),
+    case("normalized-shape", lambda: Weights.normalized(_G9, _V49[:3]), ValueError, "values"),
+    case("normalized-str", lambda: Weights.normalized(_G9, str_array(_N)), BAD, "values"),
+    case("normalized-graph", lambda: Weights.normalized(3, _V49), BAD, "graph"),
+    case("logits-nan", lambda: Weights.from_logits(_G9, nan_array(_N)), ValueError, "logits"),
+    case("logits-inf", lambda: Weights.from_logits(_G9, -inf_array(_N)), ValueError, "logits"),
+    case("logits-shape", lambda: Weights.from_logits(_G9, _V49[:-2]), ValueError, "logits"),
+    case("logits-str", lambda: Weights.from_logits(_G9, str_array(_N)), BAD, "logits"),
+    case("logits-complex", lambda: Weights.from_logits(_G9, complex_array(_N)), BAD, "logits"),
+    case(
+        "patches-not-grid",
+        lambda: Weights.from_patches(Graph.from_adjacency(np.eye(9)), np.ones((3, 3, 9))),
+        BAD,
+        "graph",
+    ),
+    case(
+        "patches-shape",
+        lambda: Weights.from_patches(_G9, np.ones((3, 3, 8))),
+        ValueError,
+        "patches",
+    ),
+    case(
+        "patches-nan",
+        lambda: Weights.from_patches(_G9, nan_array((3, 3, 9))),
+        ValueError,
+        "patches",
+    ),
+    case("patches-str", lambda: Weights.from_patches(_G9, str_array((3, 3, 9))), BAD, "patches"),
+    # the patches become the weight values: either name is right
+    case(
+        "patches-negative-normalize",
+        lambda: Weights.from_patches(_G9, -np.ones((3, 3, 9)), normalize=True),
+        ValueError,
+        "patches|values",
+    ),
+    case(
+        "patches-not-stochastic",
+        lambda: Weights.from_patches(_G9, np.ones((3, 3, 9))),
+        ValueError,
+        "patches|values",
+    ),
+    case(
+        "matrix-off-pattern",
+        lambda: Weights.from_matrix(Graph.from_adjacency(np.zeros((3, 3))), np.full((3, 3), 1 / 3)),
+        ValueError,
+        "matrix",
+    ),
+    case(
+        "matrix-sparse-off-pattern",
+        lambda: Weights.from_matrix(_G9, sp.csr_matrix(np.full((9, 9), 1 / 9))),
+        ValueError,
+        "matrix",
+    ),
+    case("matrix-shape", lambda: Weights.from_matrix(_G9, np.eye(8)), ValueError, "matrix"),
+    case("matrix-1d", lambda: Weights.from_matrix(_G9, np.ones(9)), ValueError, "matrix"),
+    case("matrix-nan", lambda: Weights.from_matrix(_G9, nan_array((9, 9))), ValueError, "matrix"),
+    case(
+        "matrix-sparse-inf",
+        lambda: Weights.from_matrix(_G9, sp.csr_matrix(inf_array((9, 9)))),
+        ValueError,
+        "matrix",
+    ),
+    case("matrix-str", lambda: Weights.from_matrix(_G9, str_array((9, 9))), BAD, "matrix"),
+    case(
+        "matrix-complex",
+        lambda: Weights.from_matrix(_G9, _OM9.to_csr() * (1 + 0j)),
+        BAD,
+        "matrix",
+    ),
+    case("matrix-None", lambda: Weights.from_matrix(_G9, None), BAD, "matrix"),
+    # the matrix entries on the edges become the weight values: either name is right
+    case(
+        "matrix-zero-on-edge",
+        lambda: Weights.from_matrix(_G9, np.eye(9)),
+        ValueError,
+        "matrix|values",
+    ),
+    case(
+        "matrix-not-stochastic",
+        lambda: Weights.from_matrix(_G9, 2 * _OM9.to_csr()),
+        ValueError,
+        "matrix|values",
+    ),
+    case("matrix-graph", lambda: Weights.from_matrix("g", np.eye(9)), BAD, "graph"),
+]
+
+APPLY_CASES = [
+    case("V-rows", lambda: _OM9.apply(np.ones((8, 2))), ValueError, "V"),
+    case("V-3d", lambda: _OM9.apply(np.ones((9, 2, 1))), ValueError, "V"),
+    case("V-0d", lambda: _OM9.apply(1.0), ValueError, "V"),
+    case("V-nan", lambda: _OM9.apply(nan_array((9, 2))), ValueError, "V"),
+    case("V-inf", lambda: _OM9.apply(inf_array((9, 2))), ValueError, "V"),
+    case("V-str", lambda: _OM9.apply(str_array((9, 2))), BAD, "V"),
+    case("V-complex", lambda: _OM9.apply(complex_array((9, 2))), BAD, "V"),
+    case("V-bool", lambda: _OM9.apply(bool_array((9, 2))), BAD, "V"),
+    case("V-None", lambda: _OM9.apply(None), BAD, "V"),
+    case("matmul-rows", lambda: _OM9 @ np.ones(4), ValueError, "V"),
+    case("U-rows", lambda: _OM9.apply_transpose(np.ones((10, 2))), ValueError, "U"),
+    case("U-nan", lambda: _OM9.apply_transpose(nan_array((9, 2))), ValueError, "U"),
+    case("U-str", lambda: _OM9.apply_transpose(str_array((9,))), BAD, "U"),
+    case("U-complex", lambda: _OM9.apply_transpose(complex_array((9,))), BAD, "U"),
+    case("U-3d", lambda: _OM9.apply_transpose(np.ones((9, 1, 1))), ValueError, "U"),
+]
+
+
+@pytest.mark.parametrize(("fn", "exc", "match"), WEIGHTS_CASES)
+def test_weights_constructors_reject(fn, exc, match):
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+@pytest.mark.parametrize(("fn", "exc", "match"), APPLY_CASES)
+def test_weights_apply_rejects(fn, exc, match):
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+@pytest.mark.parametrize(
+    "graph",
+    [
+        pytest.param(disconnected_graph(), id="disconnected+isolated"),
+        pytest.param(Graph.from_adjacency(np.zeros((1, 1))), id="one-node"),
+        pytest.param(Graph.from_adjacency(np.zeros((4, 4))), id="all-isolated"),
+        pytest.param(GridGraph((1, 1)), id="grid-1x1"),
+        pytest.param(GridGraph((1, 5), radius=2), id="grid-1x5-r2"),
+    ],
+)
+def test_weights_on_degenerate_graphs(graph):
+    rng = np.random.default_rng(3)
+    raw = rng.uniform(0.5, 2.0, graph.nnz)
+    raw_copy = raw.copy()
+    om = Weights.normalized(graph, raw)
+    np.testing.assert_array_equal(raw, raw_copy)
+    dense = sp.csr_matrix((raw, graph.indices, graph.indptr), shape=(graph.n_nodes,) * 2).toarray()
+    dense /= dense.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(om.to_csr().toarray(), dense, rtol=1e-14)
+    # isolated nodes keep their own value: weight 1 on the self-loop
+    iso = np.flatnonzero(graph.degrees == 1)
+    np.testing.assert_array_equal(om.values[graph.indptr[iso]], 1.0)
+    for J in (1, 3):
+        V = rng.standard_normal((graph.n_nodes, J))
+        Vc = V.copy()
+        np.testing.assert_allclose(om.apply(V), dense @ V, rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(om.apply_transpose(V), dense.T @ V, rtol=1e-13, atol=1e-14)
+        np.testing.assert_array_equal(V, Vc)
+    v = rng.standard_normal(graph.n_nodes)
+    np.testing.assert_allclose(om.apply(v), dense @ v, rtol=1e-13, atol=1e-14)
+    # zero labels: an empty product, not an error
+    assert om.apply(np.zeros((graph.n_nodes, 0))).shape == (graph.n_nodes, 0)
+    # round trips through the matrix and the logits
+    np.testing.assert_allclose(Weights.from_matrix(graph, dense).values, om.values, rtol=1e-14)
+    logits = np.log(om.values) + 5.0
+    np.testing.assert_allclose(Weights.from_logits(graph, logits).values, om.values, rtol=1e-12)
+
+
+def test_weights_from_logits_with_huge_spread_stays_positive():
+    # softmax of a spread of 2000 underflows to 0 in float64; weights must stay valid
+    logits = np.zeros(_G9.nnz)
+    logits[_G9.self_loop_positions] = 2000.0
+    lc = logits.copy()
+    om = Weights.from_logits(_G9, logits)
+    np.testing.assert_array_equal(logits, lc)
+    assert np.all(om.values > 0) and np.all(np.isfinite(om.values))
+    np.testing.assert_allclose(om.values[_G9.self_loop_positions], 1.0, rtol=1e-12)
+
+
+def test_weights_values_copied_not_frozen_in_place():
+    vals = _OM9.values.copy()
+    om = Weights(_G9, vals)
+    assert vals.flags.writeable
+    vals[0] = 99.0
+    assert om.values[0] == _OM9.values[0]

@@ -61,31 +61,41 @@ class SPSA(af.GradientEstimator):
 
     Notes
     -----
-    Forward solves use ``ExponentialKrylov(krylov_dim=30, tol=1e-12)``; the
-    result's ``n_matvecs`` counts flow solves (``2N + 1``), like ``FiniteDiff``.
+    The flow is solved with the integrator given to :meth:`estimate` (default
+    ``ExponentialKrylov(krylov_dim=30, tol=1e-12)``); a ``forward`` solve given
+    to :meth:`estimate` is reused for the value. The result's ``n_matvecs``
+    counts flow solves (``2N``, plus one without ``forward``), like
+    ``FiniteDiff``.
     """
 
     n_samples: int = attrs.field(default=64, validator=_positive_int)
     eps: float = attrs.field(default=1e-4, converter=float, validator=_positive)
     random_state: Any = attrs.field(default=0)
 
-    def _value(self, flow: Any, loss: af.Loss, values: np.ndarray) -> tuple[float, np.ndarray]:
-        w = af.Weights._unchecked(flow.weights.graph, values)
-        V = flow.with_weights(w).solve(af.ExponentialKrylov(krylov_dim=30, tol=1e-12)).V
-        return float(loss.data_value(V)) + float(loss.reg_value(w)), V
+    def _default_integrator(self) -> af.LinearIntegrator:
+        return af.ExponentialKrylov(krylov_dim=30, tol=1e-12)
 
-    def _estimate(self, flow: Any, loss: af.Loss) -> af.GradientResult:
+    def _value(self, flow: Any, loss: af.Loss, values: np.ndarray, integrator: Any) -> float:
+        w = af.Weights._unchecked(flow.weights.graph, values)
+        V = flow.with_weights(w).solve(integrator).V
+        return float(loss.data_value(V)) + float(loss.reg_value(w))
+
+    def _estimate(
+        self, flow: Any, loss: af.Loss, integrator: Any, forward: Any
+    ) -> af.GradientResult:
+        n_solves = 2 * self.n_samples + (forward is None)
+        if forward is None:
+            forward = flow.solve(integrator)
         rng = np.random.default_rng(self.random_state)
         vals = np.asarray(flow.weights.values)
-        _, V = self._value(flow, loss, vals)
         grad = np.zeros(vals.size)
         for _ in range(self.n_samples):
             delta = rng.choice(np.array([-1.0, 1.0]), size=vals.size)
-            fp, _ = self._value(flow, loss, vals + self.eps * delta)
-            fm, _ = self._value(flow, loss, vals - self.eps * delta)
+            fp = self._value(flow, loss, vals + self.eps * delta, integrator)
+            fm = self._value(flow, loss, vals - self.eps * delta, integrator)
             grad += ((fp - fm) / (2.0 * self.eps)) * delta
         grad /= self.n_samples
         # the differences already contain the regulariser
         return af.GradientResult.from_gradient(
-            flow, loss, V, grad, add_regularizer=False, n_matvecs=2 * self.n_samples + 1
+            flow, loss, forward.V, grad, add_regularizer=False, n_matvecs=n_solves, forward=forward
         )

@@ -1,4 +1,4 @@
-"""A class-balanced KL data term."""
+"""A class-balanced KL data term: an example of the loss interface."""
 
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ def balanced_sample_weight(labels: Any) -> np.ndarray:
     Parameters
     ----------
     labels : array of int, shape (I,)
+        Labels ``>= 0``.
 
     Returns
     -------
     ndarray, shape (I,)
+        The weights.
     """
     y = np.asarray(labels, dtype=np.int64).ravel()
     counts = np.bincount(y)
@@ -33,8 +35,23 @@ def balanced_sample_weight(labels: Any) -> np.ndarray:
     return y.size / (n_classes * counts[y].astype(float))
 
 
-@attrs.frozen(eq=False, init=False, repr=False)
-class BalancedKLLoss(af.KLLoss):
+def _labels(labels: Any) -> np.ndarray:
+    return af.KLLoss(labels).labels  # KLLoss's validation: integers >= 0, flat, read-only
+
+
+def _n_labels(instance: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"n_labels must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"n_labels must be >= 1, got {value}")
+    if instance.labels.max() >= value:
+        raise ValueError(f"labels must lie in [0, {value}), got {instance.labels.max()}")
+
+
+@attrs.frozen(eq=False)
+class BalancedKLLoss(af.Loss):
     r"""KL data term with inverse class-frequency sample weights.
 
     .. math::
@@ -50,7 +67,7 @@ class BalancedKLLoss(af.KLLoss):
     Parameters
     ----------
     labels : array of int, shape (I,)
-        Ground-truth label of every node.
+        Ground-truth label of every node (images: flattened row by row).
     n_labels : int, optional
         Number of labels ``J`` of the flows the loss is used with; when given,
         labels must lie in ``[0, n_labels)`` and :meth:`check` also requires
@@ -59,7 +76,15 @@ class BalancedKLLoss(af.KLLoss):
     Attributes
     ----------
     sample_weight : ndarray, shape (I,)
-        The balancing weights (read-only).
+        The balancing weights.
+
+    Notes
+    -----
+    The loss interface: a data term defines :meth:`data_value` and
+    :meth:`data_gradient` of the LAF's final tangent vector ``V`` (shape
+    ``(I, J)``; the assignment is ``W = softmax(J V)`` row by row), and
+    :meth:`check` rejects flows it does not fit. The ``labels`` attribute lets
+    the learning report the fraction of wrongly labeled nodes.
 
     Examples
     --------
@@ -68,27 +93,60 @@ class BalancedKLLoss(af.KLLoss):
     [0.6666666666666666, 0.6666666666666666, 0.6666666666666666, 2.0]
     """
 
-    n_labels: int | None = attrs.field(default=None)
+    labels: np.ndarray = attrs.field(converter=_labels)
+    n_labels: int | None = attrs.field(default=None, validator=_n_labels)
 
-    def __init__(self, labels: Any, n_labels: int | None = None) -> None:
-        y = af.KLLoss(labels).labels  # KLLoss's validation and conversion
-        if n_labels is not None:
-            if isinstance(n_labels, bool) or not isinstance(n_labels, (int, np.integer)):
-                raise TypeError(f"n_labels must be an int, got {type(n_labels).__name__}")
-            n_labels = int(n_labels)
-            if n_labels < 1:
-                raise ValueError(f"n_labels must be >= 1, got {n_labels}")
-            if y.max() >= n_labels:
-                raise ValueError(f"labels must lie in [0, {n_labels}), got {y.max()}")
-        self.__attrs_init__(labels=y, sample_weight=balanced_sample_weight(y), n_labels=n_labels)
+    @property
+    def sample_weight(self) -> np.ndarray:
+        """The inverse class-frequency weights of :attr:`labels`."""
+        return balanced_sample_weight(self.labels)
+
+    def _kl(self) -> af.KLLoss:
+        return af.KLLoss(self.labels, sample_weight=self.sample_weight)
 
     def __repr__(self) -> str:
         k = int(np.count_nonzero(np.bincount(self.labels)))
         return f"BalancedKLLoss(n_nodes={self.labels.size}, n_classes={k})"
 
+    def data_value(self, V: np.ndarray) -> float:
+        """:math:`f_L(V)`.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The LAF's final tangent vector.
+
+        Returns
+        -------
+        float
+            The class-balanced mean KL divergence.
+        """
+        return self._kl().data_value(V)
+
+    def data_gradient(self, V: np.ndarray) -> np.ndarray:
+        r""":math:`\partial f_L/\partial V = J\,w_i(\operatorname{softmax}(JV_i) - e_{y_i})`.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The LAF's final tangent vector.
+
+        Returns
+        -------
+        ndarray, shape (I, J)
+            The gradient (``w`` the normalised balancing weights).
+        """
+        return self._kl().data_gradient(V)
+
     def check(self, flow: Any) -> None:
-        """Raise ``ValueError`` if the labels do not fit ``flow``."""
-        super().check(flow)
+        """Raise ``ValueError`` if the labels do not fit ``flow``.
+
+        Parameters
+        ----------
+        flow : assignflow.LinearizedAssignmentFlow
+            The flow the loss is used with.
+        """
+        self._kl().check(flow)
         if self.n_labels is not None and flow.shape[1] != self.n_labels:
             raise ValueError(
                 f"the loss was built for n_labels={self.n_labels}, the flow has {flow.shape[1]}"
