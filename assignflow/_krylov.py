@@ -178,9 +178,9 @@ def _norm(x: np.ndarray) -> float:
             # accumulate in double: squares of float32 entries beyond ~1e19 overflow
             return math.sqrt(float(np.einsum("i,i->", x, x, dtype=np.float64)))
         nrm = float(np.linalg.norm(x))
-        if math.isinf(nrm) and np.isfinite(x).all():
-            # the sum of squares overflowed although x is finite (|x| > 1e154):
-            # rescale, on this failure path only
+        if (math.isinf(nrm) and np.isfinite(x).all()) or (nrm < 1e-145 and x.any()):
+            # the sum of squares overflowed (|x| > 1e154) or lost digits to underflow
+            # although x is finite and nonzero: rescale, on these failure paths only
             s = float(np.abs(x).max())
             nrm = s * float(np.linalg.norm(x / s))
         return nrm

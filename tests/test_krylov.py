@@ -218,6 +218,19 @@ def test_arnoldi_does_not_modify_start_vector():
     assert not np.shares_memory(res.Q, v)
 
 
+@pytest.mark.parametrize("scale", [1e-250, 1e-160, 1e160, 1e250])
+def test_arnoldi_start_vector_whose_sum_of_squares_leaves_float64(scale):
+    # the squares of 1e-250 underflow to zero, those of 1e250 overflow: the basis is
+    # the same as for the unit-scaled vector (the adjoint of a long horizon gets there)
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((10, 10))
+    v = rng.standard_normal(10)
+    ref = arnoldi(_matvec(M), v, 4)
+    res = arnoldi(_matvec(M), v * scale, 4)
+    np.testing.assert_allclose(res.Q, ref.Q, rtol=1e-12, atol=1e-12)
+    assert math.isclose(res.beta, ref.beta * scale, rel_tol=1e-12)
+
+
 @pytest.mark.parametrize(
     ("v", "m", "kwargs", "match"),
     [

@@ -839,9 +839,11 @@ TAMPERED_META = [
     ("fitted-predictor-str", _set(*F, "predictor_", value="p"), ["predictor_"]),
     ("fitted-edge-wrong-name", _set(*F, "predictors_", "__seq__", 0, "name", value="prototype"),
      ["WeightPredictor"]),
-    ("fitted-edge-groups-beyond-features", _set(*F, "predictors_", "__seq__", 0, "fields",
-        "groups", value={"__seq__": [{"__seq__": [0, 99]}, {"__seq__": [1, 2]},
-                                     {"__seq__": [2, 3]}]}), [r"predictors_\[0\]"]),
+    # as many groups as before (theta still matches), the first one reading column 99
+    ("fitted-edge-groups-beyond-features", lambda meta: _set(*F, "predictors_", "__seq__", 0,
+        "fields", "groups", value={"__seq__": [{"__seq__": [0, 99]}] + meta["fitted"][
+            "__dict__"]["predictors_"]["__seq__"][0]["fields"]["groups"]["__seq__"][1:]})(meta),
+        [r"predictors_\[0\]"]),
     # the first layer reading the previous layer's assignment: the second layer's predictor
     ("fitted-edge-reads-no-assignment", lambda meta: _set(*F, "predictors_", "__seq__", 0,
         value=meta["fitted"]["__dict__"]["predictors_"]["__seq__"][1])(meta),
