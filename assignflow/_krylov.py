@@ -202,12 +202,20 @@ def _raise_nonfinite(w: np.ndarray, what: str) -> None:
 def _default_breakdown_rtol(n: int, eps: float = _EPS) -> float:
     # Relative size below which the new Arnoldi direction is indistinguishable
     # from the rounding noise of the matvec and the Gram-Schmidt sums (whose
-    # error grows like sqrt(n) * eps); the 1e-12 floor keeps small problems
+    # error grows like sqrt(length) * eps); the 1e-12 floor keeps small problems
     # from missing genuine invariant subspaces because of a few ulps of noise.
+    # In single precision the sums are float32 only within the Gram-Schmidt blocks
+    # (at most _GS_MAX_BLOCK entries; the block sums and every norm accumulate in
+    # double), so the length is capped there: with sqrt(n), a 512 x 512 x 10
+    # problem would call h_{j+1,j} < 1.5e-3 * ||A|| a breakdown and truncate the
+    # Krylov space (seen in the adjoint runs of the float32 gradient).
+    if eps > _EPS:
+        n = min(n, _GS_MAX_BLOCK)
     return max(1e-12, 8.0 * math.sqrt(n) * eps)
 
 
 _GS_CHUNK_BYTES = 1 << 20  # basis columns per block: about 1 MiB, to stay in L2
+_GS_MAX_BLOCK = _GS_CHUNK_BYTES // 16  # the longest block (j = 1, below)
 
 
 def _orthogonalize(basis: np.ndarray, w: np.ndarray, mode: str) -> tuple[np.ndarray, float, float]:

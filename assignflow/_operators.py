@@ -51,14 +51,25 @@ class _ChunkedOperator(ABC):
             cache[key] = self._blocks(transpose, n_chunks, dtype)
         return cache[key]
 
-    def _run(self, x: np.ndarray, transpose: bool, rowwise: RowFunc | None) -> np.ndarray:
+    def _run(
+        self,
+        x: np.ndarray,
+        transpose: bool,
+        rowwise: RowFunc | None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
         x2, squeeze = _as_2d(x)
         if not x2.flags.c_contiguous:
             x2 = np.ascontiguousarray(x2)
         # float32 in, float32 out (the blocks are kept in both precisions), so that
         # large problems in single precision never upcast; anything else is float64
         dtype = np.dtype(np.float32 if x2.dtype == np.float32 else np.float64)
-        out = np.empty((self.n, x2.shape[1]), dtype=dtype)
+        if out is None:
+            out = np.empty((self.n, x2.shape[1]), dtype=dtype)
+        else:
+            out, _ = _as_2d(out)
+            if out.shape != (self.n, x2.shape[1]) or out.dtype != dtype:
+                raise ValueError(f"out must have shape {(self.n, x2.shape[1])}, dtype {dtype}")
         blocks = self._cache(transpose, n_chunks_for(x2.size), dtype)
 
         def work(k: int) -> None:
@@ -71,13 +82,17 @@ class _ChunkedOperator(ABC):
         run_chunks(work, len(blocks))
         return out[:, 0] if squeeze else out
 
-    def apply(self, x: np.ndarray, rowwise: RowFunc | None = None) -> np.ndarray:
-        """``Ω x`` for ``x`` of shape ``(n,)`` or ``(n, J)``."""
-        return self._run(x, False, rowwise)
+    def apply(
+        self, x: np.ndarray, rowwise: RowFunc | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``Ω x`` for ``x`` of shape ``(n,)`` or ``(n, J)`` (into ``out`` if given)."""
+        return self._run(x, False, rowwise, out)
 
-    def apply_transpose(self, x: np.ndarray, rowwise: RowFunc | None = None) -> np.ndarray:
-        """``Ωᵀ x`` for ``x`` of shape ``(n,)`` or ``(n, J)``."""
-        return self._run(x, True, rowwise)
+    def apply_transpose(
+        self, x: np.ndarray, rowwise: RowFunc | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``Ωᵀ x`` for ``x`` of shape ``(n,)`` or ``(n, J)`` (into ``out`` if given)."""
+        return self._run(x, True, rowwise, out)
 
 
 class CSROperator(_ChunkedOperator):

@@ -58,8 +58,9 @@ import scipy.linalg as sla
 
 from . import registry
 from ._krylov import _phi_columns, arnoldi, expm_krylov, solve_linear_ode
-from ._parallel import blas_single_thread
-from ._simplex import project_tangent, replicator, row_dot
+from ._operators import _ChunkedOperator
+from ._parallel import blas_single_thread, n_chunks_for, row_chunks, run_chunks
+from ._simplex import project_tangent, replicator_inplace, row_dot
 from ._validation import as_float_array, positive_float_converter, positive_int_validator
 from .flows import DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
 from .integrators import MAX_KRYLOV_DIM, ExponentialKrylov, FlowResult, LinearIntegrator
@@ -265,31 +266,78 @@ class _Contraction:
         self.op = flow.weights.operator
         self.S0 = flow.S0
         self.grad = np.zeros(self.graph.nnz)
-        self.C = np.zeros(flow.shape)
-        self.Gb = np.zeros(flow.shape)
+        self.C = np.zeros(flow.shape)  # ∂f/∂S0, the G12 part included (add_b)
+        self._blocks = _row_blocks(flow.shape)
 
     def add(self, U: np.ndarray, W: np.ndarray) -> None:
-        S0 = self.S0
-        self.grad += self.graph.edge_dot(replicator(S0, U), W)
+        S0, C, blocks = self.S0, self.C, self._blocks
+        RU = np.empty_like(U)
+
+        def rep(k: int) -> None:
+            for a, c in blocks[k]:
+                blk = RU[a:c]
+                blk[...] = U[a:c]
+                replicator_inplace(S0[a:c], blk)
+
+        run_chunks(rep, len(blocks))
+        self.grad += self.graph.edge_dot(RU, W)
+        RU = None
         Z = self.op.apply(W)
-        su = row_dot(S0, U)[:, None]
-        sz = row_dot(S0, Z)[:, None]
-        self.C += U * (Z - sz)
-        self.C -= su * Z
+
+        def acc(k: int) -> None:
+            # C += U ⊙ (Z - <S0, Z>) - <S0, U> Z, a row block at a time (in cache)
+            for a, c in blocks[k]:
+                s0, u, z = S0[a:c], U[a:c], Z[a:c]
+                t = z - row_dot(s0, z)[:, None]
+                t *= u
+                t -= row_dot(s0, u)[:, None] * z
+                C[a:c] += t
+
+        run_chunks(acc, len(blocks))
 
     def add_b(self, G12: np.ndarray) -> None:
-        self.Gb += G12
+        C, J, blocks = self.C, self.flow.n_labels, self._blocks
+
+        def acc(k: int) -> None:
+            for a, c in blocks[k]:
+                t = project_tangent(G12[a:c])
+                t /= J
+                C[a:c] += t
+
+        run_chunks(acc, len(blocks))
 
     def finish(self) -> tuple[np.ndarray, float, np.ndarray]:
         """``(∂f/∂ω, ∂f/∂ρ, ∂f/∂D)``."""
-        sim = self.flow.similarity
-        C = self.C + project_tangent(self.Gb) / self.flow.n_labels
-        Chat = replicator(self.S0, C)
+        sim, S0, blocks = self.flow.similarity, self.S0, self._blocks
+        Chat = self.C  # R_{S0} C, in place (finish is called once)
+
+        def rep(k: int) -> None:
+            for a, c in blocks[k]:
+                replicator_inplace(S0[a:c], Chat[a:c])
+
+        run_chunks(rep, len(blocks))
         D = sim.distances
-        grad = self.grad - self.graph.edge_dot(Chat, D) / sim.rho
-        rho_grad = float(np.sum(Chat * self.op.apply(D))) / sim.rho**2
-        dist_grad = -self.op.apply_transpose(Chat).astype(np.float64) / sim.rho
+        ed = self.graph.edge_dot(Chat, D)
+        ed /= sim.rho
+        grad = self.grad
+        grad -= ed
+        del ed
+        rho_grad = float(np.einsum("ij,ij->", Chat, self.op.apply(D))) / sim.rho**2
+        # Ωᵀ Ĉ in the flow's precision (a float32 flow keeps float32 kernels only)
+        dist_grad = self.op.apply_transpose(Chat.astype(self.flow.dtype, copy=False))
+        dist_grad = dist_grad.astype(np.float64)
+        dist_grad *= -1.0 / sim.rho
         return grad, rho_grad, dist_grad
+
+
+def _row_blocks(shape: tuple[int, int]) -> list[list[tuple[int, int]]]:
+    """Per thread, its rows cut into blocks of about 64k entries (they stay in cache)."""
+    n_rows, J = shape
+    step = max(1, (1 << 16) // max(1, J))
+    out = []
+    for a, c in row_chunks(n_rows, n_chunks_for(n_rows * J)):
+        out.append([(s, min(c, s + step)) for s in range(a, c, step)])
+    return out
 
 
 def weight_gradient(
@@ -485,6 +533,42 @@ def _orthonormal_coordinates(x_norm2: float, coeffs: np.ndarray) -> tuple[np.nda
     return vec / np.sqrt(lam), (vec * np.sqrt(lam)).T
 
 
+def _adjoint_generator(flow: LinearizedAssignmentFlow):
+    r"""``z ↦ [[A, b], [0, 0]]ᵀ z = [Aᵀ z_{1:n}; ⟨b, z_{1:n}⟩]`` for the adjoint Arnoldi runs.
+
+    The transpose of ``flow.augmented_operator(scale=1)`` at the barycenter, with its
+    two full-size work arrays allocated once: the replicator ``R_{S0} z_{1:n}`` is
+    written into a scratch array row block by row block and ``Ωᵀ`` into the output
+    (the Arnoldi run copies the output into its basis at once, so it is reused).
+    """
+    n, dt, shape = flow.size, flow.dtype, flow.shape
+    op = flow.weights.operator
+    if not isinstance(op, _ChunkedOperator):  # a plugin graph's operator
+        return flow.augmented_operator(scale=1.0).rmatvec
+    S0, b = flow.S0, flow.B.ravel()
+    scratch = np.empty(shape, dtype=dt)
+    out = np.empty(n + 1, dtype=dt)
+    out_V = out[:n].reshape(shape)
+    chunks = row_chunks(shape[0], n_chunks_for(n))
+
+    def rmv(z: np.ndarray) -> np.ndarray:
+        U = z[:n].reshape(shape)
+
+        def work(k: int) -> None:
+            a, c = chunks[k]
+            blk = scratch[a:c]
+            blk[...] = U[a:c]
+            replicator_inplace(S0[a:c], blk)
+
+        run_chunks(work, len(chunks))
+        op.apply_transpose(scratch, out=out_V)
+        # accumulate in double: in float32 a long dot product loses digits
+        out[n] = float(np.einsum("i,i->", b, z[:n], dtype=np.float64))
+        return out
+
+    return rmv
+
+
 @registry.gradient_estimators.register("closed_form_low_rank")
 @attrs.frozen
 class ClosedFormLowRank(GradientEstimator):
@@ -601,7 +685,7 @@ class ClosedFormLowRank(GradientEstimator):
         """
         n, dt = flow.size, flow.dtype
         m_fw, reorth_fw, tol = fw_settings
-        aug_T = flow.augmented_operator(scale=1.0).rmatvec
+        aug_T = _adjoint_generator(flow)
         h, k = step.h, step.H.shape[0]
         Ht = np.zeros((k + 1, k + 1))
         Ht[1, 0] = step.beta
@@ -655,13 +739,14 @@ class ClosedFormLowRank(GradientEstimator):
             coef[:, 0] = (delta * beta) * X[:, 0]  # G12, in full
             coef[:, 1:] = (delta * beta) * Yl[:, :r] * sig[:r]
             # one stream over the adjoint basis: the U factors, G12 and the next λ
-            C = np.empty((k1, r + 2))
-            C[:, : r + 1] = coef
-            C[:, r + 1] = beta * E[:k1, 0]
-            out = bw.Q[:k1].T @ C.astype(dt)  # (n + 1, r + 2)
+            C = np.empty((r + 2, k1))
+            C[: r + 1] = coef.T
+            C[r + 1] = beta * E[:k1, 0]
+            # (r + 2, n + 1): every row is one vector, contiguous (no copies)
+            out = C.astype(dt) @ bw.Q[:k1]
             wc = Zt[:r].T if F is None else F @ Zt[:r].T  # W in the coordinates of Y
-            pieces.append((np.ascontiguousarray(out[:n, : r + 1].T), wc))
-            lam = np.ascontiguousarray(out[:, r + 1])
+            pieces.append((out[: r + 1, :n], wc))
+            lam = out[r + 1]
             del bw, out
             tau -= delta
             if not np.max(np.abs(lam)) > ctx["floor"]:
@@ -678,15 +763,14 @@ class ClosedFormLowRank(GradientEstimator):
             del fw
         for PU, wc in pieces:
             acc.add_b(PU[0].reshape(flow.shape))
+            # (r, n): one stream over the forward basis, one contiguous row per factor
             if F is None:
-                Wm = basis.T @ wc.astype(dt)  # (n, r): one stream over the forward basis
+                Wm = wc.T.astype(dt) @ basis
             else:
-                Wm = basis.T @ wc[1:].astype(dt) + np.outer(step.x_start, wc[0].astype(dt))
+                Wm = wc[1:].T.astype(dt) @ basis
+                Wm += wc[0].astype(dt)[:, None] * step.x_start
             for i in range(wc.shape[1]):
-                U, Wf = (
-                    PU[1 + i].reshape(flow.shape),
-                    np.ascontiguousarray(Wm[:, i]).reshape(flow.shape),
-                )
+                U, Wf = PU[1 + i].reshape(flow.shape), Wm[i].reshape(flow.shape)
                 acc.add(U, Wf)
                 if self.return_factors:
                     keep.append((U, Wf))

@@ -37,7 +37,7 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -123,6 +123,23 @@ def uniform_laf(x: np.ndarray, P: np.ndarray, rho: float, T: float) -> np.ndarra
     """The uniform-weight LAF at one ``(rho, T)`` (also used at the learned model's)."""
     w = af.Weights.uniform(af.GridGraph(x.shape[:2]))
     return _laf(w, af.distance_matrix(x, P), rho, T).reshape(x.shape[:2])
+
+
+def uniform_stack(
+    x: np.ndarray, P: np.ndarray, rhos: Sequence[float], Ts: Sequence[float], radius: int = 1
+) -> np.ndarray:
+    """A deep LAF with uniform weights in every layer, at per-layer ``rho``, ``T`` (and radius).
+
+    The learned deep model with its weights replaced by uniform ones: the reference of
+    "learning never hurts" for a stack (one layer: the uniform LAF).
+    """
+    w = af.Weights.uniform(af.GridGraph(x.shape[:2], radius=int(radius)))
+    D = af.distance_matrix(x, P)
+    layers = [af.SimilarityOperator(w, D, rho=float(r)) for r in rhos]
+    res = af.DeepLinearizedAssignmentFlow(layers, T=[float(t) for t in Ts]).solve(
+        af.ExponentialKrylov()
+    )
+    return res.labels.reshape(x.shape[:2])
 
 
 def bilateral_weights(x: np.ndarray, b: float, sigma: float) -> af.Weights:

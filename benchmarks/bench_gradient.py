@@ -75,9 +75,28 @@ sys.path.insert(0, str(HERE))
 
 from autodiff_torch import make_problem  # noqa: E402 - torch itself is imported lazily
 
-METHODS = ("forward", "gradient", "gradient_lowmem", "torch_euler", "torch_krylov")
+METHODS = (
+    "forward",
+    "forward_f32",
+    "gradient",
+    "gradient_f32",
+    "gradient_lowmem",
+    "gradient_lowmem_f32",
+    "torch_euler",
+    "torch_krylov",
+)
+LARGE_METHODS = ("forward_f32", "gradient_f32", "gradient_lowmem_f32")
 TORCH_METHODS = ("torch_euler", "torch_krylov")
-GRADIENT_METHODS = ("gradient", "gradient_lowmem", "torch_euler", "torch_krylov")
+GRADIENT_METHODS = (
+    "gradient",
+    "gradient_f32",
+    "gradient_lowmem",
+    "gradient_lowmem_f32",
+    "torch_euler",
+    "torch_krylov",
+)
+DESCENT_METHODS = ("descent_f32", "descent")
+VOLUME_METHODS = ("volume_forward", "volume_gradient")
 EULER_STEP = 0.1
 RHO = 0.1
 WARMUP_SIZE = 32
@@ -118,16 +137,21 @@ def _reset_peak() -> bool:
 
 
 # --------------------------------------------------------------------------- worker
-def _fresh_flow(problem: dict, T: float):
+def _dtype_of(method: str) -> str:
+    return "float32" if method.endswith("_f32") else "float64"
+
+
+def _fresh_flow(problem: dict, T: float, dtype: str = "float64"):
     """A flow with new Weights/SimilarityOperator objects: no cached S0 or Ω kernels."""
     weights = af.Weights(problem["graph"], problem["values"])
-    sim = af.SimilarityOperator(weights, problem["D"], rho=problem["rho"])
+    sim = af.SimilarityOperator(weights, problem["D"], rho=problem["rho"], dtype=dtype)
     return af.LinearizedAssignmentFlow(sim, T=T)
 
 
 def _make_call(method: str, problem: dict, args):
     """Return ``setup()``; ``setup()`` builds fresh objects and returns the call to time."""
-    T, m, loss = args.T, args.krylov_dim, problem["loss"]
+    T, m, loss = problem["T"], args.krylov_dim, problem["loss"]
+    integ = af.ExponentialKrylov(krylov_dim=m, **problem.get("integrator_options", {}))
     if method == "torch_euler":
         from autodiff_torch import torch_value_and_grad_euler
 
@@ -136,27 +160,28 @@ def _make_call(method: str, problem: dict, args):
         from autodiff_torch import torch_value_and_grad_krylov
 
         return lambda: lambda: torch_value_and_grad_krylov(problem, krylov_dim=m)
-    if method == "forward":
-        integ = af.ExponentialKrylov(krylov_dim=m)
+    base = method.removesuffix("_f32").removeprefix("volume_")
+    if base == "forward":
 
         def run(flow):
             return flow.solve(integ)
-    elif method in ("gradient", "gradient_lowmem"):
-        est = af.ClosedFormLowRank(krylov_dim=m, rank=1, low_memory=method == "gradient_lowmem")
+    elif base in ("gradient", "gradient_lowmem"):
+        est = af.ClosedFormLowRank(krylov_dim=m, rank=1, low_memory=base == "gradient_lowmem")
 
         def run(flow):
-            return est.value_and_gradient(flow, loss)
-    elif method == "descent":
+            return est.value_and_gradient(flow, loss, integrator=integ)
+    elif base == "descent":
 
         def run(flow):
             return af.riemannian_gradient_descent(
-                flow, loss, "closed_form_low_rank", max_iter=args.descent_iter
+                flow, loss, "closed_form_low_rank", max_iter=args.descent_iter, integrator=integ
             )
     else:
         raise ValueError(f"unknown method {method!r}")
+    dtype = "float32" if method.startswith("volume_") else _dtype_of(method)
 
     def setup():
-        flow = _fresh_flow(problem, T)
+        flow = _fresh_flow(problem, T, dtype)
         return lambda: run(flow)
 
     return setup
@@ -164,10 +189,10 @@ def _make_call(method: str, problem: dict, args):
 
 def _info(method: str, out) -> dict:
     """Small diagnostics of a call's output (and the gradient, to save)."""
-    if method == "forward":
+    if method.startswith(("forward", "volume_forward")):
         s = out.stats
         return {"substeps": s.n_steps, "matvecs": s.n_matvecs, "err_est": s.error_estimate}
-    if method == "descent":
+    if method.startswith("descent"):
         h = out.history
         return {
             "n_iter": int(out.n_iter),
@@ -180,15 +205,53 @@ def _info(method: str, out) -> dict:
     return {"value": float(value)}
 
 
+def make_volume_problem(size: int, n_labels: int, T: float, seed: int = 0) -> dict:
+    """bench_volume.py's problem (a noisy Voronoi volume, 3×3×3 windows, uniform weights).
+
+    The distances to the grey levels, ``ρ`` (:func:`assignflow.estimate_rho`) and the
+    graph are set-up; the timed calls build the flow (``S0``, ``Ω``'s diagonals) and
+    solve it, or take the KL loss against the noise-free partition and its gradient.
+    """
+    from bench_volume import make_volume
+
+    truth, noisy, levels = make_volume(size, n_labels, 60, 0.25, seed=seed)
+    D = af.distance_matrix(noisy.reshape(-1, 1), levels[:, None]).astype(np.float32)
+    graph = af.GridGraph(noisy.shape, radius=1)
+    weights = af.Weights.uniform(graph)
+    return {
+        "shape": noisy.shape,
+        "n_labels": n_labels,
+        "rho": af.estimate_rho(D),
+        "T": float(T),
+        "D": D,
+        "graph": graph,
+        "values": np.array(weights.values),
+        "loss": af.KLLoss(labels=truth.ravel()),
+        "integrator_options": {"tol": 1e-6},
+    }
+
+
 def run_worker(method: str, size: int, args) -> dict:
-    setup_small = _make_call(
-        method, make_problem((WARMUP_SIZE,) * 2, args.labels, rho=RHO, T=args.T, seed=1), args
-    )
-    setup_small()()  # warm-up: imports, thread pools, torch initialisation
-    problem = make_problem((size, size), args.labels, rho=RHO, T=args.T, seed=0)
+    if method.startswith("volume_"):
+        small = make_volume_problem(16, args.volume_labels, args.volume_T, seed=1)
+        problem_of = lambda: make_volume_problem(size, args.volume_labels, args.volume_T)  # noqa: E731
+    else:
+        small = make_problem((WARMUP_SIZE,) * 2, args.labels, rho=RHO, T=args.T, seed=1)
+        problem_of = lambda: make_problem((size, size), args.labels, rho=RHO, T=args.T, seed=0)  # noqa: E731
+    _make_call(method, small, args)()()  # warm-up: imports, thread pools, torch initialisation
+    del small
+    problem = problem_of()
+    if method not in TORCH_METHODS:  # the torch leaf's arrays: not part of the numpy problem
+        for key in ("patches", "mask", "flow", "weights"):
+            problem.pop(key, None)
+        gc.collect()
     setup = _make_call(method, problem, args)
-    repeat = args.repeat if method != "descent" else max(1, min(args.repeat, args.descent_repeat))
-    times, peaks, resets, rss0 = [], [], [], []
+    repeat = args.repeat
+    if method.startswith("descent"):
+        repeat = max(1, min(args.repeat, args.descent_repeat))
+    elif size in args.large_sizes or method.startswith("volume_"):
+        repeat = max(1, min(args.repeat, args.large_repeat))
+    times, peaks, totals, resets, rss0 = [], [], [], [], []
     info: dict = {}
     for r in range(repeat):
         call = setup()
@@ -203,6 +266,7 @@ def run_worker(method: str, size: int, args) -> dict:
             peaks.append(st1["VmHWM"] - st0["VmRSS"])
         else:
             peaks.append(float("nan"))
+        totals.append(st1["VmHWM"])
         times.append(dt)
         resets.append(reset)
         rss0.append(st0["VmRSS"])
@@ -214,13 +278,14 @@ def run_worker(method: str, size: int, args) -> dict:
     return {
         "method": method,
         "size": size,
-        "pixels": size * size,
-        "n": size * size * args.labels,
+        "pixels": int(np.prod(problem["shape"])),
+        "n": int(np.prod(problem["shape"])) * problem["n_labels"],
         "repeat": repeat,
         "time_s": statistics.median(times),
         "times_s": times,
         "peak_mb": max(peaks),
         "peaks_mb": peaks,
+        "process_peak_mb": max(totals),
         "rss_before_mb": rss0[-1],
         "hwm_reset": all(resets),
         "threads": af.get_num_threads(),
@@ -269,11 +334,22 @@ def _spawn(method: str, size: int, args, grad_path: str | None) -> dict:
         str(args.descent_iter),
         "--descent-repeat",
         str(args.descent_repeat),
+        "--large-repeat",
+        str(args.large_repeat),
+        "--volume-labels",
+        str(args.volume_labels),
+        "--volume-T",
+        repr(args.volume_T),
+        "--large-sizes",
+        *[str(x) for x in args.large_sizes],
     ]
     if grad_path:
         cmd += ["--save-grad", grad_path]
     env = dict(os.environ)
-    nt = str(args.threads)
+    # the worker imports the same assignflow as this process (not another installed copy)
+    root = str(Path(af.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    nt = str(args.torch_threads if method in TORCH_METHODS else args.threads)
     env.update(
         ASSIGNFLOW_NUM_THREADS=nt, OMP_NUM_THREADS=nt, OPENBLAS_NUM_THREADS=nt, MKL_NUM_THREADS=nt
     )
@@ -302,23 +378,36 @@ def _pixel_cosines(graph, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return dot / (na * nb)
 
 
-def _compare_gradients(size: int, paths: dict[str, str], labels: int) -> dict:
-    """Relative errors and per-pixel cosines of the gradients, against torch_krylov."""
+def _compare(graph, g: np.ndarray, ref: np.ndarray) -> dict:
+    cos = _pixel_cosines(graph, g, ref)
+    return {
+        "rel_err": float(np.linalg.norm(g - ref) / np.linalg.norm(ref)),
+        "cosine": float(g @ ref / (np.linalg.norm(g) * np.linalg.norm(ref))),
+        "pixels_cos_ge_0.9": float(np.mean(cos[np.isfinite(cos)] >= 0.9)),
+    }
+
+
+def _compare_gradients(size: int, paths: dict[str, str]) -> dict:
+    """Relative errors and cosines of the gradients against two references.
+
+    ``exact``: autodiff through Krylov (the exact gradient of the same forward map),
+    for every closed-form gradient (the rank-1 truncation error); ``float64``: the
+    float64 closed-form gradient, for the float32 ones (the error of single precision).
+    """
     grads = {k: np.load(p) for k, p in paths.items() if os.path.exists(p)}
-    ref_key = "torch_krylov" if "torch_krylov" in grads else "gradient"
-    if ref_key not in grads:
-        return {}
-    ref = grads[ref_key]
     graph = af.GridGraph((size, size))
-    out = {"reference": ref_key}
-    for k, g in grads.items():
-        if k == ref_key:
-            continue
-        cos = _pixel_cosines(graph, g, ref)
-        out[k] = {
-            "rel_err": float(np.linalg.norm(g - ref) / np.linalg.norm(ref)),
-            "cosine": float(g @ ref / (np.linalg.norm(g) * np.linalg.norm(ref))),
-            "pixels_cos_ge_0.9": float(np.mean(cos[np.isfinite(cos)] >= 0.9)),
+    out: dict = {}
+    if "torch_krylov" in grads:
+        ref = grads["torch_krylov"]
+        out["vs_torch_krylov"] = {
+            k: _compare(graph, g, ref) for k, g in grads.items() if k != "torch_krylov"
+        }
+    if "gradient" in grads:
+        ref = grads["gradient"]
+        out["vs_float64"] = {
+            k: _compare(graph, g, ref)
+            for k, g in grads.items()
+            if k.endswith("_f32") or k == "gradient_lowmem"
         }
     return out
 
@@ -329,13 +418,39 @@ def _fmt(x, spec: str, width: int) -> str:
     return f"{x:>{width}{spec}}"
 
 
+def _measure(method: str, size: int, args, tmp: str, row: dict, paths: dict, notes: list) -> None:
+    if method in TORCH_METHODS:
+        est = estimate_torch_mb(method, size, args)
+        if not _torch_available():
+            row[method] = {"skipped": "torch not installed", "estimated_mb": est}
+            return
+        if est > args.torch_max_gb * 1024:
+            msg = (
+                f"{method} at {size}^2 not run: estimated peak {est / 1024:.1f} GB "
+                f"> --torch-max-gb {args.torch_max_gb:g}"
+            )
+            notes.append(msg)
+            print("  " + msg, flush=True)
+            row[method] = {"skipped": msg, "estimated_mb": est}
+            return
+    path = os.path.join(tmp, f"{method}_{size}.npy")
+    res = _spawn(method, size, args, path if method in GRADIENT_METHODS else None)
+    if method in GRADIENT_METHODS and "error" not in res:
+        paths[method] = path
+    row[method] = res
+    if "error" in res:
+        print(f"  {method} {size} FAILED: {res['error']}", flush=True)
+    else:
+        print(
+            f"  {method:>19} {size:>5}: {res['time_s']:8.3f} s, peak +{res['peak_mb']:7.0f} MB "
+            f"(process {res['process_peak_mb']:7.0f} MB), load {res['load_before']:.2f}",
+            flush=True,
+        )
+
+
 def run(args) -> dict:
     have_torch = _torch_available()
-    descent_sizes = args.descent_sizes
-    if descent_sizes is None:  # 512, or the largest given size below it (quick runs stay quick)
-        below = [s for s in args.sizes if s <= 512]
-        descent_sizes = [512] if 512 in args.sizes else below[-1:] if below else [512]
-    descent_sizes = [s for s in descent_sizes if s > 0]
+    descent_sizes = [s for s in (args.descent_sizes or []) if s > 0]
     print(
         f"J = {args.labels}, m = {args.krylov_dim}, rank 1, T = {args.T}, rho = {RHO}, "
         f"Euler step {EULER_STEP}; "
@@ -344,7 +459,8 @@ def run(args) -> dict:
     )
     load, ncpu = os.getloadavg()[0], os.cpu_count() or 1
     print(
-        f"threads per worker (assignflow, torch, BLAS): {args.threads}; CPUs {ncpu}; "
+        f"threads per worker: assignflow and BLAS {args.threads}, torch baselines "
+        f"{args.torch_threads}; CPUs {ncpu}; "
         f"load average {load:.2f}"
         + (f"  (mmap threshold {args.mmap_threshold} B)" if args.mmap_threshold else ""),
         flush=True,
@@ -361,51 +477,35 @@ def run(args) -> dict:
             "torch is not installed: the autodiff baselines are skipped (pip install torch)"
         )
         print("NOTE: " + notes[-1], flush=True)
+    plan = [(size, list(args.methods)) for size in args.sizes]
+    plan += [(size, list(LARGE_METHODS) + list(TORCH_METHODS)) for size in args.large_sizes]
     with tempfile.TemporaryDirectory() as tmp:
-        for size in args.sizes:
+        for size, methods in plan:
             row: dict = {"size": size, "pixels": size * size}
             paths: dict[str, str] = {}
-            for method in args.methods:
-                if method in TORCH_METHODS:
-                    if not have_torch:
-                        row[method] = {"skipped": "torch not installed"}
-                        continue
-                    est = estimate_torch_mb(method, size, args)
-                    if est > args.torch_max_gb * 1024:
-                        msg = (
-                            f"{method} at {size}^2 skipped: estimated peak {est / 1024:.1f} GB "
-                            f"> --torch-max-gb {args.torch_max_gb:g}"
-                        )
-                        notes.append(msg)
-                        print("  " + msg, flush=True)
-                        row[method] = {"skipped": msg, "estimated_mb": est}
-                        continue
-                path = os.path.join(tmp, f"{method}_{size}.npy")
-                res = _spawn(method, size, args, path if method in GRADIENT_METHODS else None)
-                if method in GRADIENT_METHODS and "error" not in res:
-                    paths[method] = path
-                row[method] = res
-                if "error" in res:
-                    print(f"  {method} {size}^2 FAILED: {res['error']}", flush=True)
-                else:
-                    print(
-                        f"  {method:>16} {size:>5}^2: {res['time_s']:8.3f} s, "
-                        f"peak {res['peak_mb']:8.0f} MB",
-                        flush=True,
-                    )
+            for method in methods:
+                _measure(method, size, args, tmp, row, paths, notes)
             if len(paths) > 1:
-                comparisons[size] = _compare_gradients(size, paths, args.labels)
+                comparisons[size] = _compare_gradients(size, paths)
             rows.append(row)
         descent = []
         for size in descent_sizes:
-            res = _spawn("descent", size, args, None)
-            descent.append(res)
-            if "error" in res:
-                print(f"  descent {size}^2 FAILED: {res['error']}", flush=True)
-    _print_table(rows, descent, comparisons, notes, args)
+            for method in args.descent_methods:
+                res = _spawn(method, size, args, None)
+                descent.append(res)
+                if "error" in res:
+                    print(f"  {method} {size}^2 FAILED: {res['error']}", flush=True)
+                else:
+                    print(f"  {method} {size}^2: {res['time_s']:.2f} s", flush=True)
+        volume: dict = {}
+        if args.volume_size > 0:
+            for method in VOLUME_METHODS:
+                _measure(method, args.volume_size, args, tmp, volume, {}, notes)
+    _print_table(rows, descent, volume, comparisons, notes, args)
     return {
         "config": {
             "sizes": args.sizes,
+            "large_sizes": args.large_sizes,
             "labels": args.labels,
             "krylov_dim": args.krylov_dim,
             "rank": 1,
@@ -415,13 +515,20 @@ def run(args) -> dict:
             "repeat": args.repeat,
             "descent_sizes": descent_sizes,
             "descent_iter": args.descent_iter,
+            "volume_size": args.volume_size,
+            "volume_labels": args.volume_labels,
+            "volume_T": args.volume_T,
             "threads": args.threads,
+            "torch_threads": args.torch_threads,
             "mmap_threshold": args.mmap_threshold,
             "methods": args.methods,
             "torch": have_torch,
+            "load_average_start": load,
+            "load_average_end": os.getloadavg()[0],
         },
         "results": rows,
         "descent": descent,
+        "volume": volume,
         "gradient_comparison": {str(k): v for k, v in comparisons.items()},
         "notes": notes,
     }
@@ -436,36 +543,55 @@ def _ratio(a, b):
     return a / b if (a is not None and b is not None and b > 0) else None
 
 
-def _print_table(rows, descent, comparisons, notes, args) -> None:
+def _print_table(rows, descent, volume, comparisons, notes, args) -> None:
     print()
     print(
-        "times in s (median), peak = peak RSS increment of the call in MB (max); "
-        "speed-up / mem ratio = torch / closed-form gradient"
+        "times in s (median); MB = peak-RSS increment of the call (max); "
+        "x = best autodiff baseline / closed-form gradient (time and memory)"
     )
-    hdr = (
-        f"{'size':>6} {'fwd s':>7} {'grad s':>7} {'g/fwd':>6} {'lowm s':>7} "
-        f"{'grad MB':>8} {'lowm MB':>8} | {'Eul s':>7} {'Eul MB':>7} {'Kry s':>7} {'Kry MB':>7} | "
-        f"{'xEul':>5} {'xKry':>5} {'memEul':>6} {'memKry':>6}"
-    )
+    cols = [
+        ("forward", "fwd64"),
+        ("forward_f32", "fwd32"),
+        ("gradient", "grad64"),
+        ("gradient_f32", "grad32"),
+        ("gradient_lowmem", "low64"),
+        ("gradient_lowmem_f32", "low32"),
+        ("torch_euler", "Euler"),
+        ("torch_krylov", "Krylov"),
+    ]
+    hdr = f"{'size':>6} " + " ".join(f"{lab + ' s':>9} {lab + ' MB':>10}" for _, lab in cols)
     print(hdr)
     print("-" * len(hdr))
     for row in rows:
-        fw, g, gl = (_get(row, k, "time_s") for k in ("forward", "gradient", "gradient_lowmem"))
-        gm, glm = _get(row, "gradient", "peak_mb"), _get(row, "gradient_lowmem", "peak_mb")
-        te, tem = _get(row, "torch_euler", "time_s"), _get(row, "torch_euler", "peak_mb")
-        tk, tkm = _get(row, "torch_krylov", "time_s"), _get(row, "torch_krylov", "peak_mb")
-        print(
-            f"{row['size']:>4}^2 {_fmt(fw, '.3f', 7)} {_fmt(g, '.3f', 7)} "
-            f"{_fmt(_ratio(g, fw), '.2f', 6)} {_fmt(gl, '.3f', 7)} {_fmt(gm, '.0f', 8)} "
-            f"{_fmt(glm, '.0f', 8)} | {_fmt(te, '.2f', 7)} {_fmt(tem, '.0f', 7)} "
-            f"{_fmt(tk, '.2f', 7)} {_fmt(tkm, '.0f', 7)} | {_fmt(_ratio(te, g), '.1f', 5)} "
-            f"{_fmt(_ratio(tk, g), '.1f', 5)} {_fmt(_ratio(tem, gm), '.1f', 6)} "
-            f"{_fmt(_ratio(tkm, gm), '.1f', 6)}"
-        )
-    fwd_peaks = [(r["size"], _get(r, "forward", "peak_mb")) for r in rows]
-    print(
-        "forward-solve peak MB: " + ", ".join(f"{s}^2: {_fmt(p, '.0f', 1)}" for s, p in fwd_peaks)
-    )
+        cells = []
+        for key, _ in cols:
+            t, mb = _get(row, key, "time_s"), _get(row, key, "peak_mb")
+            est = _get(row, key, "estimated_mb")
+            mb_cell = (
+                _fmt(mb, ".0f", 10)
+                if mb is not None
+                else (f"{'~' + format(est, '.0f'):>10}" if est is not None else _fmt(None, "", 10))
+            )
+            cells.append(f"{_fmt(t, '.3f', 9)} {mb_cell}")
+        print(f"{row['size']:>4}^2 " + " ".join(cells))
+    print("\nratios (same run)")
+    for row in rows:
+        fw64, fw32 = _get(row, "forward", "time_s"), _get(row, "forward_f32", "time_s")
+        torch_t = [_get(row, k, "time_s") for k in TORCH_METHODS]
+        torch_m = [_get(row, k, "peak_mb") for k in TORCH_METHODS]
+        best_t = min((t for t in torch_t if t is not None), default=None)
+        best_m = min((m for m in torch_m if m is not None), default=None)
+        for key in ("gradient", "gradient_f32", "gradient_lowmem", "gradient_lowmem_f32"):
+            t, mb = _get(row, key, "time_s"), _get(row, key, "peak_mb")
+            if t is None:
+                continue
+            fw = fw32 if key.endswith("_f32") else fw64
+            print(
+                f"  {row['size']:>4}^2 {key:>19}: {_fmt(_ratio(t, fw), '.2f', 5)}x its forward "
+                f"solve; autodiff/closed form: time {_fmt(_ratio(best_t, t), '.1f', 5)}x, "
+                f"memory {_fmt(_ratio(best_m, mb), '.1f', 5)}x; process peak "
+                f"{_fmt(_get(row, key, 'process_peak_mb'), '.0f', 6)} MB"
+            )
     if not any(
         "hwm_reset" in v and v["hwm_reset"] for r in rows for v in r.values() if isinstance(v, dict)
     ):
@@ -475,20 +601,12 @@ def _print_table(rows, descent, comparisons, notes, args) -> None:
         )
     for n in notes:
         print("NOTE: " + n)
-    if comparisons:
-        print(
-            "\ngradients against a reference: torch_krylov (autodiff through Krylov, m = "
-            f"{args.krylov_dim}: the exact gradient of the same forward map) if measured, "
-            "else gradient"
-        )
-        for size, comp in comparisons.items():
-            ref = comp.get("reference")
-            for k, v in comp.items():
-                if k == "reference":
-                    continue
+    for size, comp in comparisons.items():
+        for ref, table in comp.items():
+            for k, v in table.items():
                 print(
-                    f"  {size}^2 {k:>16} vs {ref}: rel. error {v['rel_err']:.2e}, "
-                    f"cosine {v['cosine']:.6f}, pixels with cosine >= 0.9: "
+                    f"  {size}^2 {k:>19} {ref}: rel. error {v['rel_err']:.2e}, "
+                    f"cosine {v['cosine']:.7f}, pixels with cosine >= 0.9: "
                     f"{100 * v['pixels_cos_ge_0.9']:.2f} %"
                 )
     if descent:
@@ -498,19 +616,40 @@ def _print_table(rows, descent, comparisons, notes, args) -> None:
         )
         for d in descent:
             if "error" in d:
-                print(f"  {d['size']}^2: FAILED ({d['error']})")
+                print(f"  {d.get('size')}: FAILED ({d['error']})")
                 continue
             print(
-                f"  {d['size']}^2: {d['time_s']:.2f} s ({d['time_s'] / d['n_iter']:.2f} s/iter, "
-                f"median of {d['repeat']}), peak {d['peak_mb']:.0f} MB, loss "
-                f"{d['loss_first']:.4f} -> {d['loss_last']:.4f}, wrong "
-                f"{100 * d['error_first']:.1f} % -> {100 * d['error_last']:.1f} %"
+                f"  {d['method']:>12} {d['size']}^2: {d['time_s']:.2f} s "
+                f"({d['time_s'] / d['n_iter']:.2f} s/iter, median of {d['repeat']}), peak "
+                f"+{d['peak_mb']:.0f} MB, loss {d['loss_first']:.4f} -> {d['loss_last']:.4f}, "
+                f"wrong {100 * d['error_first']:.1f} % -> {100 * d['error_last']:.1f} %"
+            )
+    if volume:
+        print(
+            f"\n3-D volume {args.volume_size}^3 x {args.volume_labels} labels (bench_volume's "
+            f"problem), float32, T = {args.volume_T}, 3x3x3 windows"
+        )
+        for key, v in volume.items():
+            if not isinstance(v, dict) or "time_s" not in v:
+                continue
+            print(
+                f"  {key:>16}: {v['time_s']:.2f} s, peak +{v['peak_mb']:.0f} MB "
+                f"(process {v['process_peak_mb']:.0f} MB)"
             )
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512, 1024])
+    p.add_argument("--sizes", type=int, nargs="*", default=[512])
+    p.add_argument(
+        "--large-sizes",
+        type=int,
+        nargs="*",
+        default=[2048],
+        help="sizes measured with the float32 methods only, autodiff estimated "
+        "(default 2048; nothing: skip)",
+    )
+    p.add_argument("--large-repeat", type=int, default=1, help="repeats at the large sizes")
     p.add_argument("--labels", type=int, default=10)
     p.add_argument("--krylov-dim", type=int, default=10)
     p.add_argument("--T", type=float, default=2.0)
@@ -519,9 +658,11 @@ def main(argv=None) -> None:
         "--descent-sizes",
         type=int,
         nargs="*",
-        default=None,
-        help="sizes for the descent timing (default 512; if --sizes lacks 512, the largest "
-        "given size <= 512; 0 or nothing: skip)",
+        default=[512],
+        help="sizes for the descent timing (default 512; nothing: skip)",
+    )
+    p.add_argument(
+        "--descent-methods", nargs="*", default=list(DESCENT_METHODS), choices=DESCENT_METHODS
     )
     p.add_argument("--descent-iter", type=int, default=20)
     p.add_argument(
@@ -530,18 +671,21 @@ def main(argv=None) -> None:
         default=1,
         help="repeats of the (long) descent run, at most --repeat (default 1)",
     )
+    p.add_argument("--volume-size", type=int, default=128, help="side of the 3-D volume (0: skip)")
+    p.add_argument("--volume-labels", type=int, default=5)
+    p.add_argument("--volume-T", type=float, default=4.0)
     p.add_argument(
         "--torch-max-gb",
         type=float,
         default=16.0,
-        help="skip a torch baseline whose estimated peak exceeds this (GB)",
+        help="do not run a torch baseline whose estimated peak exceeds this (GB)",
     )
     p.add_argument(
         "--methods",
         nargs="+",
         default=list(METHODS),
         choices=METHODS,
-        help="methods to measure (default: all)",
+        help="methods to measure at --sizes (default: all)",
     )
     p.add_argument(
         "--threads",
@@ -549,6 +693,13 @@ def main(argv=None) -> None:
         default=af.get_num_threads(),
         help="threads of assignflow, torch and BLAS in every worker "
         "(default: assignflow's default, the number of CPUs up to 8)",
+    )
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="threads of the torch baselines (OpenMP, BLAS); default 1: on a shared 2-core "
+        "machine torch's OpenMP with 2 threads was measured 8-10x slower than with one",
     )
     p.add_argument(
         "--mmap-threshold",

@@ -140,18 +140,32 @@ def run_baselines(task: Any, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _num_str(v: Any) -> str:
+    """``0.3`` or, per layer, ``0.3/0.5``."""
+    return "/".join(f"{x:.3g}" for x in v) if isinstance(v, list) else f"{v:.3g}"
+
+
 def _real_or_none(v: Any) -> float | None:
     return float(v) if isinstance(v, Real) and not isinstance(v, bool) else None
 
 
 def learned_rho_T(model: Any) -> dict[str, Any]:
-    """The fitted model's rho and T (``rho_``/``T_`` if it exposes them, else its parameters)."""
+    """The fitted model's rho and T (``rho_``/``T_`` if it exposes them, else its parameters).
+
+    A deep model has one ``rho`` and one horizon ``T`` per layer (lists); ``radius`` is
+    its fitted window radius (1 if it has none).
+    """
     out: dict[str, Any] = {}
     params = model.get_params()
     for name in ("rho", "T"):
         fitted = getattr(model, name + "_", None)
         value, source = (fitted, "fitted") if fitted is not None else (params.get(name), "param")
-        out[name], out[name + "_source"] = _real_or_none(value), source
+        if isinstance(value, np.ndarray) and value.ndim == 1 and value.size:
+            out[name] = [float(v) for v in value]
+        else:
+            out[name] = _real_or_none(value)
+        out[name + "_source"] = source
+    out["radius"] = int(getattr(model, "radius_", 1))
     return out
 
 
@@ -195,8 +209,18 @@ def run_learned(task: Any, args: argparse.Namespace) -> dict[str, Any]:
     if isinstance(hist, dict):
         res["history"] = {k: np.asarray(v).tolist() for k, v in hist.items()}
     if rt["rho"] is not None and rt["T"] is not None:
+        if isinstance(rt["rho"], list):  # a deep model: the same stack, uniform weights
+
+            def uniform(x: np.ndarray) -> np.ndarray:
+                return bl.uniform_stack(x, P, rt["rho"], rt["T"], rt["radius"])
+
+        else:
+
+            def uniform(x: np.ndarray) -> np.ndarray:
+                return bl.uniform_laf(x, P, rt["rho"], rt["T"])
+
         res["uniform_at_learned"] = bl.evaluate(
-            lambda x: bl.uniform_laf(x, P, rt["rho"], rt["T"]),
+            uniform,
             task.X_test,
             task.y_test,
             task.recall,
@@ -238,8 +262,10 @@ def run_task(name: str, args: argparse.Namespace) -> dict[str, Any]:
         lr = out["learned"]
         log(
             f"  learned: fit {lr['fit_seconds']:.0f} s ({lr['n_iter']} iterations, best "
-            f"{lr['best_iter']}), predict {lr['predict_seconds']:.1f} s, rho {lr['rho_T']['rho']}"
-            f" ({lr['rho_T']['rho_source']}), T {lr['rho_T']['T']} ({lr['rho_T']['T_source']})"
+            f"{lr['best_iter']}), predict {lr['predict_seconds']:.1f} s, rho "
+            f"{_num_str(lr['rho_T']['rho'])} ({lr['rho_T']['rho_source']}), T "
+            f"{_num_str(lr['rho_T']['T'])} ({lr['rho_T']['T_source']}), radius "
+            f"{lr['rho_T']['radius']}"
         )
     print_task(out)
     out["seconds"] = time.perf_counter() - t0
@@ -273,7 +299,7 @@ def print_task(row: dict[str, Any]) -> None:
             s = "defaults"
         else:
             rt = row["learned"]["rho_T"]
-            s = f"rho {rt['rho']:g}, T {rt['T']:g}"
+            s = f"rho {_num_str(rt['rho'])}, T {_num_str(rt['T'])}"
         log(
             f"  {LABELS[m]:<26} {s:<46} {100 * r['error']:6.2f} %"
             + (f"  {r['boundary_recall']:.3f}" if recall else "")
