@@ -179,7 +179,7 @@ def run_demo(
         ).fit(X, Y)
     say(
         f"  {model.n_iter_} iterations in {time.perf_counter() - t0:.1f} s (best validation "
-        f"error at iteration {model.best_iter_})",
+        f"loss at iteration {model.best_iter_})",
         flush=True,
     )
 
