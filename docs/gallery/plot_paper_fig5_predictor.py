@@ -19,7 +19,7 @@ with prototypes :math:`p_j`, tangent vectors :math:`\nu_j` and a scale
 
 * Top left (the paper's Fig. 5c): % wrongly labeled pixels on the training and
   the validation images during training; the dotted line marks the iteration
-  with the best validation error, whose parameters are kept.
+  with the best validation loss, whose parameters are kept.
 * Top right (Fig. 5d, e): 3×3 weight patches at a few pixels of an unseen image
   (on a line, next to a line, in a cell interior, at a junction): estimated by
   gradient descent with that image's ground truth (top) and predicted from its
