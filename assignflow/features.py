@@ -151,7 +151,10 @@ def affinity_features(
     representation : array-like, shape grid or (*grid, c)
         ``(h, w[, c])``; ``(d, h, w[, c])`` with ``grid_ndim=3``.
     radius : int, default=1
+        Window radius ``r >= 0``: ``K = (2r+1)^grid_ndim`` neighbours per node,
+        the node itself included.
     grid_ndim : int, default=2
+        Number of grid axes (see the module notes).
     dtype : {None, "float32", "float64"}, default=None
         Output precision; ``None``: float32 for float32 input, else float64.
 
@@ -195,10 +198,12 @@ def gaussian_features(
     Parameters
     ----------
     image : array-like, shape grid or (*grid, c)
+        An image ``(h, w[, c])``, a volume ``(d, h, w[, c])`` with ``grid_ndim=3``, ...
     sigmas : float or sequence of float, default=(1, 2, 4)
         The scales, each in ``[0, max(grid)]`` (a wider Gaussian only averages the
         replicated border).
     grid_ndim : int, default=2
+        Number of grid axes (see the module notes).
     dtype : {None, "float32", "float64"}, default=None
         Output precision; ``None``: float32 for float32 input, else float64.
     truncate : float, default=4.0
