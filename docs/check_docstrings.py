@@ -61,6 +61,7 @@ CLEAN_MODULES: tuple[str, ...] = (
     "assignflow.features",
     "assignflow.flows",
     "assignflow.geometry",
+    "assignflow.integrators",
     "assignflow.losses",
     "assignflow.plotting",
     "assignflow.registry",
