@@ -61,6 +61,7 @@ CLEAN_MODULES: tuple[str, ...] = (
     "assignflow.features",
     "assignflow.flows",
     "assignflow.geometry",
+    "assignflow.graphs",
     "assignflow.integrators",
     "assignflow.losses",
     "assignflow.plotting",
