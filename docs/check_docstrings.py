@@ -63,6 +63,7 @@ CLEAN_MODULES: tuple[str, ...] = (
     "assignflow.geometry",
     "assignflow.graphs",
     "assignflow.integrators",
+    "assignflow.learning",
     "assignflow.losses",
     "assignflow.plotting",
     "assignflow.registry",
