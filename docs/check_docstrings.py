@@ -61,6 +61,7 @@ CLEAN_MODULES: tuple[str, ...] = (
     "assignflow.features",
     "assignflow.flows",
     "assignflow.geometry",
+    "assignflow.gradients",
     "assignflow.graphs",
     "assignflow.integrators",
     "assignflow.learning",
