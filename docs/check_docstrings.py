@@ -67,9 +67,10 @@ CLEAN_MODULES: tuple[str, ...] = (
     "assignflow.learning",
     "assignflow.losses",
     "assignflow.plotting",
+    "assignflow.predictors",
     "assignflow.registry",
-    "assignflow.weights",
     "assignflow.similarity",
+    "assignflow.weights",
 )
 
 _SUBMODULES = ("datasets", "registry", "plotting")
