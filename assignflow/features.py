@@ -100,7 +100,7 @@ def window_features(
 
     Parameters
     ----------
-    image : array-like, shape grid or (*grid, c)
+    image : array-like, shape grid or (\\*grid, c)
         An image ``(h, w[, c])``, a volume ``(d, h, w[, c])`` with ``grid_ndim=3``, ...
     radius : int, default=1
         Window radius ``r >= 0``: ``K = (2r+1)^grid_ndim`` offsets.
@@ -148,7 +148,7 @@ def affinity_features(
 
     Parameters
     ----------
-    representation : array-like, shape grid or (*grid, c)
+    representation : array-like, shape grid or (\*grid, c)
         ``(h, w[, c])``; ``(d, h, w[, c])`` with ``grid_ndim=3``.
     radius : int, default=1
         Window radius ``r >= 0``: ``K = (2r+1)^grid_ndim`` neighbours per node,
@@ -197,7 +197,7 @@ def gaussian_features(
 
     Parameters
     ----------
-    image : array-like, shape grid or (*grid, c)
+    image : array-like, shape grid or (\*grid, c)
         An image ``(h, w[, c])``, a volume ``(d, h, w[, c])`` with ``grid_ndim=3``, ...
     sigmas : float or sequence of float, default=(1, 2, 4)
         The scales, each in ``[0, max(grid)]`` (a wider Gaussian only averages the

@@ -167,7 +167,7 @@ class GradientResult:
 
         Returns
         -------
-        ndarray, shape (*graph.shape, K)
+        ndarray, shape (\\*graph.shape, K)
             ``graph.values_to_patches(gradient)``: the gradient of every window
             offset, zero at offsets outside the grid.
         """

@@ -685,7 +685,7 @@ class GridGraph(Graph):
 
         Parameters
         ----------
-        patches : ndarray, shape (*shape, K)
+        patches : ndarray, shape (\\*shape, K)
             One value per node and window offset (offsets in the order of
             :attr:`offsets`); the entries at offsets outside the grid are ignored.
 
@@ -711,7 +711,7 @@ class GridGraph(Graph):
 
         Returns
         -------
-        ndarray, shape (*shape, K)
+        ndarray, shape (\\*shape, K)
             Offsets in the order of :attr:`offsets`; float32 for float32 values,
             else float64.
         """
