@@ -10,6 +10,7 @@ from ._parallel import get_num_threads, set_num_threads
 from ._version import __version__
 from .classifier import AssignmentFlowClassifier
 from .estimators import ImageLabeler
+from .features import affinity_features, window_features
 from .flows import AssignmentFlow, DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
 from .geometry import AssignmentManifold
 from .gradients import (
@@ -34,10 +35,15 @@ from .integrators import (
     LinearizedSequence,
 )
 from .labeling import label_graph
-from .learning import DescentResult, multiplicative_update, riemannian_gradient_descent
+from .learning import (
+    DescentResult,
+    Learner,
+    LearnResult,
+    multiplicative_update,
+    riemannian_gradient_descent,
+)
 from .losses import CompositeLoss, KLLoss, Loss, TangentSpaceRegularizer
 from .persistence import load, save
-from .predictor import affinity_features, window_features
 from .predictors import EdgePredictor, Predictor, WeightPredictor
 from .similarity import SimilarityOperator, distance_matrix, estimate_rho
 from .weights import Weights
@@ -67,6 +73,8 @@ __all__ = [
     "IntegrationStats",
     "Integrator",
     "KLLoss",
+    "LearnResult",
+    "Learner",
     "LinearIntegrator",
     "LinearizedAssignmentFlow",
     "LinearizedSequence",

@@ -492,8 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument(
         "--predictor",
         default=_LABELER["predictor"].default,
-        help="the weight predictor: a name registered in assignflow.registry.predictors "
-        "(see 'assignflow plugins')",
+        help="the weight predictor: 'edge' or 'prototype' (or a registered subclass of "
+        "theirs, see 'assignflow plugins')",
     )
     ft.add_argument(
         "--radius",

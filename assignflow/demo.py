@@ -33,11 +33,11 @@ from sklearn.utils import check_random_state, check_scalar
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from . import datasets
-from .classifier import label_graph
 from .estimators import ImageLabeler
 from .flows import AssignmentFlow
 from .graphs import GridGraph
 from .integrators import ExponentialKrylov, GeometricEuler
+from .labeling import label_graph
 from .plotting import plot_labelings
 from .similarity import SimilarityOperator, distance_matrix, estimate_rho
 from .weights import Weights
@@ -179,7 +179,7 @@ def run_demo(
         ).fit(X, Y)
     say(
         f"  {model.n_iter_} iterations in {time.perf_counter() - t0:.1f} s (best validation "
-        f"error at iteration {model.best_iter_})",
+        f"loss at iteration {model.best_iter_})",
         flush=True,
     )
 

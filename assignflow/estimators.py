@@ -551,7 +551,8 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         at :math:`V/\\tau` (the labels do not depend on it; :meth:`predict_proba`
         returns the flow's assignment :math:`W(T)` itself).
     history_ : dict of str -> ndarray
-        Per iteration: training loss and error, validation error, time.
+        Per iteration: training loss and error, validation loss and error (the
+        training figures when no image is held out), time.
     n_iter_ : int
         Training iterations run.
     best_iter_ : int
@@ -720,12 +721,12 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
 
     def _data(self, image: np.ndarray, y: np.ndarray | None, pcls, scales, protos) -> _Image:
         g = self._graph(image)
-        if pcls is WeightPredictor and not isinstance(g, GridGraph):
+        if issubclass(pcls, WeightPredictor) and not isinstance(g, GridGraph):
             raise ValueError(
                 "predictor='prototype' needs the grid graph (weight patches); use "
                 "predictor='edge' with other graphs"
             )
-        if pcls is EdgePredictor:
+        if issubclass(pcls, EdgePredictor):
             F = _smoothed(image, scales, self.dtype)
         elif self.features == "window":
             F = window_features(image, self.radius_, grid_ndim=self.grid_ndim, dtype=self.dtype)
@@ -886,7 +887,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 pool.shutdown()
         if res.stop_reason == "max_iter":
             warnings.warn(
-                f"ImageLabeler: max_iter={self.max_iter} reached before the validation error "
+                f"ImageLabeler: max_iter={self.max_iter} reached before the validation loss "
                 f"stopped improving for n_iter_no_change={self.n_iter_no_change} iterations; "
                 "increase max_iter",
                 ConvergenceWarning,
@@ -909,7 +910,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         return _Model(
             n_layers=K,
             predictors=tuple(preds) if preds is not None else (),
-            reads_previous=pcls is EdgePredictor,
+            reads_previous=issubclass(pcls, EdgePredictor),
             n_labels=J,
             integrator=integ,
             estimator=est,
@@ -970,11 +971,11 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         K = self.n_layers
         seed = int(rng.randint(2**31 - 1))
         options = dict(self.predictor_params or {})
-        if pcls is EdgePredictor:
+        if issubclass(pcls, EdgePredictor):
             options.setdefault("hidden", DEFAULT_HIDDEN)
         c = train[0].image.shape[-1]
         J = len(protos)
-        if pcls is WeightPredictor:
+        if issubclass(pcls, WeightPredictor):
             if self.features == "window":
                 # the paper: k-means on the windows of the noise-free images
                 init_feats = [
@@ -985,7 +986,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 ]
             else:
                 init_feats = [d.features for d in train]
-            p = WeightPredictor.initialize_from_images(
+            p = pcls.initialize_from_images(
                 [d.image for d in train],
                 [d.y.reshape(d.image.shape[:-1]) for d in train],
                 features=init_feats,
@@ -999,7 +1000,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         d0 = len(scales) * c
         graphs = [d.graph for d in train]
         labels = [d.y for d in train]
-        first = EdgePredictor.initialize(
+        first = pcls.initialize(
             graphs, [d.features for d in train], labels, groups, random_state=seed, **options
         )
         preds = [first]
@@ -1012,7 +1013,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 h1 = _initial_horizons(T0, K)[0]
                 V = LinearizedAssignmentFlow(sim, T=h1).solve(model0.integrator).V
                 feats.append(model0.layer_features(d, V) if model0.reads_previous else d.features)
-            later = EdgePredictor.initialize(
+            later = pcls.initialize(
                 graphs, feats, labels, [*groups, (d0, d0 + J)], random_state=seed + 1, **options
             )
             preds += [later] * (K - 1)

@@ -136,6 +136,9 @@ class Weights:
         vals = as_float_array(values, "values", shape=(graph.nnz,))
         if np.any(vals <= 0):
             raise ValueError("values must be > 0 on every edge of the graph")
+        if graph.nnz:
+            # divide by each row's maximum first: a row of values near 1e308 sums to inf
+            vals = vals / np.repeat(np.maximum.reduceat(vals, graph.indptr[:-1]), graph.degrees)
         return cls(graph, vals / np.repeat(_row_sums(graph, vals), graph.degrees))
 
     @classmethod

@@ -190,7 +190,8 @@ class TorchAutodiff(af.GradientEstimator):
     def __init__(self, solver: str, *, step_size: float = 0.1, krylov_dim: int = 10) -> None:
         self.solver, self.step_size, self.krylov_dim = solver, step_size, krylov_dim
 
-    def _estimate(self, flow, loss):
+    def _estimate(self, flow, loss, integrator=None, forward=None):
+        # its own torch forward solve: the integrator and forward of the library are unused
         at = _autodiff_torch()
 
         torch = at._require_torch()
@@ -458,6 +459,9 @@ def make_fig5(
             prototypes=P,
             rho=p["rho"],
             T=p["T"],
+            predictor="prototype",  # the paper's predictor (Sect. 4.4), one layer, 3x3
+            n_layers=1,
+            radius=1,
             n_prototypes=20,
             max_iter=max_iter,
             validation_fraction=0.5,  # the paper: five training and five validation images

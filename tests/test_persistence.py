@@ -128,6 +128,11 @@ P = ("params", "__dict__")
 F = ("fitted", "__dict__")
 
 
+def _groups(meta) -> list:
+    """The feature groups of the first layer's edge predictor in a model's meta."""
+    return meta["fitted"]["__dict__"]["predictors_"]["__seq__"][0]["fields"]["groups"]["__seq__"]
+
+
 def fitted_key(meta, *keys) -> str:
     d = meta["fitted"]["__dict__"]
     for k in keys:
@@ -841,8 +846,7 @@ TAMPERED_META = [
      ["WeightPredictor"]),
     # as many groups as before (theta still matches), the first one reading column 99
     ("fitted-edge-groups-beyond-features", lambda meta: _set(*F, "predictors_", "__seq__", 0,
-        "fields", "groups", value={"__seq__": [{"__seq__": [0, 99]}] + meta["fitted"][
-            "__dict__"]["predictors_"]["__seq__"][0]["fields"]["groups"]["__seq__"][1:]})(meta),
+        "fields", "groups", value={"__seq__": [{"__seq__": [0, 99]}, *_groups(meta)[1:]]})(meta),
         [r"predictors_\[0\]"]),
     # the first layer reading the previous layer's assignment: the second layer's predictor
     ("fitted-edge-reads-no-assignment", lambda meta: _set(*F, "predictors_", "__seq__", 0,

@@ -52,6 +52,16 @@ def test_normalized_divides_rows(data):
     np.testing.assert_allclose(Weights.normalized(g, raw * scale).values, om.values, rtol=1e-13)
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1e300, 1.7e308])
+def test_normalized_values_whose_row_sums_leave_float64(scale):
+    # a row of values near the largest float sums to inf; near the smallest, the
+    # ratios lose digits: both give the weights of the unit-scaled values
+    g = GridGraph((3, 4))
+    raw = np.random.default_rng(0).uniform(0.5, 1.0, g.nnz)
+    ref = Weights.normalized(g, raw).values
+    np.testing.assert_allclose(Weights.normalized(g, raw * scale).values, ref, rtol=1e-13)
+
+
 @PROPERTY
 @given(st.data())
 def test_from_logits_is_neighbourhood_softmax(data):
