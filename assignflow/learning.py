@@ -89,7 +89,9 @@ class _Adam:
 class LearnResult:
     """Outcome of :meth:`Learner.run`.
 
-    Attributes
+    The fields are the constructor's arguments and the record's attributes.
+
+    Parameters
     ----------
     params : dict of str -> ndarray
         The selected parameters: those with the lowest validation error (or loss).
