@@ -434,6 +434,8 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training rows, labeled and unlabeled: every row is a node of the graph.
+            Finite, of magnitude at most 1e150.
         y : array-like of shape (n_samples,)
             Class labels; ``-1`` marks an unlabeled row.
         sample_weight : array-like of shape (n_samples,), optional
@@ -442,7 +444,8 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        self
+        AssignmentFlowClassifier
+            The fitted classifier (``self``).
         """
         self._check_settings()
         X, y = validate_data(self, X, y, dtype=np.float64, copy=True)
@@ -662,6 +665,8 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_queries, n_features)
+            New rows, with the features of the training rows. Each is labeled on
+            its own: the result of a row does not depend on the other rows passed.
 
         Returns
         -------
@@ -680,6 +685,8 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_queries, n_features)
+            New rows, with the features of the training rows. Each is labeled on
+            its own: the result of a row does not depend on the other rows passed.
 
         Returns
         -------
@@ -702,10 +709,13 @@ class AssignmentFlowClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_queries, n_features)
+            New rows, with the features of the training rows. Each is labeled on
+            its own: the result of a row does not depend on the other rows passed.
 
         Returns
         -------
         ndarray of shape (n_queries,)
+            The class of each new row, an element of :attr:`classes_`.
         """
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]

@@ -100,7 +100,7 @@ def window_features(
 
     Parameters
     ----------
-    image : array-like, shape grid or (*grid, c)
+    image : array-like, shape grid or (\\*grid, c)
         An image ``(h, w[, c])``, a volume ``(d, h, w[, c])`` with ``grid_ndim=3``, ...
     radius : int, default=1
         Window radius ``r >= 0``: ``K = (2r+1)^grid_ndim`` offsets.
@@ -148,10 +148,13 @@ def affinity_features(
 
     Parameters
     ----------
-    representation : array-like, shape grid or (*grid, c)
+    representation : array-like, shape grid or (\*grid, c)
         ``(h, w[, c])``; ``(d, h, w[, c])`` with ``grid_ndim=3``.
     radius : int, default=1
+        Window radius ``r >= 0``: ``K = (2r+1)^grid_ndim`` neighbours per node,
+        the node itself included.
     grid_ndim : int, default=2
+        Number of grid axes (see the module notes).
     dtype : {None, "float32", "float64"}, default=None
         Output precision; ``None``: float32 for float32 input, else float64.
 
@@ -194,11 +197,13 @@ def gaussian_features(
 
     Parameters
     ----------
-    image : array-like, shape grid or (*grid, c)
+    image : array-like, shape grid or (\*grid, c)
+        An image ``(h, w[, c])``, a volume ``(d, h, w[, c])`` with ``grid_ndim=3``, ...
     sigmas : float or sequence of float, default=(1, 2, 4)
         The scales, each in ``[0, max(grid)]`` (a wider Gaussian only averages the
         replicated border).
     grid_ndim : int, default=2
+        Number of grid axes (see the module notes).
     dtype : {None, "float32", "float64"}, default=None
         Output precision; ``None``: float32 for float32 input, else float64.
     truncate : float, default=4.0

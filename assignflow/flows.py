@@ -203,10 +203,12 @@ class LinearizedAssignmentFlow:
     # ------------------------------------------------------------------ basics
     @property
     def n_nodes(self) -> int:
+        """Number of nodes ``I`` (rows of :math:`V` and :math:`W`)."""
         return self.similarity.n_nodes
 
     @property
     def n_labels(self) -> int:
+        """Number of labels ``J`` (columns of :math:`V` and :math:`W`)."""
         return self.similarity.n_labels
 
     @property
@@ -221,10 +223,12 @@ class LinearizedAssignmentFlow:
 
     @property
     def weights(self):
+        r"""The weights :math:`\Omega` of the similarity operator (:class:`~assignflow.Weights`)."""
         return self.similarity.weights
 
     @property
     def at_barycenter(self) -> bool:
+        r"""Whether the linearisation point is the barycenter :math:`\mathbb{1}_\mathcal{W}`."""
         return self.W0 is None
 
     @property
@@ -233,7 +237,19 @@ class LinearizedAssignmentFlow:
         return self.similarity.dtype
 
     def astype(self, dtype: Any) -> LinearizedAssignmentFlow:
-        """The same flow in another working precision (``self`` if it already has it)."""
+        """The same flow in another working precision (``self`` if it already has it).
+
+        Parameters
+        ----------
+        dtype : str or numpy.dtype
+            ``"float64"`` or ``"float32"``.
+
+        Returns
+        -------
+        LinearizedAssignmentFlow
+            The flow with its similarity operator in that precision (same ``T``
+            and ``W0``).
+        """
         sim = self.similarity.astype(dtype)
         return self if sim is self.similarity else attrs.evolve(self, similarity=sim)
 
@@ -275,7 +291,20 @@ class LinearizedAssignmentFlow:
         return out
 
     def with_weights(self, weights) -> LinearizedAssignmentFlow:
-        """The same flow with other weights :math:`\\Omega`."""
+        """The same flow with other weights :math:`\\Omega`.
+
+        Parameters
+        ----------
+        weights : Weights
+            The new :math:`\\Omega`, on a graph with the flow's ``n_nodes`` nodes.
+
+        Returns
+        -------
+        LinearizedAssignmentFlow
+            A new flow with the same distances, :math:`\\rho`, ``T`` and ``W0``
+            (so :math:`S_0`, :math:`B` and :math:`A` change with :math:`\\Omega`);
+            ``self`` is unchanged.
+        """
         return attrs.evolve(self, similarity=self.similarity.with_weights(weights))
 
     # ------------------------------------------------------------------ operators
@@ -307,11 +336,35 @@ class LinearizedAssignmentFlow:
         return self.weights.operator.apply_transpose(r, rowwise=post)
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
-        """``A^J x`` on flat vectors of length ``n`` (unchecked; for integrators)."""
+        """``A^J x`` on flat vectors of length ``n`` (unchecked; for integrators).
+
+        Parameters
+        ----------
+        x : ndarray, shape (n,)
+            :math:`\\operatorname{vec}_r(V)` with ``n = I·J``, in the working
+            precision; neither shape nor values are checked.
+
+        Returns
+        -------
+        ndarray, shape (n,)
+            :math:`A^J x`, a new array.
+        """
         return self._matvec2d(x.reshape(self.shape)).ravel()
 
     def rmatvec(self, x: np.ndarray) -> np.ndarray:
-        """``(A^J)ᵀ x`` on flat vectors of length ``n`` (unchecked)."""
+        """``(A^J)ᵀ x`` on flat vectors of length ``n`` (unchecked).
+
+        Parameters
+        ----------
+        x : ndarray, shape (n,)
+            A flat vector of length ``n = I·J`` in the working precision; neither
+            shape nor values are checked.
+
+        Returns
+        -------
+        ndarray, shape (n,)
+            :math:`(A^J)^\\top x`, a new array.
+        """
         return self._rmatvec2d(x.reshape(self.shape)).ravel()
 
     def _tangent_arg(self, V: Any, name: str) -> np.ndarray:
@@ -327,14 +380,36 @@ class LinearizedAssignmentFlow:
     def A(self, V: Any) -> np.ndarray:
         r""":math:`A(\Omega)V = R_{W_0}(R_{S_0}(\Omega(V/W_0)))`.
 
-        Maps :math:`T_0` into :math:`T_0`. ``V`` has shape ``(I, J)`` or ``(I·J,)``.
+        Maps :math:`T_0` into :math:`T_0`.
+
+        Parameters
+        ----------
+        V : array_like, shape (n_nodes, n_labels) or (n_nodes * n_labels,)
+            A tangent vector in :math:`T_0` (rows summing to 0; not checked), or
+            its row-stacked vector.
+
+        Returns
+        -------
+        ndarray
+            :math:`A(\Omega)V`, of the shape of ``V``.
         """
         shape_in = np.shape(V)
         out = self._matvec2d(self._tangent_arg(V, "V"))
         return out.reshape(shape_in)
 
     def AT(self, U: Any) -> np.ndarray:
-        r"""Transpose: :math:`A^\top U = \Omega^\top(R_{S_0}(R_{W_0}U)) / W_0`."""
+        r"""Transpose: :math:`A^\top U = \Omega^\top(R_{S_0}(R_{W_0}U)) / W_0`.
+
+        Parameters
+        ----------
+        U : array_like, shape (n_nodes, n_labels) or (n_nodes * n_labels,)
+            The matrix (or its row-stacked vector) to apply the transpose to.
+
+        Returns
+        -------
+        ndarray
+            :math:`A^\top U`, of the shape of ``U``.
+        """
         shape_in = np.shape(U)
         out = self._rmatvec2d(self._tangent_arg(U, "U"))
         return out.reshape(shape_in)
@@ -345,6 +420,12 @@ class LinearizedAssignmentFlow:
         ``matvec`` is :math:`A^J x`, ``rmatvec`` is :math:`(A^J)^\\top x`, both on flat
         vectors of length ``n = I·J`` in the flow's working precision. Integrators
         receive this operator.
+
+        Returns
+        -------
+        scipy.sparse.linalg.LinearOperator
+            Shape ``(n, n)``, ``dtype`` the flow's working precision; it applies
+            :meth:`matvec` and :meth:`rmatvec` (nothing is formed).
         """
         n = self.size
         return LinearOperator((n, n), matvec=self.matvec, rmatvec=self.rmatvec, dtype=self.dtype)
@@ -392,6 +473,8 @@ class LinearizedAssignmentFlow:
         Returns
         -------
         FlowResult
+            ``V`` :math:`= V(T)`, ``W`` :math:`= \\operatorname{Exp}_{W_0}(V(T))`, ``T``
+            and the integrator's ``stats`` (with the trajectory if ``record``).
         """
         integ = _check_integrator(
             integrator, LinearIntegrator, "linearized assignment flow", ExponentialKrylov()
@@ -414,6 +497,8 @@ class AssignmentFlow:
     Parameters
     ----------
     similarity : SimilarityOperator
+        Weights :math:`\Omega`, distances :math:`D` and scale :math:`\rho` of the
+        similarity map :math:`S(W)` (eq. 2.17).
     T : float, optional
         Time horizon. If omitted, integrate until the mean row entropy falls below
         the integrator's tolerance (the flow converges to integral assignments).
@@ -436,16 +521,34 @@ class AssignmentFlow:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(I, J)``: nodes and labels."""
         return (self.similarity.n_nodes, self.similarity.n_labels)
 
     def initial_log_point(self) -> np.ndarray:
-        """``log W(0)`` (the integrators work in the log domain: no underflow to 0)."""
+        """``log W(0)`` (the integrators work in the log domain: no underflow to 0).
+
+        Returns
+        -------
+        ndarray, shape (n_nodes, n_labels)
+            :math:`\\log W_0`, or :math:`-\\log J` everywhere at the barycenter.
+        """
         if self.W0 is None:
             return np.full(self.shape, -np.log(self.shape[1]))
         return np.log(self.W0)
 
     def vector_field(self, W: Any) -> np.ndarray:
-        """:math:`R_W S(W)`."""
+        """:math:`R_W S(W)`, the right-hand side of the assignment flow (eq. 2.9).
+
+        Parameters
+        ----------
+        W : array_like, shape (n_nodes, n_labels)
+            A point of the assignment manifold (entries > 0).
+
+        Returns
+        -------
+        ndarray, shape (n_nodes, n_labels)
+            The tangent vector :math:`R_W S(W)` (rows summing to 0).
+        """
         w = self.similarity.manifold._point(W)
         return replicator(w, self.similarity.similarity(w))
 
@@ -455,7 +558,15 @@ class AssignmentFlow:
         Parameters
         ----------
         integrator : FlowIntegrator, str or class, default=GeometricEuler()
-            :class:`~assignflow.GeometricEuler` or :class:`~assignflow.LinearizedSequence`.
+            :class:`~assignflow.GeometricEuler` or :class:`~assignflow.LinearizedSequence`,
+            an instance, a class, or a registered name.
+
+        Returns
+        -------
+        FlowResult
+            ``W`` the assignment reached, ``V`` :math:`= \\Pi_0 \\log W / J`, ``T``
+            the time reached (with ``T=None``: where the mean row entropy fell below
+            the integrator's ``tol``), and ``stats``.
         """
         integ = _check_integrator(integrator, FlowIntegrator, "assignment flow", GeometricEuler())
         return integ.solve(self)
@@ -556,7 +667,23 @@ class DeepLinearizedAssignmentFlow:
         return self.layers[0].distances.shape
 
     def layer_flow(self, layer: int, V_before: np.ndarray | None) -> LinearizedAssignmentFlow:
-        r"""The LAF of ``layer`` given :math:`\sum_{m<\ell}V_m` (``None``: the first layer)."""
+        r"""The LAF of ``layer`` given :math:`\sum_{m<\ell}V_m` (``None``: the first layer).
+
+        Parameters
+        ----------
+        layer : int
+            Index :math:`\ell - 1` of the layer, ``0 <= layer < n_layers``.
+        V_before : ndarray, shape (n_nodes, n_labels), or None
+            The sum :math:`\sum_{m<\ell}V_m` of the tangent vectors of the layers
+            before it; ``None`` for the first layer (linearised at the barycenter).
+
+        Returns
+        -------
+        LinearizedAssignmentFlow
+            The LAF at the barycenter with the shifted distances
+            :math:`D'_\ell = D - \rho_\ell J \sum_{m<\ell}V_m` and horizon
+            :math:`h_\ell`.
+        """
         sim = self.layers[layer]
         if V_before is not None:
             shift = (sim.rho * self.shape[1]) * np.asarray(V_before, dtype=np.float64)

@@ -86,7 +86,10 @@ MAX_NODES = 1024
 class GradientResult:
     r"""Value, gradients and diagnostics of one gradient evaluation.
 
-    Attributes
+    The fields are the constructor's arguments and the record's attributes; estimator
+    plugins build it with :meth:`from_gradient`.
+
+    Parameters
     ----------
     value : float
         :math:`\mathcal{L}(\Omega) = f_L(V_T) + \mathcal{R}(\Omega)`.
@@ -94,29 +97,31 @@ class GradientResult:
         Euclidean :math:`\partial\mathcal{L}/\partial\omega`, aligned with ``weights.values``.
     V : ndarray (I, J) or None
         The final tangent vector :math:`V_T` of the forward solve.
-    data_value, reg_value : float
-        The two parts of ``value``.
+    data_value : float
+        The data term :math:`f_L(V_T)`.
+    reg_value : float
+        The regulariser :math:`\mathcal{R}(\Omega)`.
     node_norms : ndarray (I,)
         Norm of the gradient over each neighbourhood :math:`\mathcal{N}_i`
         (reshape to ``(h, w)`` on grids: :meth:`norm_map`).
-    singular_values : ndarray or None
+    singular_values : ndarray or None, default=None
         Singular values of the small matrix :math:`X` of the last sub-step treated
         (low-rank estimator): the paper's "low-dimensional representation".
-    factors : tuple (U, W) or None
+    factors : tuple (U, W) or None, default=None
         Arrays ``(r, I, J)`` with :math:`\partial f_L/\partial A^J \approx
         \sum_r \operatorname{vec}(U_r)\operatorname{vec}(W_r)^\top` (only if asked for).
-    n_matvecs : int
+    n_matvecs : int, default=0
         Applications of :math:`A` or :math:`A^\top` (or full solves for FiniteDiff).
-    error_estimate : float
+    error_estimate : float, default=nan
         A-posteriori error estimate of the forward Krylov approximation, if any.
-    rho_gradient : float
+    rho_gradient : float, default=nan
         :math:`\partial\mathcal{L}/\partial\rho`.
-    T_gradient : float
+    T_gradient : float, default=nan
         :math:`\partial\mathcal{L}/\partial T`.
-    distance_gradient : ndarray (I, J) or None
+    distance_gradient : ndarray (I, J) or None, default=None
         :math:`\partial\mathcal{L}/\partial D` (chain it through :math:`D_{ij} =
         d(f_i, l_j)` for the label prototypes).
-    forward : FlowResult or None
+    forward : FlowResult or None, default=None
         The forward solve the value and the gradients belong to.
     """
 
@@ -136,11 +141,36 @@ class GradientResult:
     forward: FlowResult | None = None
 
     def norm_map(self, shape: tuple[int, ...] | None = None) -> np.ndarray:
-        """Per-node gradient norms, reshaped to an image ``shape`` if given."""
+        r"""Per-node gradient norms, reshaped to an image ``shape`` if given.
+
+        Parameters
+        ----------
+        shape : tuple of int, optional
+            The grid, e.g. ``(h, w)`` (its product must be ``I``); ``None`` keeps the
+            flat per-node array.
+
+        Returns
+        -------
+        ndarray
+            :attr:`node_norms`, the norm of the gradient over each
+            :math:`\mathcal{N}_i`: shape ``(I,)``, or ``shape``.
+        """
         return self.node_norms if shape is None else self.node_norms.reshape(shape)
 
     def patches(self, graph: Any) -> np.ndarray:
-        """The gradient as per-pixel patches ``(h, w, (2r+1)²)`` (grid graphs)."""
+        """The gradient as per-pixel patches ``(h, w, (2r+1)²)`` (grid graphs).
+
+        Parameters
+        ----------
+        graph : GridGraph
+            The graph of the flow's weights (any graph with ``values_to_patches``).
+
+        Returns
+        -------
+        ndarray, shape (\\*graph.shape, K)
+            ``graph.values_to_patches(gradient)``: the gradient of every window
+            offset, zero at offsets outside the grid.
+        """
         return graph.values_to_patches(self.gradient)
 
     @classmethod
@@ -472,12 +502,45 @@ class GradientEstimator(ABC):
             return self._estimate(flow, loss, integrator, forward)
 
     def value_and_gradient(self, flow: Any, loss: Loss, **options: Any) -> tuple[float, np.ndarray]:
-        """``(L(Ω), ∂L/∂ω)``; the gradient has shape ``(nnz,)`` aligned with ``weights.values``."""
+        """``(L(Ω), ∂L/∂ω)``; the gradient has shape ``(nnz,)`` aligned with ``weights.values``.
+
+        Parameters
+        ----------
+        flow : LinearizedAssignmentFlow or DeepLinearizedAssignmentFlow
+            As for :meth:`estimate`.
+        loss : Loss
+            As for :meth:`estimate`.
+        **options
+            ``integrator`` and ``forward``, passed on to :meth:`estimate`.
+
+        Returns
+        -------
+        value : float
+            :math:`\\mathcal{L}(\\Omega)`.
+        gradient : ndarray, shape (nnz,)
+            :math:`\\partial\\mathcal{L}/\\partial\\omega` (a stack's layers concatenated).
+        """
         r = self.estimate(flow, loss, **options)
         return r.value, r.gradient
 
     def gradient(self, flow: Any, loss: Loss, **options: Any) -> np.ndarray:
-        """:math:`\\partial\\mathcal{L}/\\partial\\omega`, shape ``(nnz,)``."""
+        """:math:`\\partial\\mathcal{L}/\\partial\\omega`, shape ``(nnz,)``.
+
+        Parameters
+        ----------
+        flow : LinearizedAssignmentFlow or DeepLinearizedAssignmentFlow
+            As for :meth:`estimate`.
+        loss : Loss
+            As for :meth:`estimate`.
+        **options
+            ``integrator`` and ``forward``, passed on to :meth:`estimate`.
+
+        Returns
+        -------
+        ndarray, shape (nnz,)
+            The Euclidean gradient, aligned with ``flow.weights.values`` (a stack's
+            layers concatenated).
+        """
         return self.estimate(flow, loss, **options).gradient
 
 
@@ -811,11 +874,14 @@ class _LinearLoss(Loss):
 class StackGradientResult:
     r"""Value and gradients of a loss of a :class:`~assignflow.DeepLinearizedAssignmentFlow`.
 
-    Attributes
+    The fields are the constructor's arguments and the record's attributes.
+
+    Parameters
     ----------
     value : float
         :math:`f_L(V) + \sum_\ell\mathcal{R}(\Omega_\ell)` with :math:`V = \sum_\ell V_\ell`.
     data_value : float
+        The data term :math:`f_L(V)`.
     V : ndarray (I, J)
         The stack's tangent vector (:math:`W_K = \operatorname{softmax}(JV)`).
     layers : tuple of GradientResult

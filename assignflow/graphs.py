@@ -175,7 +175,14 @@ class Graph:
         return pos
 
     def to_adjacency(self) -> sp.csr_matrix:
-        """The 0/1 pattern as a CSR matrix (self-loops included)."""
+        """The 0/1 pattern as a CSR matrix (self-loops included).
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix
+            Shape ``(n_nodes, n_nodes)``, float64, with a 1 at every ``(i, k)``,
+            :math:`k \\in \\mathcal{N}_i`, and 0 elsewhere.
+        """
         data = np.ones(self.nnz)
         return sp.csr_matrix((data, self.indices, self.indptr), shape=(self.n_nodes,) * 2)
 
@@ -196,8 +203,19 @@ class Graph:
     def weight_operator(self, values: np.ndarray) -> CSROperator | DiagonalOperator:
         """The matrix-free operator ``Ω`` for weights aligned with :attr:`indices`.
 
-        Returns an object with ``apply(V)`` (``Ω V``) and ``apply_transpose(U)``
-        (``Ωᵀ U``). Callers validate ``values``; this builds a CSR product.
+        Parameters
+        ----------
+        values : ndarray, shape (nnz,)
+            :math:`\\omega_{ik}` for every stored ``(i, k)``, aligned with
+            :attr:`indices`. Not validated here (callers such as
+            :class:`~assignflow.Weights` do).
+
+        Returns
+        -------
+        CSROperator
+            An object with ``apply(V)`` (``Ω V``) and ``apply_transpose(U)``
+            (``Ωᵀ U``) for ``V``, ``U`` of shape ``(n_nodes,)`` or
+            ``(n_nodes, J)``: a CSR product, chunked over row blocks.
         """
         return CSROperator(self.indptr, self.indices, values)
 
@@ -206,7 +224,10 @@ class Graph:
 
         Parameters
         ----------
-        X, Y : ndarray, shape (n_nodes, J)
+        X : ndarray, shape (n_nodes, J)
+            Rows :math:`X_i`, indexed by the first node ``i`` of an entry.
+        Y : ndarray, shape (n_nodes, J)
+            Rows :math:`Y_k`, indexed by the neighbour ``k``.
 
         Returns
         -------
@@ -244,6 +265,7 @@ class Graph:
         Returns
         -------
         Graph
+            The pattern with a self-loop added at every node, rows sorted.
         """
         if sp.issparse(adjacency):
             a = sp.csr_matrix(adjacency)
@@ -293,6 +315,7 @@ class Graph:
         Returns
         -------
         Graph
+            The symmetrised edges of ``graph`` with a self-loop at every node.
         """
         try:
             import networkx as nx
@@ -330,6 +353,7 @@ class Graph:
         Returns
         -------
         Graph
+            ``n_samples`` nodes, symmetric, with a self-loop at every node.
         """
         from sklearn.neighbors import NearestNeighbors
 
@@ -661,11 +685,14 @@ class GridGraph(Graph):
 
         Parameters
         ----------
-        patches : ndarray, shape (*shape, K)
+        patches : ndarray, shape (\\*shape, K)
+            One value per node and window offset (offsets in the order of
+            :attr:`offsets`); the entries at offsets outside the grid are ignored.
 
         Returns
         -------
         ndarray, shape (nnz,)
+            The values at the offsets inside the grid, aligned with :attr:`indices`.
         """
         sup = self._support
         p = patches.reshape(self.n_nodes, self.window_size)
@@ -679,11 +706,14 @@ class GridGraph(Graph):
         Parameters
         ----------
         values : ndarray, shape (nnz,)
+            One value per stored edge, aligned with :attr:`indices` (e.g. the
+            weights :math:`\\omega_{ik}` or an edge gradient).
 
         Returns
         -------
-        ndarray, shape (*shape, K)
-            float32 for float32 values, else float64.
+        ndarray, shape (\\*shape, K)
+            Offsets in the order of :attr:`offsets`; float32 for float32 values,
+            else float64.
         """
         sup = self._support
         dtype = np.float32 if values.dtype == np.float32 else np.float64
@@ -697,12 +727,39 @@ class GridGraph(Graph):
         return out.reshape(*self.shape, self.window_size)
 
     def weight_operator(self, values: np.ndarray) -> DiagonalOperator:
-        """``Ω`` as diagonals, one per window offset (see :meth:`Graph.weight_operator`)."""
+        """``Ω`` as diagonals, one per window offset (see :meth:`Graph.weight_operator`).
+
+        Parameters
+        ----------
+        values : ndarray, shape (nnz,)
+            :math:`\\omega_{ik}` for every stored ``(i, k)``, aligned with
+            :attr:`indices`; not validated here.
+
+        Returns
+        -------
+        DiagonalOperator
+            ``apply(V)`` (``Ω V``) and ``apply_transpose(U)`` (``Ωᵀ U``) by shifted
+            multiply–adds over the window offsets inside the grid (no gathers).
+        """
         sup = self._support
         return DiagonalOperator.from_window(values, self.indptr, sup.valid, sup.flat)
 
     def edge_dot(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-        """Edge-wise inner products by shifted row-wise products (see :meth:`Graph.edge_dot`)."""
+        """Edge-wise inner products by shifted row-wise products (see :meth:`Graph.edge_dot`).
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_nodes, J)
+            Rows :math:`X_i`, indexed by the first node ``i`` of an entry.
+        Y : ndarray, shape (n_nodes, J)
+            Rows :math:`Y_k`, indexed by the neighbour ``k``.
+
+        Returns
+        -------
+        ndarray, shape (nnz,)
+            :math:`\\langle X_i, Y_k\\rangle` for every stored ``(i, k)``, aligned with
+            :attr:`indices`; float32 when both inputs are float32, else float64.
+        """
         sup = self._support
         n, K = self.n_nodes, len(sup.flat)
         dtype = _edge_dtype(X, Y)
@@ -736,6 +793,7 @@ def knn_graph(X: Any, n_neighbors: int = 8, metric: str = "euclidean") -> Graph:
     n_neighbors : int, default=8
         See :meth:`Graph.knn` (clipped to ``n_nodes - 1`` with a warning).
     metric : str or callable, default="euclidean"
+        Any metric of :class:`sklearn.neighbors.NearestNeighbors`.
 
     Returns
     -------

@@ -66,7 +66,9 @@ MAX_STEPS = 1_000_000
 class IntegrationStats:
     """What an integrator did.
 
-    Attributes
+    The fields are the constructor's arguments and the record's attributes.
+
+    Parameters
     ----------
     integrator : str
         Name of the integrator.
@@ -108,7 +110,9 @@ class IntegrationStats:
 class FlowResult:
     r"""Result of solving a flow.
 
-    Attributes
+    The fields are the constructor's arguments and the record's attributes.
+
+    Parameters
     ----------
     V : ndarray (I, J)
         Tangent vector with :math:`W = \operatorname{Exp}_{W_0}(V)`; for the
@@ -119,6 +123,7 @@ class FlowResult:
     T : float
         Final time.
     stats : IntegrationStats
+        What the integrator did (steps, operator applications, error estimate).
     layers : tuple of FlowResult or None
         For a :class:`~assignflow.DeepLinearizedAssignmentFlow`, the result of every
         layer (``V`` of a layer is its own tangent vector, at its base point).
@@ -198,7 +203,20 @@ class FlowIntegrator(Integrator):
 
     @abstractmethod
     def solve(self, flow: Any) -> FlowResult:
-        """Integrate ``flow`` and return a :class:`FlowResult`."""
+        """Integrate ``flow`` and return a :class:`FlowResult`.
+
+        Parameters
+        ----------
+        flow : AssignmentFlow
+            The flow: its similarity map, initial point (``initial_log_point()``)
+            and horizon ``T`` (``None``: until the assignments are close to integral).
+
+        Returns
+        -------
+        FlowResult
+            ``W`` the assignment reached, ``V`` :math:`= \\Pi_0 \\log W / J`, the time
+            reached and the statistics.
+        """
 
 
 def as_operator(operator: Any, n: int, dtype: Any = np.float64) -> LinearOperator:
@@ -270,7 +288,23 @@ class Euler(LinearIntegrator):
     max_steps: int = attrs.field(default=100_000, validator=_bounded_int("max_steps", MAX_STEPS))
 
     def n_steps(self, T: float) -> int:
-        """Number of steps used for horizon ``T`` (``ValueError`` beyond ``max_steps``)."""
+        """Number of steps used for horizon ``T`` (``ValueError`` beyond ``max_steps``).
+
+        Parameters
+        ----------
+        T : float
+            Horizon :math:`T > 0`.
+
+        Returns
+        -------
+        int
+            ``ceil(T / step_size)``, at least 1.
+
+        Raises
+        ------
+        ValueError
+            If more than ``max_steps`` steps would be needed.
+        """
         ratio = T / self.step_size
         if not ratio <= self.max_steps:  # also catches inf from a subnormal step_size
             raise ValueError(
@@ -280,6 +314,37 @@ class Euler(LinearIntegrator):
         return max(1, math.ceil(ratio - 1e-9))
 
     def integrate(self, operator, b, T, x0=None, *, progress=None, record=False):
+        """Return :math:`x(T)` after :meth:`n_steps` equal Euler steps, and statistics.
+
+        Parameters
+        ----------
+        operator : scipy.sparse.linalg.LinearOperator
+            :math:`A`, shape ``(n, n)`` (a sparse or dense matrix is accepted too);
+            only ``matvec`` is used, once per step.
+        b : ndarray (n,)
+            The inhomogeneity; float32 is kept, anything else becomes float64.
+        T : float
+            Horizon :math:`T > 0`.
+        x0 : ndarray (n,), optional
+            Initial state (zero if omitted). ``b`` and ``x0`` are not modified.
+        progress : callable, optional
+            Called as ``progress(fraction)`` after every step.
+        record : bool, default=False
+            Accepted for the :class:`LinearIntegrator` interface; Euler records
+            nothing (``stats.trajectory`` is ``None``).
+
+        Returns
+        -------
+        x : ndarray (n,)
+            The Euler approximation of :math:`x(T)`.
+        stats : IntegrationStats
+            ``n_steps`` and ``n_matvecs`` (both the number of steps) and ``t = T``.
+
+        Raises
+        ------
+        FloatingPointError
+            If the iteration diverged (``step_size`` too large for the operator).
+        """
         T = check_positive_float(T, "T")
         op, b, x0 = _check_inputs(operator, b, x0, progress)
         n = self.n_steps(T)
@@ -346,6 +411,37 @@ class ExponentialKrylov(LinearIntegrator):
     )
 
     def integrate(self, operator, b, T, x0=None, *, progress=None, record=False, keep_basis=True):
+        """Return :math:`x(T) = e^{TA}x_0 + T\\varphi(TA)b` and statistics.
+
+        Parameters
+        ----------
+        operator : scipy.sparse.linalg.LinearOperator
+            :math:`A`, shape ``(n, n)`` (a sparse or dense matrix is accepted too);
+            only ``matvec`` is used.
+        b : ndarray (n,)
+            The inhomogeneity; float32 is kept, anything else becomes float64.
+        T : float
+            Horizon :math:`T > 0`.
+        x0 : ndarray (n,), optional
+            Initial state (zero if omitted). ``b`` and ``x0`` are not modified.
+        progress : callable, optional
+            Called as ``progress(fraction)`` with the fraction of ``[0, T]`` done.
+        record : bool, default=False
+            Keep the accepted sub-steps in ``stats.trajectory`` (a ``KrylovRecord``),
+            for :class:`~assignflow.ClosedFormLowRank`.
+        keep_basis : bool, default=True
+            With ``record``: also keep the Arnoldi basis of the last sub-step
+            (up to ``krylov_dim + 1`` vectors of length ``n``), so the adjoint pass need
+            not recompute it; ``False`` saves that memory.
+
+        Returns
+        -------
+        x : ndarray (n,)
+            :math:`x(T)`.
+        stats : IntegrationStats
+            Sub-steps, operator applications, the error estimate and the rejected
+            sub-steps (and the trajectory if ``record``).
+        """
         T = check_positive_float(T, "T")
         op, b, x0 = _check_inputs(operator, b, x0, progress)
         rec = KrylovRecord(keep_basis=keep_basis) if record else None
@@ -451,6 +547,9 @@ class GeometricEuler(_FlowStepper):
     tol : float, default=1e-3
         Without a horizon, stop when the mean row entropy drops below ``tol``.
     max_steps : int, default=1000
+        Largest number of steps (1 to 10⁶): with a horizon, ``ceil(T/h)`` must not
+        exceed it (``ValueError``); without one, the flow stops there with a
+        ``RuntimeWarning`` if the entropy is still above ``tol``.
     """
 
     name = "geometric_euler"
@@ -477,8 +576,13 @@ class LinearizedSequence(_FlowStepper):
 
     Parameters
     ----------
-    step_size, tol, max_steps
-        As for :class:`GeometricEuler`.
+    step_size : float, default=0.1
+        Relinearisation interval :math:`h > 0` (with a horizon ``T``: ``ceil(T/h)``
+        equal intervals).
+    tol : float, default=1e-3
+        Without a horizon, stop when the mean row entropy drops below ``tol``.
+    max_steps : int, default=1000
+        Largest number of intervals, as for :class:`GeometricEuler`.
     inner : LinearIntegrator, default=ExponentialKrylov()
         Solver of each linearized flow.
     """

@@ -89,7 +89,9 @@ class _Adam:
 class LearnResult:
     """Outcome of :meth:`Learner.run`.
 
-    Attributes
+    The fields are the constructor's arguments and the record's attributes.
+
+    Parameters
     ----------
     params : dict of str -> ndarray
         The selected parameters: those with the lowest validation error (or loss).
@@ -269,12 +271,24 @@ def multiplicative_update(
 
     Parameters
     ----------
+    weights : Weights
+        The current :math:`\Omega` (not modified).
+    gradient : ndarray, shape (graph.nnz,)
+        The Euclidean gradient :math:`\partial\mathcal{L}/\partial\omega_{ik}`,
+        aligned with ``weights.graph.indices``; finite.
+    step_size : float
+        Step :math:`h \ge 0` (0 returns the same weights, up to rounding).
     max_log_step : float, optional
         Bound on the change of :math:`\log\omega_{ik}` (after removing the row's
         mean): rows whose step would exceed it take a proportionally shorter step.
         A positive rescaling per row keeps a descent direction, and it prevents the
         oscillation that the :math:`1/\omega` factor of the e-exponential map
         causes when a weight gets close to 0.
+
+    Returns
+    -------
+    Weights
+        The updated :math:`\Omega` on the same graph: positive, rows summing to 1.
     """
     if not isinstance(weights, Weights):
         raise TypeError(f"weights must be an assignflow Weights, got {type(weights).__name__}")
@@ -324,7 +338,9 @@ def _resolve_loss(loss: Any, loss_params: dict | None) -> Loss:
 class DescentResult:
     """Outcome of :func:`riemannian_gradient_descent`.
 
-    Attributes
+    The fields are the constructor's arguments and the record's attributes.
+
+    Parameters
     ----------
     weights : Weights
         The learned :math:`\\Omega` (the best iterate by loss if ``keep_best``).
@@ -335,6 +351,7 @@ class DescentResult:
         wrongly labeled nodes, if the loss has labels), ``"grad_norm"``
         (Riemannian gradient norm), ``"time"`` (seconds since the start).
     n_iter : int
+        Gradient evaluations run (at most ``max_iter``).
     converged : bool
         Whether the relative loss change fell below ``tol``.
     """
@@ -400,6 +417,8 @@ def riemannian_gradient_descent(
     Returns
     -------
     DescentResult
+        The learned weights, the flow with them, the per-iteration history and
+        whether ``tol`` was reached.
     """
     if not isinstance(flow, LinearizedAssignmentFlow):
         raise TypeError(f"flow must be a LinearizedAssignmentFlow, got {type(flow).__name__}")

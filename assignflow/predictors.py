@@ -114,20 +114,82 @@ class Predictor(ABC):
 
     @abstractmethod
     def predict_weights(self, graph: Graph, features: Any) -> Weights:
-        """The predicted weights :math:`\\hat\\Omega` on ``graph``."""
+        """The predicted weights :math:`\\hat\\Omega` on ``graph``.
+
+        Parameters
+        ----------
+        graph : Graph
+            The neighbourhoods :math:`\\mathcal{N}_i` of the weights.
+        features : array-like, shape (n_nodes, d)
+            One feature vector :math:`f_i` per node.
+
+        Returns
+        -------
+        Weights
+            :math:`\\hat\\Omega(\\theta; f)` on ``graph``: positive, rows summing to 1.
+        """
 
     @abstractmethod
     def vjp(self, graph: Graph, features: Any, grad_weights: Any) -> dict[str, np.ndarray]:
-        """Parameter gradients, keyed like :meth:`params`, from the weight gradient."""
+        """Parameter gradients, keyed like :meth:`params`, from the weight gradient.
+
+        Parameters
+        ----------
+        graph : Graph
+            The graph of :meth:`predict_weights`.
+        features : array-like, shape (n_nodes, d)
+            The features of :meth:`predict_weights`.
+        grad_weights : array-like, shape (graph.nnz,)
+            :math:`\\partial\\mathcal{L}/\\partial\\omega`, aligned with ``graph.indices``
+            (e.g. ``GradientResult.gradient``).
+
+        Returns
+        -------
+        dict of str to ndarray
+            :math:`\\partial\\mathcal{L}/\\partial\\theta`, one array per entry of
+            :meth:`params`, of the same shape.
+        """
 
     @abstractmethod
     def feature_vjp(self, graph: Graph, features: Any, grad_weights: Any) -> np.ndarray:
-        """:math:`\\partial\\mathcal{L}/\\partial f` ``(I, d)``."""
+        """:math:`\\partial\\mathcal{L}/\\partial f` ``(I, d)``.
+
+        Parameters
+        ----------
+        graph : Graph
+            The graph of :meth:`predict_weights`.
+        features : array-like, shape (n_nodes, d)
+            The features of :meth:`predict_weights`.
+        grad_weights : array-like, shape (graph.nnz,)
+            :math:`\\partial\\mathcal{L}/\\partial\\omega`, aligned with ``graph.indices``.
+
+        Returns
+        -------
+        ndarray, shape (n_nodes, d)
+            :math:`\\partial\\mathcal{L}/\\partial f`, the pull-back to the features.
+        """
 
     def vjp_both(
         self, graph: Graph, features: Any, grad_weights: Any
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """:meth:`vjp` and :meth:`feature_vjp` together (subclasses may share the work)."""
+        """:meth:`vjp` and :meth:`feature_vjp` together (subclasses may share the work).
+
+        Parameters
+        ----------
+        graph : Graph
+            The graph of :meth:`predict_weights`.
+        features : array-like, shape (n_nodes, d)
+            The features of :meth:`predict_weights`.
+        grad_weights : array-like, shape (graph.nnz,)
+            :math:`\\partial\\mathcal{L}/\\partial\\omega`, aligned with ``graph.indices``.
+
+        Returns
+        -------
+        param_grads : dict of str to ndarray
+            As :meth:`vjp`.
+        feature_grad : ndarray, shape (n_nodes, d)
+            As :meth:`feature_vjp`.
+        """
         return (
             self.vjp(graph, features, grad_weights),
             self.feature_vjp(graph, features, grad_weights),
@@ -135,11 +197,29 @@ class Predictor(ABC):
 
     @abstractmethod
     def params(self) -> dict[str, np.ndarray]:
-        """The trainable parameters (a fresh dict of arrays)."""
+        """The trainable parameters (a fresh dict of arrays).
+
+        Returns
+        -------
+        dict of str to ndarray
+            Copies of the parameters :math:`\\theta`: changing them does not change
+            the predictor.
+        """
 
     @abstractmethod
     def with_params(self, params: dict[str, Any]) -> Predictor:
-        """The same predictor with other parameters."""
+        """The same predictor with other parameters.
+
+        Parameters
+        ----------
+        params : dict of str to array-like
+            New values, keyed like :meth:`params` (e.g. a training step's result).
+
+        Returns
+        -------
+        Predictor
+            A new predictor of the same kind; ``self`` is unchanged.
+        """
 
     def _grad_arg(self, graph: Graph, grad_weights: Any) -> np.ndarray:
         g = as_float_array(grad_weights, "grad_weights")
@@ -338,9 +418,25 @@ class EdgePredictor(Predictor):
     def predict_weights(self, graph: Graph, features: Any, *, cache: dict | None = None) -> Weights:
         """:math:`\\hat\\Omega` on ``graph`` from node features ``(I, d)``.
 
-        ``cache``, a dict, keeps the per-edge intermediates so that a following
-        :meth:`vjp`/:meth:`vjp_both` with the same graph, features and ``cache`` does
-        not recompute them (training; ``nnz · (n_groups + hidden + 1)`` floats).
+        Parameters
+        ----------
+        graph : Graph
+            Any graph; its edge classes (:func:`edge_offset_classes`) must number
+            ``bias.size``.
+        features : array-like, shape (n_nodes, d)
+            Node features with ``d >= n_features_in`` columns (float32 features are
+            not converted to float64).
+        cache : dict, optional
+            Filled with the per-edge intermediates so that a following
+            :meth:`vjp`/:meth:`vjp_both` with the same graph, features and ``cache``
+            does not recompute them (training; ``nnz · (n_groups + hidden + 1)``
+            floats).
+
+        Returns
+        -------
+        Weights
+            :math:`\\hat\\Omega_i = \\operatorname{softmax}_{k\\in\\mathcal{N}_i}(z_{ik})`,
+            float64 values aligned with ``graph.indices``.
         """
         f, cls = self._check(graph, features)
         vals = np.empty(graph.nnz)
@@ -392,7 +488,27 @@ class EdgePredictor(Predictor):
     def vjp(
         self, graph: Graph, features: Any, grad_weights: Any, *, cache: dict | None = None
     ) -> dict[str, np.ndarray]:
-        """Gradients keyed like :meth:`params` (``theta``, ``bias``, and ``W1, b1, w2``)."""
+        """Gradients keyed like :meth:`params` (``theta``, ``bias``, and ``W1, b1, w2``).
+
+        Parameters
+        ----------
+        graph : Graph
+            The graph of :meth:`predict_weights`.
+        features : array-like, shape (n_nodes, d)
+            The features of :meth:`predict_weights`.
+        grad_weights : array-like, shape (graph.nnz,)
+            :math:`\\partial\\mathcal{L}/\\partial\\omega`, aligned with ``graph.indices``.
+        cache : dict, optional
+            The ``cache`` of a :meth:`predict_weights` of this predictor with the same
+            graph and features (its intermediates are reused).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``"theta"`` ``(n_groups,)`` and ``"bias"`` ``(n_classes,)``, and with
+            ``hidden`` units ``"W1"`` ``(hidden, n_groups)``, ``"b1"`` and ``"w2"``
+            ``(hidden,)``.
+        """
         grads = self._backward(graph, features, grad_weights, False, cache)[1]
         return grads if self.hidden else {"theta": grads["theta"], "bias": grads["bias"]}
 
@@ -403,11 +519,45 @@ class EdgePredictor(Predictor):
         pull-back of group :math:`g_f` is :math:`(2/s_f)\,L_{c_f} f_{g_f}`, where
         :math:`L_c = \operatorname{diag}((C + C^\top)\mathbb{1}) - (C + C^\top)` is the
         Laplacian of the symmetrised edge matrix :math:`C` of the :math:`c_{ik,f}`.
+
+        Parameters
+        ----------
+        graph : Graph
+            The graph of :meth:`predict_weights`.
+        features : array-like, shape (n_nodes, d)
+            The features of :meth:`predict_weights`.
+        grad_weights : array-like, shape (graph.nnz,)
+            :math:`\partial\mathcal{L}/\partial\omega`, aligned with ``graph.indices``.
+
+        Returns
+        -------
+        ndarray, shape (n_nodes, d)
+            :math:`\partial\mathcal{L}/\partial f` (float64); zero in the columns that
+            no group reads.
         """
         return self._feature_pullback(graph, *self._backward(graph, features, grad_weights, True))
 
     def vjp_both(self, graph, features, grad_weights, *, cache=None):
-        """Parameter and feature gradients from one pass over the edges."""
+        """Parameter and feature gradients from one pass over the edges.
+
+        Parameters
+        ----------
+        graph : Graph
+            The graph of :meth:`predict_weights`.
+        features : array-like, shape (n_nodes, d)
+            The features of :meth:`predict_weights`.
+        grad_weights : array-like, shape (graph.nnz,)
+            :math:`\\partial\\mathcal{L}/\\partial\\omega`, aligned with ``graph.indices``.
+        cache : dict, optional
+            As for :meth:`vjp`.
+
+        Returns
+        -------
+        param_grads : dict of str to ndarray
+            As :meth:`vjp`.
+        feature_grad : ndarray, shape (n_nodes, d)
+            As :meth:`feature_vjp`.
+        """
         f, grads, dphi = self._backward(graph, features, grad_weights, True, cache)
         if not self.hidden:
             grads = {"theta": grads["theta"], "bias": grads["bias"]}
@@ -425,12 +575,33 @@ class EdgePredictor(Predictor):
         return out
 
     def params(self) -> dict[str, np.ndarray]:
+        """The trainable parameters: :math:`\\theta`, the biases and the perceptron's.
+
+        Returns
+        -------
+        dict of str to ndarray
+            Copies of ``theta`` and ``bias``, and with ``hidden`` units of ``W1``,
+            ``b1`` and ``w2`` (``scale`` and ``groups`` are fixed, not trained).
+        """
         out = {"theta": np.array(self.theta), "bias": np.array(self.bias)}
         if self.hidden:
             out.update(W1=np.array(self.W1), b1=np.array(self.b1), w2=np.array(self.w2))
         return out
 
     def with_params(self, params: dict[str, Any]) -> EdgePredictor:
+        """The same predictor with other parameters.
+
+        Parameters
+        ----------
+        params : dict of str to array-like
+            Any of ``"theta"``, ``"bias"``, ``"W1"``, ``"b1"``, ``"w2"``; missing
+            entries keep their values, other keys are ignored.
+
+        Returns
+        -------
+        EdgePredictor
+            A new predictor (validated like the constructor's arguments).
+        """
         return attrs.evolve(
             self, **{k: params[k] for k in ("theta", "bias", "W1", "b1", "w2") if k in params}
         )
@@ -628,7 +799,21 @@ class WeightPredictor(Predictor):
         return out
 
     def predict_weights(self, graph: GridGraph, features: Any) -> Weights:
-        r""":math:`\hat\Omega` on ``graph`` from per-pixel ``features`` ``(h·w, d)``."""
+        r""":math:`\hat\Omega` on ``graph`` from per-pixel ``features`` ``(h·w, d)``.
+
+        Parameters
+        ----------
+        graph : GridGraph
+            A grid whose window has ``window_size`` offsets.
+        features : array-like, shape (n_nodes, d)
+            Per-pixel features, ``d`` the prototypes' dimension.
+
+        Returns
+        -------
+        Weights
+            :math:`\hat\Omega_i = \exp_{\mathbb{1}}(\sum_j (s_{ij}/\sum_l s_{il})\nu_j)`
+            over the entries of each window inside the grid.
+        """
         f = self._check(graph, features)
         z = self._logit_patches(f)[graph.valid]
         return Weights._unchecked(graph, _segment_softmax(z, graph.indptr))
@@ -649,11 +834,23 @@ class WeightPredictor(Predictor):
         return d, asg, e
 
     def vjp(self, graph: GridGraph, features: Any, grad_weights: Any) -> dict[str, Any]:
-        r"""Pull back :math:`\partial\mathcal{L}/\partial\omega`.
+        r"""Pull back :math:`\partial\mathcal{L}/\partial\omega` to the parameters.
 
-        Returns a dict with the gradients ``"prototypes"`` ``(N, d)``, ``"nu"``
-        ``(N, K)`` (projected onto :math:`T_0`), ``"sigma"`` (float) and
-        ``"log_sigma"`` (the keys of :meth:`params`).
+        Parameters
+        ----------
+        graph : GridGraph
+            The graph of :meth:`predict_weights`.
+        features : array-like, shape (n_nodes, d)
+            The features of :meth:`predict_weights`.
+        grad_weights : array-like, shape (graph.nnz,)
+            :math:`\partial\mathcal{L}/\partial\omega`, aligned with ``graph.indices``.
+
+        Returns
+        -------
+        dict of str to ndarray or float
+            The gradients ``"prototypes"`` ``(N, d)``, ``"nu"`` ``(N, K)`` (projected
+            onto :math:`T_0`), ``"log_sigma"`` (0-d; these three are the keys of
+            :meth:`params`) and ``"sigma"`` (float).
         """
         f = self._check(graph, features)
         gz = self._logit_grad(graph, f, grad_weights)
@@ -676,7 +873,25 @@ class WeightPredictor(Predictor):
         }
 
     def feature_vjp(self, graph: GridGraph, features: Any, grad_weights: Any) -> np.ndarray:
-        r""":math:`\partial\mathcal{L}/\partial f_i = -\sigma\sum_j e_{ij}(f_i - p_j)/d_{ij}`."""
+        r""":math:`\partial\mathcal{L}/\partial f_i = -\sigma\sum_j e_{ij}(f_i - p_j)/d_{ij}`.
+
+        Here :math:`d_{ij} = \|f_i - p_j\|` and :math:`e_{ij}` is the gradient with
+        respect to :math:`-\sigma d_{ij}`.
+
+        Parameters
+        ----------
+        graph : GridGraph
+            The graph of :meth:`predict_weights`.
+        features : array-like, shape (n_nodes, d)
+            The features of :meth:`predict_weights`.
+        grad_weights : array-like, shape (graph.nnz,)
+            :math:`\partial\mathcal{L}/\partial\omega`, aligned with ``graph.indices``.
+
+        Returns
+        -------
+        ndarray, shape (n_nodes, d)
+            :math:`\partial\mathcal{L}/\partial f` (float64).
+        """
         f = self._check(graph, features)
         gz = self._logit_grad(graph, f, grad_weights)
         out = np.empty(f.shape)
@@ -687,6 +902,14 @@ class WeightPredictor(Predictor):
         return out
 
     def params(self) -> dict[str, np.ndarray]:
+        r"""The trainable parameters :math:`p`, :math:`\nu` and :math:`\log\sigma`.
+
+        Returns
+        -------
+        dict of str to ndarray
+            Copies of ``"prototypes"`` ``(N, d)`` and ``"nu"`` ``(N, K)``, and
+            ``"log_sigma"`` (0-d): :math:`\sigma` is trained in the log domain.
+        """
         return {
             "prototypes": np.array(self.prototypes),
             "nu": np.array(self.nu),
@@ -694,6 +917,21 @@ class WeightPredictor(Predictor):
         }
 
     def with_params(self, params: dict[str, Any]) -> WeightPredictor:
+        r"""The same predictor with other parameters.
+
+        Parameters
+        ----------
+        params : dict of str to array-like
+            Any of ``"prototypes"``, ``"nu"`` and ``"log_sigma"``
+            (:math:`\sigma = e^{\log\sigma}`); missing entries keep their values,
+            other keys (also ``"sigma"``) are ignored.
+
+        Returns
+        -------
+        WeightPredictor
+            A new predictor (``nu`` projected to zero row means, as in the
+            constructor).
+        """
         sigma = float(np.exp(params["log_sigma"])) if "log_sigma" in params else self.sigma
         return WeightPredictor(
             params.get("prototypes", self.prototypes), params.get("nu", self.nu), sigma
