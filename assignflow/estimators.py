@@ -242,6 +242,48 @@ class _Image:
     y: np.ndarray | None  # (pixels,) class indices
 
 
+class _Cropper:
+    """Random crops of the training images with about ``batch_pixels`` pixels in all.
+
+    Every iteration trains on one crop of each image, all cut to the same fraction of
+    their image (each side scaled by ``fraction ** (1 / ndim)``, at least 32 points or
+    the whole side): stochastic gradients whose cost does not grow with the size of the
+    training set. The features are cut from those of the whole image, so a crop's
+    features do not see its border; the crop's flow does (as an image's flow does).
+    """
+
+    def __init__(self, train: list[_Image], batch_pixels: int | None, rng) -> None:
+        self.train, self.rng, self.graphs = train, rng, {}
+        total = sum(d.features.shape[0] for d in train)
+        self.fraction = 1.0 if batch_pixels is None else min(1.0, batch_pixels / total)
+
+    def sample(self) -> list[_Image]:
+        if self.fraction >= 1.0:
+            return self.train
+        return [self._crop(d) for d in self.train]
+
+    def _crop(self, d: _Image) -> _Image:
+        shape = d.image.shape[:-1]
+        f = self.fraction ** (1.0 / len(shape))
+        side = tuple(min(s, max(32, round(s * f))) for s in shape)
+        if side == shape:
+            return d
+        sl = tuple(
+            slice(a, a + c)
+            for a, c in ((self.rng.randint(s - c + 1), c) for s, c in zip(shape, side, strict=True))
+        )
+        g = self.graphs.get(side)
+        if g is None:
+            g = self.graphs[side] = GridGraph(side, d.graph.radius)
+        n_f = d.features.shape[1]
+        return _Image(
+            image=np.ascontiguousarray(d.image[sl]),
+            graph=g,
+            features=np.ascontiguousarray(d.features.reshape(*shape, n_f)[sl].reshape(-1, n_f)),
+            y=np.ascontiguousarray(d.y.reshape(shape)[sl]).ravel(),
+        )
+
+
 @attrs.frozen(eq=False)
 class _Model:
     """The learned flow's structure (params are passed separately): forward and backward."""
@@ -507,6 +549,13 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         How the gradients of the integrator's forward solves are computed.
     max_iter : int, default=100
         Training iterations (Adam steps).
+    batch_pixels : int or None, default=32768
+        Pixels (grid points) per training iteration: when the training images hold
+        more, every iteration trains on one random crop of each image, all crops cut
+        to the same fraction of their image (at least 32 points a side), so that an
+        iteration's cost does not grow with the training set (stochastic gradients;
+        validation uses the whole held-out images). ``None``: whole images. Only on
+        the grid graph (``graph="grid"``).
     learning_rate : float, default=0.05
         Adam's step.
     validation_fraction : float, default=0.2
@@ -597,6 +646,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         "integrator": [str, type, LinearIntegrator],
         "gradient_estimator": [str, type, GradientEstimator],
         "max_iter": [Interval(numbers.Integral, 1, 100_000, closed="both")],
+        "batch_pixels": [Interval(numbers.Integral, 1024, None, closed="left"), None],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -632,6 +682,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         integrator: Any = "exponential_krylov",
         gradient_estimator: Any = "closed_form_low_rank",
         max_iter: int = 100,
+        batch_pixels: int | None = 32768,
         learning_rate: float = 0.05,
         validation_fraction: float = 0.2,
         n_iter_no_change: int = 15,
@@ -663,6 +714,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         self.integrator = integrator
         self.gradient_estimator = gradient_estimator
         self.max_iter = max_iter
+        self.batch_pixels = batch_pixels
         self.learning_rate = learning_rate
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -833,19 +885,21 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             n_threads = min(len(train), get_num_threads()) if small else 1
             pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
 
-            def run(p):
+            def run(p, batch):
                 if pool is None:
-                    return [_objective_of(model, p, d) for d in train]
-                return list(pool.map(lambda d: _objective_of(model, p, d), train))
+                    return [_objective_of(model, p, d) for d in batch]
+                return list(pool.map(lambda d: _objective_of(model, p, d), batch))
         else:
             pool = None
             parallel = Parallel(n_jobs=self.n_jobs)
 
-            def run(p):
-                return parallel(delayed(_objective_of)(model, p, d) for d in train)
+            def run(p, batch):
+                return parallel(delayed(_objective_of)(model, p, d) for d in batch)
+
+        crop = _Cropper(train, self.batch_pixels, rng) if self.graph == "grid" else None
 
         def objective(p):
-            res = run(p)
+            res = run(p, crop.sample() if crop is not None else train)
             loss = float(np.mean([r[0] for r in res]))
             err = float(np.mean([r[1] for r in res]))
             grads = {k: sum(r[2][k] for r in res) / len(res) for k in res[0][2] if k not in frozen}

@@ -177,6 +177,44 @@ def test_every_predictor_and_a_deep_stack_beat_uniform_weights(lines_data, optio
     assert 1 - lab.score(Xt, Yt) < uniform
 
 
+def test_crops_cut_image_features_and_labels_at_one_place():
+    from assignflow.estimators import _Cropper, _Image
+
+    rng = np.random.RandomState(0)
+    shape = (40, 60)
+    img = np.arange(np.prod(shape), dtype=float).reshape(*shape, 1)
+    y = (np.arange(np.prod(shape)) % 3).reshape(shape)
+    F = np.stack([img.ravel(), -img.ravel()], axis=1)
+    d = _Image(image=img, graph=af.GridGraph(shape, 2), features=F, y=y.ravel())
+    crops = _Cropper([d, d], 1200, rng)  # a quarter of 2 x 2400 pixels: 32 x 32 crops
+    for c in crops.sample() + crops.sample():
+        assert c.image.shape == (32, 32, 1) and c.graph.shape == (32, 32)
+        assert c.graph.radius == 2
+        r0, c0 = divmod(int(c.image[0, 0, 0]), shape[1])
+        window = (slice(r0, r0 + 32), slice(c0, c0 + 32))
+        np.testing.assert_array_equal(c.image, img[window])
+        np.testing.assert_array_equal(c.features[:, 0], img[window].ravel())
+        np.testing.assert_array_equal(c.features[:, 1], -img[window].ravel())
+        np.testing.assert_array_equal(c.y, y[window].ravel())
+    # a budget above the training set's size: the whole images, as given
+    assert _Cropper([d], 10**6, rng).sample()[0] is d
+    assert _Cropper([d], None, rng).sample()[0] is d
+
+
+def test_fit_on_crops_learns_and_is_reproducible(lines_data):
+    X, Y, Xt, Yt = lines_data
+    big = [x.repeat(2, 0).repeat(2, 1) for x in X]  # 64 x 64: crops of 32 x 32
+    ybig = [y.repeat(2, 0).repeat(2, 1) for y in Y]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = af.ImageLabeler(n_layers=1, max_iter=8, batch_pixels=4096, random_state=0)
+        a.fit(big, ybig)
+        b = clone(a).fit(big, ybig)
+    np.testing.assert_array_equal(a.predict(Xt), b.predict(Xt))
+    uniform = _uniform_error(Xt, Yt, float(a.rho_[0]), float(a.T_.sum()))
+    assert 1 - a.score(Xt, Yt) < uniform
+
+
 def test_hyperparameters_given_are_kept_and_auto_ones_learned(lines_data):
     X, Y, _, _ = lines_data
     with warnings.catch_warnings():
@@ -498,6 +536,9 @@ BAD_PARAMS = [
     {"validation_fraction": 1.0},
     {"validation_fraction": -0.1},
     {"validation_fraction": float("nan")},
+    {"batch_pixels": 100},
+    {"batch_pixels": True},
+    {"batch_pixels": 5e4},
     {"validation_fraction": "a"},
     {"random_state": "seed"},
     {"random_state": -1},
