@@ -547,7 +547,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         The integrator of every layer, in training and prediction alike.
     gradient_estimator : str or GradientEstimator, default="closed_form_low_rank"
         How the gradients of the integrator's forward solves are computed.
-    max_iter : int, default=100
+    max_iter : int, default=60
         Training iterations (Adam steps).
     batch_pixels : int or None, default=32768
         Pixels (grid points) per training iteration: when the training images hold
@@ -561,7 +561,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
     validation_fraction : float, default=0.2
         Fraction of the training images held out for early stopping (at least
         one image when ``fit`` gets two or more and the fraction is positive).
-    n_iter_no_change : int, default=15
+    n_iter_no_change : int, default=20
         Stop when the validation loss has not improved for this many iterations.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split and the predictors' initialisation.
@@ -681,11 +681,11 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         n_prototypes: int = 50,
         integrator: Any = "exponential_krylov",
         gradient_estimator: Any = "closed_form_low_rank",
-        max_iter: int = 100,
+        max_iter: int = 60,
         batch_pixels: int | None = 32768,
         learning_rate: float = 0.05,
         validation_fraction: float = 0.2,
-        n_iter_no_change: int = 15,
+        n_iter_no_change: int = 20,
         random_state: Any = None,
         verbose: int = 0,
         n_jobs: int | None = None,
