@@ -655,6 +655,14 @@ def test_read_only_non_contiguous_and_array_like_inputs(tiny_fitted):
     np.testing.assert_array_equal(tiny_fitted.predict(ArrayLike(X8)), tiny_fitted.predict(X8))
 
 
+def test_memory_mapped_images(tiny_fitted, tmp_path):
+    path = tmp_path / "images.npy"
+    np.save(path, X8)
+    mapped = np.load(path, mmap_mode="r")  # read-only, on disk
+    np.testing.assert_array_equal(tiny_fitted.predict(mapped), tiny_fitted.predict(X8))
+    np.testing.assert_array_equal(np.load(path), X8)  # not written to
+
+
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "predict_weights", "score"])
 def test_predict_before_fit(method):
     args = (X8, Y8) if method == "score" else (X8,)
