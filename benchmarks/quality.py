@@ -259,8 +259,13 @@ def run_task(name: str, args: argparse.Namespace) -> dict[str, Any]:
     else:
         # tuning reads the training images only, which do not depend on the test seeds:
         # another test set reuses the settings tuned for offset 0 and only re-tests them
-        tuned_path = cache_path(argparse.Namespace(**{**vars(args), "test_seed_offset": 0}), task)
-        if args.test_seed_offset and os.path.exists(tuned_path):
+        tuned_path = ""
+        if args.test_seed_offset:
+            task0 = make_task(name, quick=args.quick, test_seed_offset=0)  # its cache key
+            tuned_path = cache_path(
+                argparse.Namespace(**{**vars(args), "test_seed_offset": 0}), task0
+            )
+        if tuned_path and os.path.exists(tuned_path):
             with open(tuned_path) as f:
                 base = retest_baselines(task, json.load(f)["baselines"])
             log(f"  baselines tuned as in {tuned_path}, tested on the new test images")
