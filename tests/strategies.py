@@ -37,8 +37,9 @@ __all__ = [
     "weights_on",
 ]
 
-#: Shared settings for the property tests: a moderate number of examples, no deadline.
-#: ``AF_TEST_EXAMPLES=1000 pytest ...`` runs a longer search.
+#: Shared settings for the property tests: a moderate number of examples, no deadline
+#: (derandomised by ``conftest.py``). ``AF_TEST_EXAMPLES=1000 pytest ...`` runs a longer
+#: search, ``AF_TEST_RANDOM=1`` a new random one each time.
 PROPERTY = settings(
     max_examples=int(os.environ.get("AF_TEST_EXAMPLES", "50")),
     deadline=None,
