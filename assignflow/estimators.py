@@ -554,7 +554,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
     integrator : "auto", str or LinearIntegrator, default="auto"
         The integrator of every layer, in training and prediction alike.
         ``"auto"``: ``ExponentialKrylov(krylov_dim=20)``. The learned horizons reach
-        :math:`T \approx 30`, where a Krylov space of 20 takes fewer, longer sub-steps
+        :math:`T \\approx 30`, where a Krylov space of 20 takes fewer, longer sub-steps
         than the paper's 10 (about half the time of a training iteration, at the
         same accuracy: the sub-steps are error-controlled). A name is resolved with
         the registry's defaults.
