@@ -329,10 +329,15 @@ class _Model:
     ):
         """Solve every layer; returns ``(stack, forward, features per layer, predictors)``.
 
-        ``caches``, a list, receives one predictor cache per layer (training).
+        ``caches``, a list, receives one predictor cache per layer (training). Without
+        ``record`` or ``caches`` only ``forward`` (without per-layer results) and the
+        predictors are returned: ``(None, forward, None, predictors)``.
         """
         preds, rhos, Ts, protos = self.unpack(params)
         D = distance_matrix(data.image, protos).astype(self.dtype)
+        # without a gradient to follow (predict, validation) nothing of a finished layer
+        # but its V is kept: large images fit in less memory
+        lean = not record and caches is None
         layers, results, feats = [], [], []
         V = None
         K = self.n_layers
@@ -346,20 +351,35 @@ class _Model:
                     caches.append(None)
                 om = preds[ell].predict_weights(data.graph, f)
             sim = SimilarityOperator(om, D, rho=float(rhos[ell]), dtype=self.dtype)
-            stack_so_far = DeepLinearizedAssignmentFlow([*layers, sim], T=[*Ts[: ell + 1]])
+            del om
+            if lean:
+                del f
+                flow = DeepLinearizedAssignmentFlow([sim], T=[float(Ts[ell])]).layer_flow(0, V)
+                del sim
+            else:
+                stack_so_far = DeepLinearizedAssignmentFlow([*layers, sim], T=[*Ts[: ell + 1]])
+                flow = stack_so_far.layer_flow(ell, V)
 
             def part(x: float, ell: int = ell) -> None:
                 progress((ell + x) / K)
 
-            res = stack_so_far.layer_flow(ell, V).solve(
+            res = flow.solve(
                 self.integrator, record=record, progress=None if progress is None else part
             )
+            del flow
             V = res.V.copy() if V is None else V + res.V
+            stats = res.stats
+            if lean:
+                del res
+                continue
             layers.append(sim)
             results.append(res)
             feats.append(f)
-        stack = DeepLinearizedAssignmentFlow(layers, T=[float(t) for t in Ts])
         W = softmax(self.n_labels * V)
+        if lean:
+            fwd = FlowResult(V=V, W=W, T=float(np.sum(Ts)), stats=stats)
+            return None, fwd, None, preds
+        stack = DeepLinearizedAssignmentFlow(layers, T=[float(t) for t in Ts])
         fwd = FlowResult(V=V, W=W, T=float(np.sum(Ts)), stats=results[-1].stats,
                          layers=tuple(results))  # fmt: skip
         return stack, fwd, feats, preds

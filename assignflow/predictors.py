@@ -360,7 +360,11 @@ class EdgePredictor(Predictor):
                 f"features must have shape ({graph.n_nodes}, >= {self.n_features_in}) for this "
                 f"graph and these groups, got {f.shape}"
             )
-        cls, n_cls = edge_offset_classes(graph)
+        if isinstance(graph, GridGraph):
+            # the classes of a grid's edges are cut from its window mask chunk by chunk
+            cls, n_cls = None, graph.window_size
+        else:
+            cls, n_cls = edge_offset_classes(graph)
         if n_cls != self.bias.size:
             raise ValueError(
                 f"bias has {self.bias.size} entries but the graph has {n_cls} edge classes "
@@ -399,14 +403,19 @@ class EdgePredictor(Predictor):
         out /= self.scale
         return out
 
+    @staticmethod
+    def _classes(graph, cls, a, c, ea, ec) -> np.ndarray:
+        """Edge classes of rows ``a:c`` (edges ``ea:ec``); no ``nnz``-sized array on grids."""
+        if cls is None:
+            return np.nonzero(graph.valid[a:c])[1]
+        return cls[ea:ec]
+
     def _weights_chunk(self, graph, f, cls, a, c, ea, ec):
-        rows = graph.rows[ea:ec]
-        cols = graph.indices[ea:ec]
         if isinstance(graph, GridGraph):
             phi = self._phi_grid(graph, f, a, c)
         else:
-            phi = self._phi(f, rows, cols)
-        z = self.bias[cls[ea:ec]] - phi @ self.theta
+            phi = self._phi(f, graph.rows[ea:ec], graph.indices[ea:ec])
+        z = self.bias[self._classes(graph, cls, a, c, ea, ec)] - phi @ self.theta
         u = None
         if self.hidden:
             psi = np.log1p(phi)
@@ -471,7 +480,9 @@ class EdgePredictor(Predictor):
                 om, phi, u = self._weights_chunk(graph, f, cls, a, c, ea, ec)
             gz = _segment_softmax_vjp(om, g[ea:ec], graph.indptr[a : c + 1] - ea)
             grads["theta"] -= gz @ phi
-            grads["bias"] += np.bincount(cls[ea:ec], weights=gz, minlength=self.bias.size)
+            grads["bias"] += np.bincount(
+                self._classes(graph, cls, a, c, ea, ec), weights=gz, minlength=self.bias.size
+            )
             d = -np.outer(gz, self.theta) if dphi is not None else None
             if H:
                 grads["w2"] += gz @ u

@@ -625,6 +625,25 @@ def test_fit_images_of_different_sizes_and_single_images():
     assert rgb.predict(RGB8[0]).shape == (8, 8) and rgb.predict(RGB8).shape == (2, 8, 8)
 
 
+def test_lean_forward_of_predict_equals_the_recorded_forward():
+    # predict and validation keep only V between layers; the training forward keeps all
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = tiny(n_layers=2).fit(X8, Y8)
+    model, params, pcls, scales = m._fitted_model()
+    params = {**params, "log_temperature": np.array(0.0)}
+    img = m._check_predict(X8[0])[0][0]
+    data = m._data(img, None, pcls, scales, m.prototypes_)
+    stack, full, _, _ = model.forward(params, data, record=True)
+    none, lean, no_feats, _ = model.forward(params, data, record=False)
+    assert none is None and no_feats is None and lean.layers is None
+    assert len(full.layers) == m.n_layers == len(stack.layers)
+    np.testing.assert_array_equal(lean.V, full.V)
+    np.testing.assert_array_equal(lean.W, full.W)
+    labels = m.classes_[np.argmax(full.W, axis=1)].reshape(img.shape[:-1])
+    np.testing.assert_array_equal(m.predict(X8[0]), labels)
+
+
 def test_fit_and_predict_do_not_modify_inputs(tiny_fitted):
     imgs, labs = X8.copy(), Y8.copy()
     protos = np.array([[0.0], [1.0]])
