@@ -182,6 +182,7 @@ class GradientResult:
         gradient: np.ndarray,
         *,
         add_regularizer: bool = True,
+        data_value: float | None = None,
         **diagnostics: Any,
     ) -> GradientResult:
         r"""Assemble a result from the data term's gradient (for estimator plugins).
@@ -203,6 +204,8 @@ class GradientResult:
             :math:`\partial f_L/\partial\omega`, aligned with ``flow.weights.values``.
         add_regularizer : bool, default=True
             Add the regulariser's gradient.
+        data_value : float, optional
+            :math:`f_L(V_T)` when the caller has it already (else it is evaluated).
         **diagnostics
             Further fields of :class:`GradientResult` (``singular_values``,
             ``factors``, ``n_matvecs``, ``error_estimate``, ``rho_gradient``,
@@ -222,9 +225,10 @@ class GradientResult:
         if g.shape != (nnz,):
             raise ValueError(f"gradient must have shape ({nnz},) like the weights, got {g.shape}")
         weights = flow.weights
-        data_value = float(loss.data_value(V)) if V is not None else 0.0
+        if data_value is None:
+            data_value = float(loss.data_value(V)) if V is not None else 0.0
         reg_value = float(loss.reg_value(weights))
-        if add_regularizer:
+        if add_regularizer and loss.has_regularizer:
             g = g + loss.reg_gradient(weights)
         if not np.all(np.isfinite(g)):
             raise FloatingPointError(
@@ -349,10 +353,11 @@ class _Contraction:
         D = sim.distances
         ed = self.graph.edge_dot(Chat, D)
         ed /= sim.rho
+        # Σ_i <Ĉ_i, (ΩD)_i> / ρ² = Σ_ik ω_ik <Ĉ_i, D_k> / ρ²: from the edge products at hand
+        rho_grad = float(np.dot(self.flow.weights.values, ed)) / sim.rho
         grad = self.grad
         grad -= ed
         del ed
-        rho_grad = float(np.einsum("ij,ij->", Chat, self.op.apply(D))) / sim.rho**2
         # Ωᵀ Ĉ in the flow's precision (a float32 flow keeps float32 kernels only)
         dist_grad = self.op.apply_transpose(Chat.astype(self.flow.dtype, copy=False))
         dist_grad = dist_grad.astype(np.float64)
@@ -545,31 +550,49 @@ class GradientEstimator(ABC):
 
 
 def _data_gradient(loss: Loss, V: np.ndarray) -> np.ndarray:
-    return loss.data_gradient(V) if loss.has_data_term else np.zeros(V.shape)
+    return _data_value_and_gradient(loss, V)[1]
+
+
+def _data_value_and_gradient(loss: Loss, V: np.ndarray) -> tuple[float, np.ndarray]:
+    if not loss.has_data_term:
+        return 0.0, np.zeros(V.shape)
+    value, g = loss.data_value_and_gradient(V)
+    return float(value), g
 
 
 def _T_gradient(flow: Any, g: np.ndarray, V: np.ndarray) -> float:
     """:math:`\\partial f_L/\\partial T = \\langle g, A v_T + b\\rangle` (:math:`\\dot v(T)`)."""
-    vdot = flow.matvec(np.ascontiguousarray(V, dtype=flow.dtype).ravel()) + flow.B.ravel()
-    return float(np.dot(g.ravel().astype(np.float64), vdot.astype(np.float64)))
+    vdot = flow.matvec(np.ascontiguousarray(V, dtype=flow.dtype).ravel())
+    vdot += flow.B.ravel()
+    return float(np.einsum("i,i->", g.ravel(), vdot, dtype=np.float64))
 
 
 def _finish(
-    flow: Any, loss: Loss, forward: FlowResult, g: np.ndarray, acc: _Contraction | None, **kw: Any
+    flow: Any,
+    loss: Loss,
+    forward: FlowResult,
+    g: np.ndarray | None,
+    acc: _Contraction | None,
+    *,
+    data_value: float | None = None,
+    T_gradient: float | None = None,
+    **kw: Any,
 ) -> GradientResult:
+    """The result from the accumulated contraction (``T_gradient`` from ``g`` unless given)."""
     V = forward.V
     if acc is None:
         grad, rho_grad = np.zeros(flow.weights.graph.nnz), 0.0
         dist_grad, T_grad = np.zeros(flow.shape), 0.0
     else:
         grad, rho_grad, dist_grad = acc.finish()
-        T_grad = _T_gradient(flow, g, V)
+        T_grad = _T_gradient(flow, g, V) if T_gradient is None else T_gradient
     kw.setdefault("error_estimate", forward.stats.error_estimate)
     return GradientResult.from_gradient(
         flow,
         loss,
         V,
         grad,
+        data_value=data_value,
         rho_gradient=rho_grad,
         T_gradient=T_grad,
         distance_gradient=dist_grad,
@@ -702,10 +725,10 @@ class ClosedFormLowRank(GradientEstimator):
                 "forward must be recorded by ExponentialKrylov: flow.solve(integrator, record=True)"
             )
         V = forward.V
-        g = _data_gradient(loss, V)
+        value, g = _data_value_and_gradient(loss, V)
         ctx = {"n_mv": forward.stats.n_matvecs, "sig": np.zeros(0)}
         if not np.any(g):
-            return _finish(flow, loss, forward, g, None, n_matvecs=ctx["n_mv"])
+            return _finish(flow, loss, forward, g, None, data_value=value, n_matvecs=ctx["n_mv"])
         fw_settings = (
             (integrator.krylov_dim, integrator.reorthogonalize, integrator.tol)
             if isinstance(integrator, ExponentialKrylov)
@@ -715,11 +738,14 @@ class ClosedFormLowRank(GradientEstimator):
         acc = _Contraction(flow)
         lam = np.zeros(n + 1, dtype=dt)
         lam[:n] = g.ravel()
-        keep: list[tuple[np.ndarray, np.ndarray]] = []
-        last = len(traj.steps) - 1
         # an adjoint this far below the data gradient adds nothing a float64 sum keeps;
         # stopping there also spares Arnoldi a start vector whose norm underflows
         ctx["floor"] = 1e-200 * float(np.max(np.abs(g)))
+        # ∂f/∂T needs g; taken now, g (float64, full size) is not held through the backward
+        T_grad = _T_gradient(flow, g, V)
+        del g
+        keep: list[tuple[np.ndarray, np.ndarray]] = []
+        last = len(traj.steps) - 1
         for s in range(last, -1, -1):
             if not np.max(np.abs(lam)) > ctx["floor"]:
                 break
@@ -732,8 +758,10 @@ class ClosedFormLowRank(GradientEstimator):
             flow,
             loss,
             forward,
-            g,
+            None,
             acc,
+            data_value=value,
+            T_gradient=T_grad,
             singular_values=ctx["sig"],
             factors=factors,
             n_matvecs=ctx["n_mv"],

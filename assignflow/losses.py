@@ -136,10 +136,35 @@ class Loss:
         """
         return np.zeros(weights.graph.nnz)
 
+    def data_value_and_gradient(self, V: np.ndarray) -> tuple[float, np.ndarray]:
+        r"""``(data_value(V), data_gradient(V))`` together.
+
+        Gradient estimators call this once per evaluation; a data term whose value
+        and gradient share work (the KL loss: one softmax) overrides it.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+
+        Returns
+        -------
+        value : float
+            :math:`f_L(V)`.
+        gradient : ndarray, shape (I, J)
+            :math:`\partial f_L/\partial V`.
+        """
+        return float(self.data_value(V)), self.data_gradient(V)
+
     @property
     def has_data_term(self) -> bool:
         """Whether the loss depends on :math:`V_T` (else the flow need not be solved)."""
         return type(self).data_value is not Loss.data_value
+
+    @property
+    def has_regularizer(self) -> bool:
+        """Whether the loss has a regulariser (else its gradient is not formed)."""
+        return type(self).reg_gradient is not Loss.reg_gradient
 
     def check(self, flow: Any) -> None:
         """Raise ``ValueError`` if the loss does not fit ``flow`` (sizes, label range).
@@ -242,8 +267,8 @@ class KLLoss(Loss):
             return np.full(self.labels.size, 1.0 / self.labels.size)
         return self.sample_weight / self.sample_weight.sum()
 
-    def _check_V(self, V: Any) -> np.ndarray:
-        v = as_float_array(V, "V", ndim=2)
+    def _check_V(self, V: Any, dtype: Any = np.float64) -> np.ndarray:
+        v = as_float_array(V, "V", ndim=2, dtype=dtype)
         if v.shape[0] != self.labels.size:
             raise ValueError(
                 f"V must have shape ({self.labels.size}, n_labels) (one row per label), "
@@ -294,6 +319,37 @@ class KLLoss(Loss):
         grad[np.arange(V.shape[0]), self.labels] -= 1.0
         grad *= (J * self._weights())[:, None]
         return grad
+
+    def data_value_and_gradient(self, V: np.ndarray) -> tuple[float, np.ndarray]:
+        r"""The value and the gradient from one softmax, in the precision of ``V``.
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow (float32 stays float32).
+
+        Returns
+        -------
+        value : float
+            :meth:`data_value` (the sums in double precision).
+        gradient : ndarray, shape (I, J)
+            :meth:`data_gradient`, float32 for float32 ``V`` (else float64).
+        """
+        f32 = getattr(V, "dtype", None) == np.float32
+        V = self._check_V(V, np.float32 if f32 else np.float64)
+        I, J = V.shape
+        rows = np.arange(I)
+        z = V * V.dtype.type(J)
+        z -= z.max(axis=1, keepdims=True)
+        zy = z[rows, self.labels].astype(np.float64)
+        np.exp(z, out=z)
+        total = z.sum(axis=1, dtype=np.float64)
+        w = self._weights()
+        value = float(-(w * (zy - np.log(total))).sum())
+        z /= total[:, None].astype(z.dtype)
+        z[rows, self.labels] -= 1.0
+        z *= (J * w)[:, None].astype(z.dtype)
+        return value, z
 
 
 @registry.losses.register("tangent_space")
@@ -391,6 +447,31 @@ class CompositeLoss(Loss):
     def has_data_term(self) -> bool:
         """Whether any term depends on :math:`V_T`."""
         return any(t.has_data_term for t in self.terms)
+
+    @property
+    def has_regularizer(self) -> bool:
+        """Whether any term has a regulariser."""
+        return any(t.has_regularizer for t in self.terms)
+
+    def data_value_and_gradient(self, V: np.ndarray) -> tuple[float, np.ndarray]:
+        r"""The sums of the terms' data values and gradients (each term's fused pass).
+
+        Parameters
+        ----------
+        V : ndarray, shape (I, J)
+            The tangent solution :math:`V_T` of the flow.
+
+        Returns
+        -------
+        value : float
+            :math:`\sum_t f_t(V)`.
+        gradient : ndarray, shape (I, J)
+            :math:`\sum_t \partial f_t/\partial V`.
+        """
+        parts = [t.data_value_and_gradient(V) for t in self.terms if t.has_data_term]
+        if not parts:
+            return 0.0, np.zeros(np.shape(V))
+        return float(sum(v for v, _ in parts)), sum(g for _, g in parts)
 
     def check(self, flow: Any) -> None:
         """Check every term against ``flow``.

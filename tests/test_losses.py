@@ -245,3 +245,39 @@ def test_tangent_regularizer_isolated_nodes():
     np.testing.assert_allclose(reg.reg_gradient(om), ref_grad, rtol=1e-13, atol=1e-15)
     iso = g.indptr[np.flatnonzero(g.degrees == 1)]
     np.testing.assert_array_equal(reg.reg_gradient(om)[iso], 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fused_value_and_gradient_equal_the_two_calls(dtype, weighted):
+    # gradient estimators evaluate the data term once, from one softmax
+    rng = np.random.default_rng(4)
+    I, J = 40, 5
+    V = (rng.normal(size=(I, J)) * 3).astype(dtype)
+    sw = rng.uniform(0.1, 2.0, I) if weighted else None
+    loss = KLLoss(labels=rng.integers(0, J, I), sample_weight=sw)
+    value, grad = loss.data_value_and_gradient(V)
+    assert grad.dtype == dtype and grad.shape == (I, J)
+    tight = dtype == np.float64
+    np.testing.assert_allclose(value, loss.data_value(V), rtol=1e-12 if tight else 1e-6)
+    np.testing.assert_allclose(grad, loss.data_gradient(V), rtol=1e-10 if tight else 1e-5,
+                               atol=1e-15 if tight else 1e-8)  # fmt: skip
+    # against the definition, in double precision from the same (rounded) V
+    ref = -np.mean(np.log(ref_softmax(J * V.astype(np.float64)))[np.arange(I), loss.labels]
+                   * (1.0 if sw is None else sw / sw.mean()))  # fmt: skip
+    np.testing.assert_allclose(value, ref, rtol=1e-12 if tight else 1e-6)
+    composite = loss + TangentSpaceRegularizer(0.1) + loss
+    cv, cg = composite.data_value_and_gradient(V)
+    np.testing.assert_allclose(cv, 2 * value, rtol=1e-12)
+    np.testing.assert_allclose(cg, 2 * grad, rtol=1e-6)
+
+
+def test_has_regularizer():
+    kl = KLLoss(labels=[0, 1])
+    assert not kl.has_regularizer and kl.has_data_term
+    reg = TangentSpaceRegularizer(0.1)
+    assert reg.has_regularizer and not reg.has_data_term
+    assert (kl + reg).has_regularizer and not (kl + kl).has_regularizer
+    # a regulariser-only composite has no data term: value 0, zero gradient
+    v, g = (reg + reg).data_value_and_gradient(np.zeros((2, 2)))
+    assert v == 0.0 and not g.any()
