@@ -350,12 +350,17 @@ class _Model:
                 if caches is not None:
                     caches.append(None)
                 om = preds[ell].predict_weights(data.graph, f)
+                if lean and self.dtype == np.float32:
+                    # the kernels are built in float32 from these values either way
+                    om = Weights._unchecked(data.graph, om.values.astype(np.float32))
             sim = SimilarityOperator(om, D, rho=float(rhos[ell]), dtype=self.dtype)
             del om
             if lean:
                 del f
                 flow = DeepLinearizedAssignmentFlow([sim], T=[float(Ts[ell])]).layer_flow(0, V)
                 del sim
+                if ell == K - 1:
+                    del D  # the flow holds its own copy
             else:
                 stack_so_far = DeepLinearizedAssignmentFlow([*layers, sim], T=[*Ts[: ell + 1]])
                 flow = stack_so_far.layer_flow(ell, V)

@@ -323,7 +323,14 @@ class SimilarityOperator:
     @cached_property
     def S0(self) -> np.ndarray:
         r""":math:`S_0 = S(\mathbb{1}_\mathcal{W}) = \operatorname{softmax}(-\Omega D/\rho)`."""
-        out = softmax(-self.weights.operator.apply(self.scaled_distances))
+        # D/ρ as a temporary unless cached: the LAF needs S0 only, and a cached copy
+        # would stay as large as D for the flow's lifetime
+        try:  # the slot of the cached property, without computing it
+            scaled = type(self).__dict__["scaled_distances"].__get__(self, type(self))
+        except AttributeError:
+            scaled = self.distances / self.rho
+        out = softmax(-self.weights.operator.apply(scaled))
+        del scaled
         out.flags.writeable = False
         return out
 
