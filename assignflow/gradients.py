@@ -741,7 +741,7 @@ class ClosedFormLowRank(GradientEstimator):
         # an adjoint this far below the data gradient adds nothing a float64 sum keeps;
         # stopping there also spares Arnoldi a start vector whose norm underflows
         ctx["floor"] = 1e-200 * float(np.max(np.abs(g)))
-        # ∂f/∂T needs g; taken now, g (float64, full size) is not held through the backward
+        # ∂f/∂T needs g; taken now, g (a full-size array) is not held through the backward
         T_grad = _T_gradient(flow, g, V)
         del g
         keep: list[tuple[np.ndarray, np.ndarray]] = []
