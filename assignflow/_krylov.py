@@ -288,11 +288,12 @@ def _arnoldi_into(
     Q: np.ndarray,
     reorthogonalize: str,
     breakdown_tol: float | None,
+    stop: Callable[[np.ndarray], bool] | None = None,
 ) -> ArnoldiResult:
     """Arnoldi iteration writing the basis into the caller's buffer ``Q``.
 
     ``Q`` must have shape ``(m + 1, n)`` with ``m <= n`` (C-contiguous); it is
-    overwritten.  ``v`` is not modified.
+    overwritten.  ``v`` is not modified.  ``stop``: see :func:`arnoldi`.
     """
     n = v.shape[0]
     beta = _norm(v)
@@ -328,6 +329,9 @@ def _arnoldi_into(
             break
         H[j, j - 1] = nrm
         w /= nrm
+        if stop is not None and j < m and stop(H[: j + 1, :j]):
+            k = j
+            break
 
     Qk = Q[:k] if breakdown else Q[: k + 1]
     return ArnoldiResult(
@@ -342,6 +346,7 @@ def arnoldi(
     *,
     reorthogonalize: Reorthogonalize = "always",
     breakdown_tol: float | None = None,
+    stop: Callable[[np.ndarray], bool] | None = None,
 ) -> ArnoldiResult:
     """Arnoldi process: orthonormal basis of the Krylov space K_m(A, v).
 
@@ -370,6 +375,12 @@ def arnoldi(
         ||A q_i||`` with ``rtol = max(1e-12, 8 sqrt(n) eps)``, where the
         running maximum of ``||A q_i||`` (``i <= j``) is a free lower bound
         for ``||A||_2``.  Pass ``0.0`` to stop only on an exactly zero vector.
+    stop : callable, optional
+        ``stop(H)`` after every step ``j < m`` with the Hessenberg matrix of the
+        first ``j`` steps, shape ``(j + 1, j)`` (a view: do not modify it); ``True``
+        ends the process there with a result of dimension ``k = j`` (not a
+        breakdown).  Used to end a run as soon as an error estimate of the
+        quantity computed from it is small enough.
 
     Returns
     -------
@@ -401,8 +412,10 @@ def arnoldi(
     if n == 0 or not v.any():
         raise ValueError(f"the start vector `v` (shape {v.shape}) is zero.")
     m_eff = min(m, n)
+    if stop is not None and not callable(stop):
+        raise TypeError(f"stop must be callable, got {type(stop).__name__}")
     Q = np.empty((m_eff + 1, n), dtype=v.dtype)
-    return _arnoldi_into(matvec, v, m_eff, Q, reorthogonalize, breakdown_tol)
+    return _arnoldi_into(matvec, v, m_eff, Q, reorthogonalize, breakdown_tol, stop)
 
 
 # --------------------------------------------------------------------------
@@ -645,6 +658,7 @@ def solve_linear_ode(
     krylov_dim = 0
     h_min = 16.0 * _EPS * T
     b_norm = _norm(b)
+    x_norm = 0.0 if x_is_zero else _norm(x)
     anorm = 0.0  # running lower bound for ||A||_2
     op = matvec
     if progress is not None:
@@ -686,7 +700,9 @@ def solve_linear_ode(
         if not r.any():
             break
 
-        res = _arnoldi_into(op, r, m_eff, Q, reorthogonalize, None)
+        # the run ends at the first dimension that takes the trial step
+        stop = _step_converged(min(h, T - t), T, tol, x_norm, anorm, b_norm, _norm(r))
+        res = _arnoldi_into(op, r, m_eff, Q, reorthogonalize, None, stop)
         n_matvecs += res.n_matvecs
         k, beta = res.k, res.beta
         krylov_dim = max(krylov_dim, k)
@@ -713,7 +729,7 @@ def solve_linear_ode(
                 with np.errstate(over="ignore", invalid="ignore"):
                     np.matmul(basis_T, ((h * beta) * phis[:, 0]).astype(dtype), out=x_new)
                     x_new += x
-                xnorm = _norm(x_new)
+                xnorm = x_norm_new = _norm(x_new)
                 if not math.isfinite(xnorm):
                     _raise_nonfinite(x_new, f"the solution at t={t + h:.6g}")
                 allowed = tol * max(xnorm, floor, _TINY) * (h / T)
@@ -734,6 +750,7 @@ def solve_linear_ode(
             coeffs = None if start is None else (res.Q[:k] @ start).astype(np.float64)
             record.steps.append(KrylovStep(h, start, Hk.copy(), float(beta), coeffs))
         x, x_new = x_new, x
+        x_norm = x_norm_new
         n_substeps += 1
         err_sum += err
         if res.breakdown:
@@ -742,8 +759,15 @@ def solve_linear_ode(
             t = T
         else:
             t += h
-            # err ~ h^(k+1) and the allowance ~ h, hence the exponent 1/k.
-            growth = _MAX_GROWTH if err == 0.0 else _SAFETY * (allowed / err) ** (1.0 / k)
+            # err ~ h^(k+1) and the allowance ~ h, hence the exponent 1/k. A run that
+            # ended before m took the step with room to spare: the next run can grow the
+            # space, so the step grows as after an exact one
+            stopped_early = k < m_eff and not res.breakdown
+            growth = (
+                _MAX_GROWTH
+                if err == 0.0 or stopped_early
+                else _SAFETY * (allowed / err) ** (1.0 / k)
+            )
             h *= min(_MAX_GROWTH, growth)
         if progress is not None:
             progress(t / T)
@@ -754,6 +778,34 @@ def solve_linear_ode(
     if progress is not None:
         progress(1.0)
     return x, KrylovInfo(n_substeps, n_rejected, n_matvecs, err_sum, any_breakdown, krylov_dim)
+
+
+def _step_converged(
+    h: float, T: float, tol: float, x_norm: float, anorm: float, b_norm: float, beta: float
+):
+    """Arnoldi's ``stop`` for a sub-step of length ``h``: the step's error test passed.
+
+    The test of :func:`solve_linear_ode` on the first ``j >= 2`` Arnoldi steps, with
+    ``||x_new||`` replaced by its lower bound ``| ||x|| - h beta ||phi_1(hH_j) e_1|| |``
+    (the basis is orthonormal): a step that passes here passes the full test, so the
+    run ends with the smallest dimension that takes the step, instead of ``m``.
+    """
+
+    def stop(H: np.ndarray) -> bool:
+        j = H.shape[1]
+        if j < 2:
+            return False
+        with np.errstate(over="ignore", invalid="ignore"):
+            phis = _phi_columns(H[:j], h, 2)
+            if not np.isfinite(phis).all():
+                return False
+            a = max(anorm, float(np.sqrt((H**2).sum(axis=0)).max()))
+            floor = b_norm * (T if a * T <= 1.0 else 1.0 / a)
+            err = h * h * beta * float(H[j, j - 1]) * abs(float(phis[j - 1, 1]))
+            x_low = abs(x_norm - h * beta * float(np.linalg.norm(phis[:, 0])))
+            return err <= tol * max(x_low, floor, _TINY) * (h / T)
+
+    return stop
 
 
 def expm_krylov(

@@ -740,14 +740,14 @@ class ClosedFormLowRank(GradientEstimator):
         lam[:n] = g.ravel()
         # an adjoint this far below the data gradient adds nothing a float64 sum keeps;
         # stopping there also spares Arnoldi a start vector whose norm underflows
-        ctx["floor"] = 1e-200 * float(np.max(np.abs(g)))
+        ctx["floor"] = 1e-200 * _absmax(g)
         # ∂f/∂T needs g; taken now, g (a full-size array) is not held through the backward
         T_grad = _T_gradient(flow, g, V)
         del g
         keep: list[tuple[np.ndarray, np.ndarray]] = []
         last = len(traj.steps) - 1
         for s in range(last, -1, -1):
-            if not np.max(np.abs(lam)) > ctx["floor"]:
+            if not _absmax(lam) > ctx["floor"]:
                 break
             basis = traj.basis if s == last else None
             lam = self._backward_step(flow, traj.steps[s], basis, lam, acc, fw_settings, keep, ctx)
@@ -776,6 +776,9 @@ class ClosedFormLowRank(GradientEstimator):
         """
         n, dt = flow.size, flow.dtype
         m_fw, reorth_fw, tol = fw_settings
+        if dt == np.float32:
+            # as in the forward solve: a tolerance below float32 rounding buys nothing
+            tol = max(tol, 4.0 * float(np.finfo(np.float32).eps))
         aug_T = _adjoint_generator(flow)
         h, k = step.h, step.H.shape[0]
         Ht = np.zeros((k + 1, k + 1))
@@ -792,11 +795,17 @@ class ClosedFormLowRank(GradientEstimator):
         tau = h
         delta = h
         while tau > 0:
-            bw = arnoldi(aug_T, lam, self.krylov_dim, reorthogonalize=self.reorthogonalize)
+            delta = min(delta, tau)
+            bw = arnoldi(
+                aug_T,
+                lam,
+                self.krylov_dim,
+                reorthogonalize=self.reorthogonalize,
+                stop=_adjoint_converged(delta, tol),
+            )
             ctx["n_mv"] += bw.n_matvecs
             k1, beta = bw.k, bw.beta
             T1 = bw.H[:k1, :k1]
-            delta = min(delta, tau)
             while True:
                 y0 = _expm_e1(Ht, tau - delta)  # the forward state at τ - δ, in Z
                 # X is linear in the coupling y0: a unit coupling keeps expm's matrix
@@ -840,7 +849,7 @@ class ClosedFormLowRank(GradientEstimator):
             lam = out[r + 1]
             del bw, out
             tau -= delta
-            if not np.max(np.abs(lam)) > ctx["floor"]:
+            if not _absmax(lam) > ctx["floor"]:
                 break
         # the forward basis of the sub-step: the solve's (last step) or rebuilt
         if basis is None:
@@ -866,6 +875,40 @@ class ClosedFormLowRank(GradientEstimator):
                 if self.return_factors:
                     keep.append((U, Wf))
         return lam
+
+
+def _absmax(x: np.ndarray) -> float:
+    """``max |x|`` without a temporary of the size of ``x`` (NaN propagates)."""
+    if not x.size:
+        return 0.0
+    hi, lo = float(x.max()), float(x.min())  # numpy's max/min propagate NaN
+    return float("nan") if np.isnan(hi) else max(hi, -lo)
+
+
+def _adjoint_converged(delta: float, tol: float):
+    """Arnoldi's ``stop`` for an adjoint piece of length ``delta``: its error test passed.
+
+    The test of the full piece, ``δ h_{j+1,j} |e_j^T φ_1(δT_j) e_1| <= tol ‖e^{δT_j} e_1‖``,
+    on the first ``j >= 2`` steps: the adjoint space needs fewer vectors than the forward
+    one on short pieces, and the remaining steps would only add matvecs and Gram–Schmidt
+    passes over a longer basis.
+    """
+
+    def stop(H: np.ndarray) -> bool:
+        j = H.shape[1]
+        if j < 2:
+            return False
+        Wa = np.zeros((j + 1, j + 1))
+        Wa[:j, :j] = delta * H[:j, :j]
+        Wa[0, j] = 1.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            E = sla.expm(Wa)
+            if not np.all(np.isfinite(E)):
+                return False
+            err = delta * float(H[j, j - 1]) * abs(float(E[j - 1, j]))
+            return err <= tol * max(float(np.linalg.norm(E[:j, 0])), 1e-300)
+
+    return stop
 
 
 def _expm_e1(H: np.ndarray, t: float) -> np.ndarray:

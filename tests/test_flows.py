@@ -252,8 +252,9 @@ def test_linearized_sequence_approaches_nonlinear_flow():
 def test_linearized_sequence_single_step_is_the_laf():
     S = random_problem(8, J=3)
     T = 1.5
-    seq = af.AssignmentFlow(S, T=T).solve(af.LinearizedSequence(step_size=T))
-    laf = af.LinearizedAssignmentFlow(S, T=T).solve(af.ExponentialKrylov(tol=1e-13))
+    tight = af.ExponentialKrylov(tol=1e-13)
+    seq = af.AssignmentFlow(S, T=T).solve(af.LinearizedSequence(step_size=T, inner=tight))
+    laf = af.LinearizedAssignmentFlow(S, T=T).solve(tight)
     np.testing.assert_allclose(seq.W, laf.W, rtol=1e-9, atol=1e-12)
 
 

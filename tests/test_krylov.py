@@ -400,7 +400,8 @@ def test_solve_linear_ode_zero_x0_saves_residual_matvec():
     b = rng.standard_normal(30)
     counter = _CountingMatvec(M)
     x, info = solve_linear_ode(counter, b, 0.1, tol=1e-6)
-    assert info.n_substeps == 1 and info.n_matvecs == counter.calls == 10
+    # one sub-step, no residual matvec: the calls are the Arnoldi steps alone
+    assert info.n_substeps == 1 and info.n_matvecs == counter.calls == info.krylov_dim <= 10
     assert _relerr(x, _dense_ode_reference(M, b, 0.1)) <= 1e-6
 
 
@@ -485,8 +486,9 @@ def test_solve_linear_ode_rejection_reuses_basis():
     counter = _CountingMatvec(M)
     x, info = solve_linear_ode(counter, b, 5.0, m=8, tol=1e-10)
     assert info.n_rejected >= 1
-    # first step: 8 Arnoldi matvecs; later steps: 1 residual + 8 Arnoldi.
-    assert counter.calls == info.n_matvecs == 8 + 9 * (info.n_substeps - 1)
+    # first step: at most 8 Arnoldi matvecs; later steps: 1 residual + at most 8 Arnoldi
+    # (a rejected step reuses its basis: no matvecs of its own)
+    assert counter.calls == info.n_matvecs <= 8 + 9 * (info.n_substeps - 1)
     assert _relerr(x, _dense_ode_reference(M, b, 5.0)) <= 1e-8
 
 
