@@ -310,6 +310,21 @@ def test_inputs_not_modified():
     np.testing.assert_array_equal(loss.labels, y)
 
 
+def test_adjoint_runs_end_at_the_needed_dimension():
+    # krylov_dim bounds the adjoint runs; each ends once its error test passes, so a
+    # larger bound changes neither the work nor the gradient, and the gradient is that
+    # of a tight computation to the tolerance
+    flow, loss = _voronoi_flow(3.0, size=24)
+    integ = af.ExponentialKrylov(krylov_dim=10)
+    r10 = af.ClosedFormLowRank(krylov_dim=10, rank=4).estimate(flow, loss, integrator=integ)
+    r40 = af.ClosedFormLowRank(krylov_dim=40, rank=4).estimate(flow, loss, integrator=integ)
+    assert r40.n_matvecs == r10.n_matvecs < 2 * 10
+    np.testing.assert_array_equal(r40.gradient, r10.gradient)
+    tight = af.ExponentialKrylov(krylov_dim=40, tol=1e-13)
+    ref = af.AdjointQuadrature(n_nodes=16).estimate(flow, loss, integrator=tight)
+    assert relerr(r10.gradient, ref.gradient) < 1e-5
+
+
 # --------------------------------------------------------------------------- one forward path
 def _voronoi_flow(T, rho=0.3, size=48, seed=0):
     X, Y, P = af.datasets.make_voronoi(

@@ -247,6 +247,48 @@ def test_arnoldi_bad_inputs(v, m, kwargs, match):
         arnoldi(lambda x: 2.0 * x, v, m, **kwargs)
 
 
+def test_arnoldi_stop_ends_the_run_where_it_says():
+    rng = np.random.default_rng(41)
+    M = _random_matrix(rng, 40, "nonsymmetric")
+    v = rng.standard_normal(40)
+    seen = []
+
+    def stop(H):
+        seen.append(H.shape)
+        return H.shape[1] == 4
+
+    res = arnoldi(_matvec(M), v, 12, stop=stop)
+    # called after steps 1..4 with the (j + 1, j) Hessenberg matrix, never at j = m
+    assert seen == [(2, 1), (3, 2), (4, 3), (5, 4)]
+    assert res.k == 4 and not res.breakdown and res.n_matvecs == 4
+    ref = arnoldi(_matvec(M), v, 4)
+    np.testing.assert_array_equal(res.Q, ref.Q)
+    np.testing.assert_array_equal(res.H, ref.H)
+    never = arnoldi(_matvec(M), v, 6, stop=lambda H: False)
+    assert never.k == 6 and never.Q.shape == (7, 40)
+    with pytest.raises(TypeError, match="stop"):
+        arnoldi(_matvec(M), v, 6, stop=3)
+
+
+@pytest.mark.parametrize("kind", ["symmetric", "nonsymmetric", "nonnormal"])
+def test_solve_linear_ode_ends_arnoldi_at_the_needed_dimension(kind):
+    # m is the largest dimension: a short step needs fewer vectors, a tighter tolerance
+    # more, and the result meets the tolerance either way
+    rng = np.random.default_rng(7)
+    M = _random_matrix(rng, 80, kind)
+    b = rng.standard_normal(80)
+    ref = _dense_ode_reference(M, b, 0.5)
+    dims = []
+    for tol in (1e-4, 1e-8, 1e-12):
+        counter = _CountingMatvec(M)
+        x, info = solve_linear_ode(counter, b, 0.5, m=40, tol=tol)
+        assert info.n_substeps == 1 and info.krylov_dim < 40
+        assert info.n_matvecs == counter.calls == info.krylov_dim
+        assert _relerr(x, ref) <= 10 * tol
+        dims.append(info.krylov_dim)
+    assert dims[0] < dims[1] < dims[2]
+
+
 def test_arnoldi_bad_matvec_outputs():
     v = np.ones(4)
     with pytest.raises(ValueError, match=r"shape \(3,\).*\(4,\)"):
