@@ -299,9 +299,25 @@ class _Contraction:
         self.graph = flow.weights.graph
         self.op = flow.weights.operator
         self.S0 = flow.S0
-        self.grad = np.zeros(self.graph.nnz)
-        self.C = np.zeros(flow.shape)  # ∂f/∂S0, the G12 part included (add_b)
+        # allocated at the first contribution: the closed form creates the contraction
+        # before its adjoint runs, whose basis should not share the peak with them
+        self._grad: np.ndarray | None = None
+        self._C: np.ndarray | None = None
         self._blocks = _row_blocks(flow.shape)
+
+    @property
+    def grad(self) -> np.ndarray:
+        """∂f/∂ω so far, ``(nnz,)`` float64."""
+        if self._grad is None:
+            self._grad = np.zeros(self.graph.nnz)
+        return self._grad
+
+    @property
+    def C(self) -> np.ndarray:
+        """∂f/∂S0 so far (the G12 part included, see ``add_b``), float64."""
+        if self._C is None:
+            self._C = np.zeros(self.flow.shape)
+        return self._C
 
     def add(self, U: np.ndarray, W: np.ndarray) -> None:
         S0, C, blocks = self.S0, self.C, self._blocks
@@ -314,7 +330,8 @@ class _Contraction:
                 replicator_inplace(S0[a:c], blk)
 
         run_chunks(rep, len(blocks))
-        self.grad += self.graph.edge_dot(RU, W)
+        grad = self.grad
+        grad += self.graph.edge_dot(RU, W)
         RU = None
         Z = self.op.apply(W)
 
@@ -704,6 +721,7 @@ class ClosedFormLowRank(GradientEstimator):
     )
 
     def _estimate(self, flow, loss, integrator, forward):
+        own_record = forward is None
         if forward is None:
             if not isinstance(integrator, ExponentialKrylov):
                 raise TypeError(
@@ -718,17 +736,26 @@ class ClosedFormLowRank(GradientEstimator):
                 keep_basis=not self.low_memory,
             )
             V = x.reshape(flow.shape)
-            forward = FlowResult(V=V, W=flow._exp0(V), T=flow.T, stats=stats)
-        traj = forward.trajectory
+        else:
+            V, stats = forward.V, forward.stats
+        traj = stats.trajectory
         if traj is None or not hasattr(traj, "steps"):
             raise ValueError(
                 "forward must be recorded by ExponentialKrylov: flow.solve(integrator, record=True)"
             )
-        V = forward.V
+
+        def result_forward() -> FlowResult:
+            # W = Exp(V) for the result only: formed after the backward, not through it
+            if forward is not None:
+                return forward
+            return FlowResult(V=V, W=flow._exp0(V), T=flow.T, stats=stats)
+
         value, g = _data_value_and_gradient(loss, V)
-        ctx = {"n_mv": forward.stats.n_matvecs, "sig": np.zeros(0)}
+        ctx = {"n_mv": stats.n_matvecs, "sig": np.zeros(0)}
         if not np.any(g):
-            return _finish(flow, loss, forward, g, None, data_value=value, n_matvecs=ctx["n_mv"])
+            return _finish(
+                flow, loss, result_forward(), g, None, data_value=value, n_matvecs=ctx["n_mv"]
+            )
         fw_settings = (
             (integrator.krylov_dim, integrator.reorthogonalize, integrator.tol)
             if isinstance(integrator, ExponentialKrylov)
@@ -749,15 +776,21 @@ class ClosedFormLowRank(GradientEstimator):
         for s in range(last, -1, -1):
             if not _absmax(lam) > ctx["floor"]:
                 break
-            basis = traj.basis if s == last else None
-            lam = self._backward_step(flow, traj.steps[s], basis, lam, acc, fw_settings, keep, ctx)
+            # the solve's basis serves the last sub-step; taken from a record of our own,
+            # it is freed as soon as the contraction is done with it (the result carries
+            # the forward; a caller's record is left alone)
+            basis = (traj, own_record) if s == last else None
+            lam = self._backward_step(
+                flow, traj.steps[s], basis, lam, acc, fw_settings, keep, ctx, s > 0
+            )
+        del lam
         factors = None
         if self.return_factors:
             factors = (np.array([u for u, _ in keep]), np.array([w for _, w in keep]))
         return _finish(
             flow,
             loss,
-            forward,
+            result_forward(),
             None,
             acc,
             data_value=value,
@@ -767,8 +800,12 @@ class ClosedFormLowRank(GradientEstimator):
             n_matvecs=ctx["n_mv"],
         )
 
-    def _backward_step(self, flow, step, basis, lam, acc, fw_settings, keep, ctx):
+    def _backward_step(self, flow, step, basis, lam, acc, fw_settings, keep, ctx, need_lam):
         """Accumulate the gradient of one forward sub-step and return ``λ`` at its start.
+
+        ``basis``: ``(record, own)`` to take the record's forward basis (and clear it
+        there if ``own``), or None to rebuild it. ``need_lam``: False for the first
+        sub-step, whose ``λ(0)`` is not used (None is returned).
 
         The adjoint is itself stepped (from the end of the sub-step back to its start)
         with error control, each piece ``[τ - δ, τ]`` using the forward flow in the
@@ -776,6 +813,11 @@ class ClosedFormLowRank(GradientEstimator):
         """
         n, dt = flow.size, flow.dtype
         m_fw, reorth_fw, tol = fw_settings
+        if basis is not None:
+            record, own = basis
+            basis = record.basis
+            if own:
+                record.basis = None
         if dt == np.float32:
             # as in the forward solve: a tolerance below float32 rounding buys nothing
             tol = max(tol, 4.0 * float(np.finfo(np.float32).eps))
@@ -838,19 +880,25 @@ class ClosedFormLowRank(GradientEstimator):
             coef = np.empty((k1, r + 1))
             coef[:, 0] = (delta * beta) * X[:, 0]  # G12, in full
             coef[:, 1:] = (delta * beta) * Yl[:, :r] * sig[:r]
-            # one stream over the adjoint basis: the U factors, G12 and the next λ
-            C = np.empty((r + 2, k1))
+            # one stream over the adjoint basis: the U factors, G12 and the next λ (not
+            # after the last piece of the first sub-step: λ(0) is not used)
+            final = not need_lam and not tau - delta > 0
+            if not tau - delta > 0:
+                aug_T = None  # the last piece: free its work arrays before the output
+            C = np.empty((r + 1 + (not final), k1))
             C[: r + 1] = coef.T
-            C[r + 1] = beta * E[:k1, 0]
+            if not final:
+                C[r + 1] = beta * E[:k1, 0]
             # (r + 2, n + 1): every row is one vector, contiguous (no copies)
             out = C.astype(dt) @ bw.Q[:k1]
             wc = Zt[:r].T if F is None else F @ Zt[:r].T  # W in the coordinates of Y
             pieces.append((out[: r + 1, :n], wc))
-            lam = out[r + 1]
+            lam = None if final else out[r + 1]
             del bw, out
             tau -= delta
-            if not _absmax(lam) > ctx["floor"]:
+            if final or not _absmax(lam) > ctx["floor"]:
                 break
+        aug_T = None  # its two work arrays
         # the forward basis of the sub-step: the solve's (last step) or rebuilt
         if basis is None:
             b = flow.B.ravel()
@@ -861,7 +909,7 @@ class ClosedFormLowRank(GradientEstimator):
                 raise RuntimeError("the rebuilt forward Krylov basis is shorter than recorded")
             basis = fw.Q[:k]
             del fw
-        for PU, wc in pieces:
+        for i_piece, (PU, wc) in enumerate(pieces):
             acc.add_b(PU[0].reshape(flow.shape))
             # (r, n): one stream over the forward basis, one contiguous row per factor
             if F is None:
@@ -869,6 +917,8 @@ class ClosedFormLowRank(GradientEstimator):
             else:
                 Wm = wc[1:].T.astype(dt) @ basis
                 Wm += wc[0].astype(dt)[:, None] * step.x_start
+            if i_piece == len(pieces) - 1:
+                basis = None  # done with it: the contraction's work arrays take its place
             for i in range(wc.shape[1]):
                 U, Wf = PU[1 + i].reshape(flow.shape), Wm[i].reshape(flow.shape)
                 acc.add(U, Wf)

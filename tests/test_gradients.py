@@ -325,6 +325,21 @@ def test_adjoint_runs_end_at_the_needed_dimension():
     assert relerr(r10.gradient, ref.gradient) < 1e-5
 
 
+def test_result_does_not_keep_the_forward_basis_of_its_own_solve():
+    # the result carries the forward; the basis the closed form recorded for itself is
+    # freed once contracted, a caller's recorded forward keeps its basis
+    flow, loss = _voronoi_flow(3.0, size=16)
+    integ = af.ExponentialKrylov(krylov_dim=10)
+    est = af.ClosedFormLowRank()
+    r = est.estimate(flow, loss, integrator=integ)
+    assert r.forward.trajectory.basis is None
+    fwd = flow.solve(integ, record=True)
+    assert fwd.trajectory.basis is not None
+    r2 = est.estimate(flow, loss, integrator=integ, forward=fwd)
+    assert fwd.trajectory.basis is not None
+    np.testing.assert_array_equal(r2.gradient, r.gradient)
+
+
 # --------------------------------------------------------------------------- one forward path
 def _voronoi_flow(T, rho=0.3, size=48, seed=0):
     X, Y, P = af.datasets.make_voronoi(
