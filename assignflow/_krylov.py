@@ -560,8 +560,12 @@ def solve_linear_ode(
     x0 : array_like, shape (n,), optional
         Finite real initial state; ``None`` means zero.  Not modified.
     m : int, optional
-        Krylov dimension per sub-step (``>= 1``, capped at ``n``).  Each sub-step
-        costs at most ``m + 1`` matvecs and ``(m + 1) * n`` floats of storage.
+        Largest Krylov dimension per sub-step (``>= 1``, capped at ``n``).  Each
+        Arnoldi run ends at the first dimension ``j >= 2`` whose error estimate
+        (below) meets the tolerance for the trial step, with ``||x_new||``
+        bounded from below by ``| ||x|| - h beta ||phi_1(h H_j) e1|| |``, so an
+        early end also passes the full test.  Each sub-step costs at most
+        ``m + 1`` matvecs and ``(m + 1) * n`` floats of storage.
     tol : float, optional
         Relative accuracy target ``> 0``.  A sub-step of length ``h`` is accepted
         when its error estimate is at most ``tol * max(||x_new||, s) * h / T``,

@@ -698,8 +698,10 @@ class ClosedFormLowRank(GradientEstimator):
     Parameters
     ----------
     krylov_dim : int, default=10
-        Krylov dimension :math:`m \ge 2` of the adjoint runs. (The forward solve is
-        the integrator's; by default ``ExponentialKrylov()``, as in ``flow.solve()``.)
+        Largest Krylov dimension :math:`m \ge 2` of the adjoint runs; each ends at
+        the first dimension whose error estimate meets the forward's tolerance for
+        its piece. (The forward solve is the integrator's; by default
+        ``ExponentialKrylov()``, as in ``flow.solve()``.)
     rank : int, default=1
         Singular triplets kept per sub-step; rank 1 suffices in practice.
     return_factors : bool, default=False

@@ -379,14 +379,18 @@ class ExponentialKrylov(LinearIntegrator):
     The a-posteriori estimate :math:`T\|b\| h_{m+1,m}|e_m^\top\varphi(TH_m)e_1|`
     (Saad 1992) controls the error: when it exceeds ``tol`` relative to
     :math:`\|v\|`, the step is shrunk (reusing the basis) and the horizon is covered
-    by sub-steps :math:`v^+ = v + h\varphi(hA)(Av + b)`. A happy breakdown
-    (an invariant Krylov space) gives the exact result.
+    by sub-steps :math:`v^+ = v + h\varphi(hA)(Av + b)`. The same estimate, with
+    :math:`H_j`, after every Arnoldi step :math:`j` ends the run as soon as it meets
+    the tolerance for the trial step (fewer matvecs when :math:`m` is more than the
+    step needs). A happy breakdown (an invariant Krylov space) gives the exact result.
 
     Parameters
     ----------
     krylov_dim : int, default=10
-        Krylov dimension :math:`m` (1 to 500, and at most the problem size); the
-        paper finds ``m ≤ 10`` sufficient. The basis holds ``m + 1`` vectors.
+        Largest Krylov dimension :math:`m` (1 to 500, and at most the problem
+        size); the paper finds ``m ≤ 10`` sufficient. Each Arnoldi run ends at the
+        first dimension whose error estimate meets ``tol`` for its step, so the
+        basis holds at most ``m + 1`` vectors.
     tol : float, default=1e-8
         Relative tolerance of the error estimate.
     max_substeps : int, default=1000
