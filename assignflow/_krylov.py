@@ -712,7 +712,7 @@ def solve_linear_ode(
         krylov_dim = max(krylov_dim, k)
         # ||H[:, j]|| = ||A q_j|| because the basis is orthonormal.
         anorm = max(anorm, float(np.sqrt((res.H**2).sum(axis=0)).max()))
-        floor = b_norm * (T if anorm * T <= 1.0 else 1.0 / anorm)
+        floor = _response_floor(b_norm, anorm, T)
         Hk = res.H[:k, :k]
         h_sub = float(res.H[k, k - 1])
         basis_T = res.Q[:k].T
@@ -729,7 +729,7 @@ def solve_linear_ode(
                 err = math.inf
                 ratio = 0.0
             else:
-                err = h * h * beta * h_sub * abs(float(phis[k - 1, 1]))
+                err = _step_error(h, beta, h_sub, phis)
                 with np.errstate(over="ignore", invalid="ignore"):
                     np.matmul(basis_T, ((h * beta) * phis[:, 0]).astype(dtype), out=x_new)
                     x_new += x
@@ -784,6 +784,16 @@ def solve_linear_ode(
     return x, KrylovInfo(n_substeps, n_rejected, n_matvecs, err_sum, any_breakdown, krylov_dim)
 
 
+def _step_error(h: float, beta: float, h_next: float, phis: np.ndarray) -> float:
+    """Leading term of the local error of a sub-step (see :func:`solve_linear_ode`)."""
+    return h * h * beta * h_next * abs(float(phis[-1, 1]))
+
+
+def _response_floor(b_norm: float, anorm: float, T: float) -> float:
+    """Size of the forced response ``x(t) ~ t b``: the floor of the error allowance."""
+    return b_norm * (T if anorm * T <= 1.0 else 1.0 / anorm)
+
+
 def _step_converged(
     h: float, T: float, tol: float, x_norm: float, anorm: float, b_norm: float, beta: float
 ):
@@ -804,8 +814,8 @@ def _step_converged(
             if not np.isfinite(phis).all():
                 return False
             a = max(anorm, float(np.sqrt((H**2).sum(axis=0)).max()))
-            floor = b_norm * (T if a * T <= 1.0 else 1.0 / a)
-            err = h * h * beta * float(H[j, j - 1]) * abs(float(phis[j - 1, 1]))
+            floor = _response_floor(b_norm, a, T)
+            err = _step_error(h, beta, float(H[j, j - 1]), phis)
             x_low = abs(x_norm - h * beta * float(np.linalg.norm(phis[:, 0])))
             return err <= tol * max(x_low, floor, _TINY) * (h / T)
 
