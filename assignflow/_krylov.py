@@ -289,11 +289,15 @@ def _arnoldi_into(
     reorthogonalize: str,
     breakdown_tol: float | None,
     stop: Callable[[np.ndarray], bool] | None = None,
+    *,
+    keep_last: bool = True,
+    matvec_out: bool = False,
 ) -> ArnoldiResult:
     """Arnoldi iteration writing the basis into the caller's buffer ``Q``.
 
     ``Q`` must have shape ``(m + 1, n)`` with ``m <= n`` (C-contiguous); it is
-    overwritten.  ``v`` is not modified.  ``stop``: see :func:`arnoldi`.
+    overwritten.  ``v`` is not modified.  ``stop``, ``keep_last``, ``matvec_out``:
+    see :func:`arnoldi`.
     """
     n = v.shape[0]
     beta = _norm(v)
@@ -308,13 +312,18 @@ def _arnoldi_into(
     anorm = 0.0  # running max of ||A q_i||, a cheap lower bound for ||A||_2
     breakdown = False
     k = m
+    # Without keep_last each new direction is formed in a one-row work array and
+    # stored (normalised) only if the run goes on: the (k+1)-th vector, which a
+    # truncated expansion never reads, leaves no page of the basis touched.
+    work = None if keep_last else np.empty(n, dtype=Q.dtype)
     for j in range(1, m + 1):
-        out = _apply(matvec, Q[j - 1])
-        # Writing into Q[j] copies the output, so matvecs that return a
-        # buffer they own (or their input) cannot alias the basis.
-        w = Q[j]
-        w[...] = out
-        del out
+        w = Q[j] if keep_last else work
+        if matvec_out:
+            matvec(Q[j - 1], out=w)
+        else:
+            # Writing into w copies the output, so matvecs that return a
+            # buffer they own (or their input) cannot alias the basis.
+            w[...] = _apply(matvec, Q[j - 1])
         h, nrm0, nrm = _orthogonalize(Q[:j], w, reorthogonalize)
         if not math.isfinite(nrm0):
             _raise_nonfinite(w, f"`matvec` output at Arnoldi step {j}")
@@ -328,12 +337,16 @@ def _arnoldi_into(
             k = j
             break
         H[j, j - 1] = nrm
-        w /= nrm
-        if stop is not None and j < m and stop(H[: j + 1, :j]):
+        done = j == m or (stop is not None and stop(H[: j + 1, :j]))
+        if keep_last:
+            w /= nrm
+        elif not done:
+            np.divide(w, nrm, out=Q[j])
+        if done:
             k = j
             break
 
-    Qk = Q[:k] if breakdown else Q[: k + 1]
+    Qk = Q[:k] if breakdown or not keep_last else Q[: k + 1]
     return ArnoldiResult(
         Q=Qk, H=H[: k + 1, :k].copy(), beta=beta, k=k, breakdown=breakdown, n_matvecs=k
     )
@@ -347,6 +360,8 @@ def arnoldi(
     reorthogonalize: Reorthogonalize = "always",
     breakdown_tol: float | None = None,
     stop: Callable[[np.ndarray], bool] | None = None,
+    keep_last: bool = True,
+    matvec_out: bool = False,
 ) -> ArnoldiResult:
     """Arnoldi process: orthonormal basis of the Krylov space K_m(A, v).
 
@@ -381,12 +396,19 @@ def arnoldi(
         ends the process there with a result of dimension ``k = j`` (not a
         breakdown).  Used to end a run as soon as an error estimate of the
         quantity computed from it is small enough.
+    keep_last : bool, optional
+        ``False``: do not keep the ``(k+1)``-th basis vector (``Q`` has ``k``
+        rows; ``H`` is unchanged).  Expansions in ``Q_k`` never read it, and its
+        memory is then free for the caller.
+    matvec_out : bool, optional
+        ``matvec`` accepts ``out=``: ``matvec(x, out=w)`` writes ``A @ x`` into
+        ``w`` (which never aliases ``x``), sparing the copy of a returned array.
 
     Returns
     -------
     ArnoldiResult
         ``(Q, H, beta, k, breakdown, n_matvecs)``.  Without breakdown ``Q`` has
-        shape ``(k + 1, n)``; on breakdown ``(k, n)``.  ``H`` has shape
+        shape ``(k + 1, n)``; on breakdown (or without ``keep_last``) ``(k, n)``.  ``H`` has shape
         ``(k + 1, k)`` in both cases, its last row being zero on breakdown,
         so ``H[:k, :k]`` and ``H[k, k - 1]`` can be used uniformly.
 
@@ -415,7 +437,17 @@ def arnoldi(
     if stop is not None and not callable(stop):
         raise TypeError(f"stop must be callable, got {type(stop).__name__}")
     Q = np.empty((m_eff + 1, n), dtype=v.dtype)
-    return _arnoldi_into(matvec, v, m_eff, Q, reorthogonalize, breakdown_tol, stop)
+    return _arnoldi_into(
+        matvec,
+        v,
+        m_eff,
+        Q,
+        reorthogonalize,
+        breakdown_tol,
+        stop,
+        keep_last=keep_last,
+        matvec_out=matvec_out,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -706,7 +738,7 @@ def solve_linear_ode(
 
         # the run ends at the first dimension that takes the trial step
         stop = _step_converged(min(h, T - t), T, tol, x_norm, anorm, b_norm, _norm(r))
-        res = _arnoldi_into(op, r, m_eff, Q, reorthogonalize, None, stop)
+        res = _arnoldi_into(op, r, m_eff, Q, reorthogonalize, None, stop, keep_last=False)
         n_matvecs += res.n_matvecs
         k, beta = res.k, res.beta
         krylov_dim = max(krylov_dim, k)

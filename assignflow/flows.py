@@ -253,6 +253,19 @@ class LinearizedAssignmentFlow:
         sim = self.similarity.astype(dtype)
         return self if sim is self.similarity else attrs.evolve(self, similarity=sim)
 
+    def _is_cached(self, name: str) -> bool:
+        """Whether the cached property ``name`` is computed (without computing it)."""
+        try:
+            getattr(type(self), name).__get__(self, type(self))
+        except AttributeError:
+            return False
+        return True
+
+    def _drop_cached(self, name: str) -> None:
+        """Forget the cached property ``name`` (recomputed, identically, when next read)."""
+        if self._is_cached(name):
+            object.__delattr__(self, name)
+
     @cached_property
     def base_point(self) -> np.ndarray:
         """The linearisation point :math:`W_0`."""

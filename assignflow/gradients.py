@@ -639,37 +639,48 @@ def _orthonormal_coordinates(x_norm2: float, coeffs: np.ndarray) -> tuple[np.nda
 def _adjoint_generator(flow: LinearizedAssignmentFlow):
     r"""``z ↦ [[A, b], [0, 0]]ᵀ z = [Aᵀ z_{1:n}; ⟨b, z_{1:n}⟩]`` for the adjoint Arnoldi runs.
 
-    The transpose of ``flow.augmented_operator(scale=1)`` at the barycenter, with its
-    two full-size work arrays allocated once: the replicator ``R_{S0} z_{1:n}`` is
-    written into a scratch array row block by row block and ``Ωᵀ`` into the output
-    (the Arnoldi run copies the output into its basis at once, so it is reused).
+    Returns ``(rmv, writes_out)``: ``rmv(z, out=None)`` writes into ``out`` (length
+    ``n + 1``) when given, so an Arnoldi run takes its output straight into the basis.
+    The transpose of ``flow.augmented_operator(scale=1)`` at the barycenter: the
+    replicator ``R_{S0} z_{1:n}`` goes into one scratch array row block by row block
+    (in cache), ``Ωᵀ`` into the output; ``⟨b, z⟩`` with ``b = Π0 S0 / J`` comes from
+    the same blocks, ``Σ_i (⟨S0_i, z_i⟩ - (Σ_j S0_ij) (Σ_j z_ij) / J) / J``, so ``B``
+    is not needed (nor kept) through the backward.
     """
     n, dt, shape = flow.size, flow.dtype, flow.shape
     op = flow.weights.operator
     if not isinstance(op, _ChunkedOperator):  # a plugin graph's operator
-        return flow.augmented_operator(scale=1.0).rmatvec
-    S0, b = flow.S0, flow.B.ravel()
+        rmatvec = flow.augmented_operator(scale=1.0).rmatvec
+        return rmatvec, False
+    S0, J = flow.S0, flow.n_labels
+    row_sums = S0.sum(axis=1, dtype=np.float64) / J
     scratch = np.empty(shape, dtype=dt)
-    out = np.empty(n + 1, dtype=dt)
-    out_V = out[:n].reshape(shape)
-    chunks = row_chunks(shape[0], n_chunks_for(n))
+    blocks = _row_blocks(shape)
+    parts = np.zeros(len(blocks))
 
-    def rmv(z: np.ndarray) -> np.ndarray:
+    def rmv(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = np.empty(n + 1, dtype=dt)
         U = z[:n].reshape(shape)
 
         def work(k: int) -> None:
-            a, c = chunks[k]
-            blk = scratch[a:c]
-            blk[...] = U[a:c]
-            replicator_inplace(S0[a:c], blk)
+            total = 0.0
+            for a, c in blocks[k]:
+                u, s0, blk = U[a:c], S0[a:c], scratch[a:c]
+                d = row_dot(s0, u)
+                # accumulated in double: in float32 a long sum loses digits
+                total += float(d.sum(dtype=np.float64))
+                total -= float(np.dot(row_sums[a:c], u.sum(axis=1, dtype=np.float64)))
+                np.subtract(u, d[:, None], out=blk)
+                blk *= s0
+            parts[k] = total
 
-        run_chunks(work, len(chunks))
-        op.apply_transpose(scratch, out=out_V)
-        # accumulate in double: in float32 a long dot product loses digits
-        out[n] = float(np.einsum("i,i->", b, z[:n], dtype=np.float64))
+        run_chunks(work, len(blocks))
+        op.apply_transpose(scratch, out=out[:n].reshape(shape))
+        out[n] = parts.sum() / J
         return out
 
-    return rmv
+    return rmv, True
 
 
 @registry.gradient_estimators.register("closed_form_low_rank")
@@ -724,6 +735,7 @@ class ClosedFormLowRank(GradientEstimator):
 
     def _estimate(self, flow, loss, integrator, forward):
         own_record = forward is None
+        had_B = flow._is_cached("B")
         if forward is None:
             if not isinstance(integrator, ExponentialKrylov):
                 raise TypeError(
@@ -773,6 +785,10 @@ class ClosedFormLowRank(GradientEstimator):
         # ∂f/∂T needs g; taken now, g (a full-size array) is not held through the backward
         T_grad = _T_gradient(flow, g, V)
         del g
+        if own_record and not had_B:
+            # B was made for this forward; the backward does not need it (see
+            # _adjoint_generator): a cache entry of the flow less at the peak
+            flow._drop_cached("B")
         keep: list[tuple[np.ndarray, np.ndarray]] = []
         last = len(traj.steps) - 1
         for s in range(last, -1, -1):
@@ -782,8 +798,11 @@ class ClosedFormLowRank(GradientEstimator):
             # it is freed as soon as the contraction is done with it (the result carries
             # the forward; a caller's record is left alone)
             basis = (traj, own_record) if s == last else None
+            # λ goes in a box: the step drops it once its first Arnoldi run has copied it
+            box = [lam]
+            del lam
             lam = self._backward_step(
-                flow, traj.steps[s], basis, lam, acc, fw_settings, keep, ctx, s > 0
+                flow, traj.steps[s], basis, box, acc, fw_settings, keep, ctx, s > 0
             )
         del lam
         factors = None
@@ -802,12 +821,14 @@ class ClosedFormLowRank(GradientEstimator):
             n_matvecs=ctx["n_mv"],
         )
 
-    def _backward_step(self, flow, step, basis, lam, acc, fw_settings, keep, ctx, need_lam):
+    def _backward_step(self, flow, step, basis, lam_box, acc, fw_settings, keep, ctx, need_lam):
         """Accumulate the gradient of one forward sub-step and return ``λ`` at its start.
 
-        ``basis``: ``(record, own)`` to take the record's forward basis (and clear it
-        there if ``own``), or None to rebuild it. ``need_lam``: False for the first
-        sub-step, whose ``λ(0)`` is not used (None is returned).
+        ``lam_box``: ``[λ]`` at the end of the sub-step (emptied: λ is freed as soon as
+        the first adjoint run has copied it). ``basis``: ``(record, own)`` to take the
+        record's forward basis (and clear it there if ``own``), or None to rebuild it.
+        ``need_lam``: False for the first sub-step, whose ``λ(0)`` is not used (None is
+        returned).
 
         The adjoint is itself stepped (from the end of the sub-step back to its start)
         with error control, each piece ``[τ - δ, τ]`` using the forward flow in the
@@ -820,10 +841,12 @@ class ClosedFormLowRank(GradientEstimator):
             basis = record.basis
             if own:
                 record.basis = None
+        have_basis = basis is not None
         if dt == np.float32:
             # as in the forward solve: a tolerance below float32 rounding buys nothing
             tol = max(tol, 4.0 * float(np.finfo(np.float32).eps))
-        aug_T = _adjoint_generator(flow)
+        aug_T, writes_out = _adjoint_generator(flow)
+        lam = lam_box.pop()
         h, k = step.h, step.H.shape[0]
         Ht = np.zeros((k + 1, k + 1))
         Ht[1, 0] = step.beta
@@ -835,7 +858,18 @@ class ClosedFormLowRank(GradientEstimator):
             F, Finv = _orthonormal_coordinates(
                 float(np.einsum("i,i->", xs, xs, dtype=np.float64)), step.coeffs
             )
-        pieces: list[tuple[np.ndarray, np.ndarray]] = []  # (U vectors (r+1, n), W coords)
+
+        def w_factors(wc: np.ndarray) -> np.ndarray:
+            # (r, n): one stream over the forward basis, one contiguous row per factor
+            if F is None:
+                return wc.T.astype(dt) @ basis
+            Wm = wc[1:].T.astype(dt) @ basis
+            Wm += wc[0].astype(dt)[:, None] * step.x_start
+            return Wm
+
+        # (U vectors (r+1, n), W: the factors (r, n), or their coordinates in Y while
+        # the forward basis is still to be rebuilt)
+        pieces: list[tuple[np.ndarray, np.ndarray]] = []
         tau = h
         delta = h
         while tau > 0:
@@ -846,7 +880,10 @@ class ClosedFormLowRank(GradientEstimator):
                 self.krylov_dim,
                 reorthogonalize=self.reorthogonalize,
                 stop=_adjoint_converged(delta, tol),
+                keep_last=False,
+                matvec_out=writes_out,
             )
+            lam = None  # copied into the basis
             ctx["n_mv"] += bw.n_matvecs
             k1, beta = bw.k, bw.beta
             T1 = bw.H[:k1, :k1]
@@ -879,46 +916,48 @@ class ClosedFormLowRank(GradientEstimator):
             coef = np.empty((k1, r + 1))
             coef[:, 0] = (delta * beta) * X[:, 0]  # G12, in full
             coef[:, 1:] = (delta * beta) * Yl[:, :r] * sig[:r]
+            wc = Zt[:r].T if F is None else F @ Zt[:r].T  # W in the coordinates of Y
+            if basis is not None:
+                # the W factors first: after the last piece the forward basis is freed
+                # before the U factors take memory (the two bases are the peak)
+                wc = w_factors(wc)
             # one stream over the adjoint basis: the U factors, G12 and the next λ (not
             # after the last piece of the first sub-step: λ(0) is not used)
             final = not need_lam and not tau - delta > 0
             if not tau - delta > 0:
                 aug_T = None  # the last piece: free its work arrays before the output
+                basis = None
             C = np.empty((r + 1 + (not final), k1))
             C[: r + 1] = coef.T
             if not final:
                 C[r + 1] = beta * E[:k1, 0]
             # (r + 2, n + 1): every row is one vector, contiguous (no copies)
             out = C.astype(dt) @ bw.Q[:k1]
-            wc = Zt[:r].T if F is None else F @ Zt[:r].T  # W in the coordinates of Y
             pieces.append((out[: r + 1, :n], wc))
             lam = None if final else out[r + 1]
             del bw, out
             tau -= delta
             if final or not _absmax(lam) > ctx["floor"]:
                 break
-        aug_T = None  # its two work arrays
-        # the forward basis of the sub-step: the solve's (last step) or rebuilt
-        if basis is None:
+        aug_T = basis = None  # its two work arrays; the forward basis if still held
+        if not have_basis:
+            # the forward basis of the sub-step, rebuilt after the adjoint's is freed
+            cached = flow._is_cached("B")
             b = flow.B.ravel()
             r_s = b if step.x_start is None else flow.matvec(step.x_start) + b
-            fw = arnoldi(flow.matvec, r_s, m_fw, reorthogonalize=reorth_fw)
+            if not cached:
+                flow._drop_cached("B")  # as after the forward (see _estimate)
+            fw = arnoldi(flow.matvec, r_s, m_fw, reorthogonalize=reorth_fw, keep_last=False)
             ctx["n_mv"] += fw.n_matvecs + (step.x_start is not None)
             if fw.k < k:
                 raise RuntimeError("the rebuilt forward Krylov basis is shorter than recorded")
             basis = fw.Q[:k]
-            del fw
-        for i_piece, (PU, wc) in enumerate(pieces):
+            del fw, b, r_s
+            pieces = [(PU, w_factors(wc)) for PU, wc in pieces]
+            basis = None
+        for PU, Wm in pieces:
             acc.add_b(PU[0].reshape(flow.shape))
-            # (r, n): one stream over the forward basis, one contiguous row per factor
-            if F is None:
-                Wm = wc.T.astype(dt) @ basis
-            else:
-                Wm = wc[1:].T.astype(dt) @ basis
-                Wm += wc[0].astype(dt)[:, None] * step.x_start
-            if i_piece == len(pieces) - 1:
-                basis = None  # done with it: the contraction's work arrays take its place
-            for i in range(wc.shape[1]):
+            for i in range(Wm.shape[0]):
                 U, Wf = PU[1 + i].reshape(flow.shape), Wm[i].reshape(flow.shape)
                 acc.add(U, Wf)
                 if self.return_factors:

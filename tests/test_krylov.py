@@ -270,6 +270,42 @@ def test_arnoldi_stop_ends_the_run_where_it_says():
         arnoldi(_matvec(M), v, 6, stop=3)
 
 
+@pytest.mark.parametrize("stop_at", [None, 4])
+def test_arnoldi_without_last_vector_and_with_matvec_out(stop_at):
+    # keep_last=False drops only q_{k+1} (H keeps its row); matvec_out writes A x into
+    # the basis: both give the basis of the plain run
+    rng = np.random.default_rng(43)
+    M = _random_matrix(rng, 40, "nonsymmetric")
+    v = rng.standard_normal(40)
+    stop = None if stop_at is None else (lambda H: H.shape[1] == stop_at)
+    ref = arnoldi(_matvec(M), v, 6, stop=stop)
+    seen = []
+
+    def into(x, out):
+        seen.append(out)
+        assert not np.shares_memory(x, out)
+        np.matmul(M, x, out=out)
+
+    for kwargs in (
+        {"keep_last": False},
+        {"matvec_out": True},
+        {"keep_last": False, "matvec_out": True},
+    ):
+        mv = into if kwargs.get("matvec_out") else _matvec(M)
+        res = arnoldi(mv, v, 6, stop=stop, **kwargs)
+        assert res.k == ref.k and res.n_matvecs == ref.n_matvecs and not res.breakdown
+        rows = ref.k if kwargs.get("keep_last", True) is False else ref.k + 1
+        assert res.Q.shape == (rows, 40)
+        np.testing.assert_array_equal(res.Q, ref.Q[:rows])
+        np.testing.assert_array_equal(res.H, ref.H)
+    assert len(seen) == 2 * ref.k
+    # on breakdown there is no last vector either way
+    e = np.zeros(40)
+    e[0] = 1.0
+    brk = arnoldi(lambda x: 2.0 * x, e, 5, keep_last=False)
+    assert brk.breakdown and brk.k == 1 and brk.Q.shape == (1, 40)
+
+
 @pytest.mark.parametrize("kind", ["symmetric", "nonsymmetric", "nonnormal"])
 def test_solve_linear_ode_ends_arnoldi_at_the_needed_dimension(kind):
     # m is the largest dimension: a short step needs fewer vectors, a tighter tolerance
