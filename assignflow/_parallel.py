@@ -214,6 +214,16 @@ def row_chunks(n_rows: int, n_chunks: int) -> list[tuple[int, int]]:
     return [(a, c) for a, c in itertools.pairwise(bounds) if c > a]
 
 
+def row_blocks(n_rows: int, row_cost: int, block: int = 1 << 16) -> list[list[tuple[int, int]]]:
+    """Per thread chunk of :func:`row_chunks`, its rows cut into blocks of about ``block``
+    entries (``row_cost`` per row), small enough that a few passes over one stay in cache."""
+    step = max(1, block // max(1, row_cost))
+    return [
+        [(s, min(c, s + step)) for s in range(a, c, step)]
+        for a, c in row_chunks(n_rows, n_chunks_for(n_rows * row_cost))
+    ]
+
+
 def n_chunks_for(size: int) -> int:
     """How many chunks to cut a problem of ``size`` entries into."""
     nt = get_num_threads()

@@ -59,7 +59,7 @@ import scipy.linalg as sla
 from . import registry
 from ._krylov import arnoldi, expm_krylov, solve_linear_ode
 from ._operators import _ChunkedOperator
-from ._parallel import blas_single_thread, n_chunks_for, row_chunks, run_chunks
+from ._parallel import blas_single_thread, row_blocks, run_chunks
 from ._simplex import project_tangent, replicator_inplace, row_dot
 from ._validation import as_float_array, positive_float_converter, positive_int_validator
 from .flows import DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
@@ -303,7 +303,7 @@ class _Contraction:
         # before its adjoint runs, whose basis should not share the peak with them
         self._grad: np.ndarray | None = None
         self._C: np.ndarray | None = None
-        self._blocks = _row_blocks(flow.shape)
+        self._blocks = row_blocks(*flow.shape)
 
     @property
     def grad(self) -> np.ndarray:
@@ -380,16 +380,6 @@ class _Contraction:
         dist_grad = dist_grad.astype(np.float64)
         dist_grad *= -1.0 / sim.rho
         return grad, rho_grad, dist_grad
-
-
-def _row_blocks(shape: tuple[int, int]) -> list[list[tuple[int, int]]]:
-    """Per thread, its rows cut into blocks of about 64k entries (they stay in cache)."""
-    n_rows, J = shape
-    step = max(1, (1 << 16) // max(1, J))
-    out = []
-    for a, c in row_chunks(n_rows, n_chunks_for(n_rows * J)):
-        out.append([(s, min(c, s + step)) for s in range(a, c, step)])
-    return out
 
 
 def weight_gradient(
@@ -655,7 +645,7 @@ def _adjoint_generator(flow: LinearizedAssignmentFlow):
     S0, J = flow.S0, flow.n_labels
     row_sums = S0.sum(axis=1, dtype=np.float64) / J
     scratch = np.empty(shape, dtype=dt)
-    blocks = _row_blocks(shape)
+    blocks = row_blocks(*shape)
     parts = np.zeros(len(blocks))
 
     def rmv(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

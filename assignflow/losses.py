@@ -21,6 +21,7 @@ import attrs
 import numpy as np
 
 from . import registry
+from ._parallel import row_blocks, run_chunks
 from ._simplex import log_softmax
 from ._validation import as_float_array, nonnegative_float_converter
 from .weights import Weights
@@ -334,18 +335,31 @@ class KLLoss(Loss):
         f32 = getattr(V, "dtype", None) == np.float32
         V = self._check_V(V, np.float32 if f32 else np.float64)
         I, J = V.shape
-        rows = np.arange(I)
-        z = V * V.dtype.type(J)
-        z -= z.max(axis=1, keepdims=True)
-        zy = z[rows, self.labels].astype(np.float64)
-        np.exp(z, out=z)
-        total = z.sum(axis=1, dtype=np.float64)
-        w = self._weights()
-        value = float(-(w * (zy - np.log(total))).sum())
-        z /= total[:, None].astype(z.dtype)
-        z[rows, self.labels] -= 1.0
-        z *= (J * w)[:, None].astype(z.dtype)
-        return value, z
+        w, labels = self._weights(), self.labels
+        out = np.empty_like(V)
+        blocks = row_blocks(I, J)
+        parts = np.zeros(len(blocks))
+        scale = V.dtype.type(J)
+
+        def work(k: int) -> None:
+            # a row block at a time: every pass over it stays in cache
+            total = 0.0
+            for a, c in blocks[k]:
+                z, y, wb = out[a:c], labels[a:c], w[a:c]
+                rows = np.arange(c - a)
+                np.multiply(V[a:c], scale, out=z)
+                z -= z.max(axis=1, keepdims=True)
+                zy = z[rows, y].astype(np.float64)
+                np.exp(z, out=z)
+                tot = z.sum(axis=1, dtype=np.float64)
+                total -= float((wb * (zy - np.log(tot))).sum())
+                z /= tot[:, None].astype(z.dtype)
+                z[rows, y] -= 1.0
+                z *= (J * wb)[:, None].astype(z.dtype)
+            parts[k] = total
+
+        run_chunks(work, len(blocks))
+        return float(parts.sum()), out
 
 
 @registry.losses.register("tangent_space")

@@ -568,3 +568,16 @@ def test_nonlinear_flow_on_degenerate_problems(graph, J):
     np.testing.assert_allclose(seq.W.sum(axis=1), 1.0, rtol=1e-12)
     # both approximate the same flow
     np.testing.assert_allclose(seq.W, res.W, atol=0.05)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exp_at_the_barycenter_in_threaded_row_blocks(dtype):
+    # W = Exp_1(V) = softmax(J V), computed block by block on the thread pool for large V
+    from assignflow.flows import _softmax_scaled
+
+    V = (np.random.default_rng(3).standard_normal((60_000, 7)) * 4).astype(dtype)
+    W = _softmax_scaled(V, 7)
+    assert W.dtype == dtype and not np.shares_memory(W, V)
+    ref = np.exp(7 * V.astype(np.float64) - (7 * V.astype(np.float64)).max(axis=1, keepdims=True))
+    ref /= ref.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(W, ref, rtol=1e-12 if dtype == np.float64 else 2e-5, atol=1e-30)

@@ -249,10 +249,11 @@ def test_tangent_regularizer_isolated_nodes():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_fused_value_and_gradient_equal_the_two_calls(dtype, weighted):
+@pytest.mark.parametrize("I", [40, 50_000])  # the large one runs in threaded row blocks
+def test_fused_value_and_gradient_equal_the_two_calls(dtype, weighted, I):
     # gradient estimators evaluate the data term once, from one softmax
     rng = np.random.default_rng(4)
-    I, J = 40, 5
+    J = 5
     V = (rng.normal(size=(I, J)) * 3).astype(dtype)
     sw = rng.uniform(0.1, 2.0, I) if weighted else None
     loss = KLLoss(labels=rng.integers(0, J, I), sample_weight=sw)
@@ -266,6 +267,11 @@ def test_fused_value_and_gradient_equal_the_two_calls(dtype, weighted):
     ref = -np.mean(np.log(ref_softmax(J * V.astype(np.float64)))[np.arange(I), loss.labels]
                    * (1.0 if sw is None else sw / sw.mean()))  # fmt: skip
     np.testing.assert_allclose(value, ref, rtol=1e-12 if tight else 1e-6)
+    w = np.full(I, 1.0 / I) if sw is None else sw / sw.sum()
+    onehot = np.eye(J)[loss.labels]
+    ref_grad = J * w[:, None] * (ref_softmax(J * V.astype(np.float64)) - onehot)
+    atol = (1e-15 if tight else 1e-7) * np.abs(ref_grad).max()
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-10 if tight else 1e-5, atol=atol)
     composite = loss + TangentSpaceRegularizer(0.1) + loss
     cv, cg = composite.data_value_and_gradient(V)
     np.testing.assert_allclose(cv, 2 * value, rtol=1e-12)
