@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._parallel import row_blocks, run_chunks
+
 __all__ = [
     "entropy",
     "exp",
@@ -22,6 +24,7 @@ __all__ = [
     "replicator_inplace",
     "row_dot",
     "softmax",
+    "softmax_scaled",
 ]
 
 
@@ -55,6 +58,28 @@ def softmax(z: np.ndarray) -> np.ndarray:
     out = z - z.max(axis=-1, keepdims=True)
     np.exp(out, out=out)
     out /= out.sum(axis=-1, keepdims=True)
+    return out
+
+
+def softmax_scaled(z: np.ndarray, scale: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Row-wise ``softmax(scale · z)`` of a 2-D array, in row blocks on the thread pool.
+
+    Into ``out`` (``z`` itself is allowed) or a fresh array; each block's passes stay in
+    cache. For full images: ``Exp`` at the barycenter, ``S0``.
+    """
+    if out is None:
+        out = np.empty_like(z)
+    blocks = row_blocks(*z.shape)
+
+    def work(k: int) -> None:
+        for a, c in blocks[k]:
+            b = out[a:c]
+            np.multiply(z[a:c], scale, out=b)
+            b -= b.max(axis=1, keepdims=True)
+            np.exp(b, out=b)
+            b /= b.sum(axis=1, keepdims=True)
+
+    run_chunks(work, len(blocks))
     return out
 
 

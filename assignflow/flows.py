@@ -35,8 +35,8 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from . import registry
-from ._parallel import n_chunks_for, row_blocks, row_chunks, run_chunks
-from ._simplex import exp, project_tangent, replicator, replicator_inplace
+from ._parallel import n_chunks_for, row_chunks, run_chunks
+from ._simplex import exp, project_tangent, replicator, replicator_inplace, softmax_scaled
 from ._validation import as_float_array, check_positive_float
 from .integrators import (
     ExponentialKrylov,
@@ -142,23 +142,6 @@ def _replicator_rows(p: np.ndarray, x: np.ndarray) -> np.ndarray:
         replicator_inplace(p[a:c], blk)
 
     run_chunks(work, len(chunks))
-    return out
-
-
-def _softmax_scaled(V: np.ndarray, J: int) -> np.ndarray:
-    """``softmax(J V)`` row block by row block on the thread pool (a fresh array)."""
-    out = np.empty_like(V)
-    blocks = row_blocks(*V.shape)
-
-    def work(k: int) -> None:
-        for a, c in blocks[k]:  # each block's passes stay in cache
-            z = out[a:c]
-            np.multiply(V[a:c], J, out=z)
-            z -= z.max(axis=1, keepdims=True)
-            np.exp(z, out=z)
-            z /= z.sum(axis=1, keepdims=True)
-
-    run_chunks(work, len(blocks))
     return out
 
 
@@ -297,7 +280,7 @@ class LinearizedAssignmentFlow:
         r""":math:`\operatorname{Exp}_{W_0}(V)` (the barycenter: :math:`\mathrm{softmax}(JV)`)."""
         if self.W0 is None:
             # no (I, J) array of 1/J: for large images every full-size array counts
-            return _softmax_scaled(V, self.n_labels)
+            return softmax_scaled(V, self.n_labels)
         return exp(self._w0, V)
 
     @cached_property
@@ -761,5 +744,5 @@ class DeepLinearizedAssignmentFlow:
             error_estimate=float(sum(r.stats.error_estimate for r in results)),
             n_rejected=sum(r.stats.n_rejected for r in results),
         )
-        W = _softmax_scaled(V, self.shape[1])
+        W = softmax_scaled(V, self.shape[1])
         return FlowResult(V=V, W=W, T=float(sum(self.T)), stats=stats, layers=tuple(results))

@@ -32,6 +32,7 @@ import attrs
 import numpy as np
 
 from . import registry
+from ._parallel import row_blocks, run_chunks
 from ._validation import (
     as_float_array,
     check_nonnegative_float,
@@ -299,19 +300,31 @@ def multiplicative_update(
     step_size = check_nonnegative_float(step_size, "step_size")
     if max_log_step is not None:
         max_log_step = check_positive_float(max_log_step, "max_log_step")
-    step = step_size * grad
-    if max_log_step is not None:
-        centred = step - np.repeat(np.add.reduceat(step, g.indptr[:-1]) / g.degrees, g.degrees)
-        row_max = np.maximum.reduceat(np.abs(centred), g.indptr[:-1])
-        scale = np.minimum(1.0, max_log_step / np.maximum(row_max, 1e-300))
-        step *= np.repeat(scale, g.degrees)
-    z = np.log(weights.values) - step
-    zmax = np.maximum.reduceat(z, g.indptr[:-1])
-    e = np.exp(z - np.repeat(zmax, g.degrees))
-    # floor keeps the weights strictly positive (on the open simplex) after saturation
-    e = np.maximum(e, 1e-300)
-    vals = e / np.repeat(np.add.reduceat(e, g.indptr[:-1]), g.degrees)
-    return Weights(g, vals)
+    indptr, degrees = g.indptr, g.degrees
+    vals = np.empty(g.nnz)
+    blocks = row_blocks(g.n_nodes, max(1, g.nnz // max(1, g.n_nodes)))
+
+    def work(k: int) -> None:
+        # a block of rows (neighbourhoods) at a time: its passes stay in cache
+        for a, c in blocks[k]:
+            lo, hi = indptr[a], indptr[c]
+            starts, deg = indptr[a:c] - lo, degrees[a:c]
+            step = step_size * grad[lo:hi]
+            if max_log_step is not None:
+                centred = step - np.repeat(np.add.reduceat(step, starts) / deg, deg)
+                row_max = np.maximum.reduceat(np.abs(centred), starts)
+                step *= np.repeat(np.minimum(1.0, max_log_step / np.maximum(row_max, 1e-300)), deg)
+            z = np.log(weights.values[lo:hi])
+            z -= step
+            z -= np.repeat(np.maximum.reduceat(z, starts), deg)
+            e = np.exp(z, out=z)
+            # floor keeps the weights strictly positive (on the open simplex) after saturation
+            np.maximum(e, 1e-300, out=e)
+            np.divide(e, np.repeat(np.add.reduceat(e, starts), deg), out=vals[lo:hi])
+
+    run_chunks(work, len(blocks))
+    # positive rows that sum to 1 by construction: no second check of the whole array
+    return Weights._unchecked(g, vals)
 
 
 def _labels_of(loss: Loss) -> np.ndarray | None:

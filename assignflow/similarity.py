@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._simplex import lift, replicator, softmax
+from ._simplex import lift, replicator, softmax, softmax_scaled
 from ._validation import as_float_array, check_positive_float
 from .geometry import AssignmentManifold
 from .weights import Weights
@@ -329,8 +329,9 @@ class SimilarityOperator:
             scaled = type(self).__dict__["scaled_distances"].__get__(self, type(self))
         except AttributeError:
             scaled = self.distances / self.rho
-        out = softmax(-self.weights.operator.apply(scaled))
+        out = self.weights.operator.apply(scaled)
         del scaled
+        softmax_scaled(out, -1.0, out=out)
         out.flags.writeable = False
         return out
 

@@ -573,10 +573,10 @@ def test_nonlinear_flow_on_degenerate_problems(graph, J):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_exp_at_the_barycenter_in_threaded_row_blocks(dtype):
     # W = Exp_1(V) = softmax(J V), computed block by block on the thread pool for large V
-    from assignflow.flows import _softmax_scaled
+    from assignflow._simplex import softmax_scaled
 
     V = (np.random.default_rng(3).standard_normal((60_000, 7)) * 4).astype(dtype)
-    W = _softmax_scaled(V, 7)
+    W = softmax_scaled(V, 7)
     assert W.dtype == dtype and not np.shares_memory(W, V)
     ref = np.exp(7 * V.astype(np.float64) - (7 * V.astype(np.float64)).max(axis=1, keepdims=True))
     ref /= ref.sum(axis=1, keepdims=True)
