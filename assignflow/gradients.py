@@ -761,9 +761,9 @@ class ClosedFormLowRank(GradientEstimator):
                 flow, loss, result_forward(), g, None, data_value=value, n_matvecs=ctx["n_mv"]
             )
         fw_settings = (
-            (integrator.krylov_dim, integrator.reorthogonalize, integrator.tol)
+            (integrator.reorthogonalize, integrator.tol)
             if isinstance(integrator, ExponentialKrylov)
-            else (self.krylov_dim, self.reorthogonalize, 1e-8)
+            else (self.reorthogonalize, 1e-8)
         )
         n, dt = flow.size, flow.dtype
         acc = _Contraction(flow)
@@ -825,7 +825,7 @@ class ClosedFormLowRank(GradientEstimator):
         coordinates of ``Z``: ``z(τ - δ) = Z e^{(τ-δ)H̃} e_1``.
         """
         n, dt = flow.size, flow.dtype
-        m_fw, reorth_fw, tol = fw_settings
+        reorth_fw, tol = fw_settings
         if basis is not None:
             record, own = basis
             basis = record.basis
@@ -937,7 +937,8 @@ class ClosedFormLowRank(GradientEstimator):
             r_s = b if step.x_start is None else flow.matvec(step.x_start) + b
             if not cached:
                 flow._drop_cached("B")  # as after the forward (see _estimate)
-            fw = arnoldi(flow.matvec, r_s, m_fw, reorthogonalize=reorth_fw, keep_last=False)
+            # the recorded dimension, not m: the first k vectors are the same, and no more
+            fw = arnoldi(flow.matvec, r_s, k, reorthogonalize=reorth_fw, keep_last=False)
             ctx["n_mv"] += fw.n_matvecs + (step.x_start is not None)
             if fw.k < k:
                 raise RuntimeError("the rebuilt forward Krylov basis is shorter than recorded")
