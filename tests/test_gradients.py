@@ -427,6 +427,17 @@ def test_forward_reuse_low_memory_and_integrator_agree():
     low = af.ClosedFormLowRank(rank=2, low_memory=True).estimate(flow, loss, integrator=integ)
     np.testing.assert_allclose(reuse.gradient, ref.gradient, rtol=1e-12, atol=0)
     np.testing.assert_allclose(low.gradient, ref.gradient, rtol=1e-9, atol=1e-14)
+    # a rebuilt basis runs to the sub-step's recorded dimension: low_memory costs the
+    # last sub-step's k matvecs (+ one for its residual) more, not m
+    for T in (3.0, 10.0):
+        f = _voronoi_flow(T, size=24)[0]
+        wide = af.ExponentialKrylov(krylov_dim=12)
+        steps = f.solve(wide, record=True).trajectory.steps
+        assert steps[-1].H.shape[0] < 12
+        extra = steps[-1].H.shape[0] + (steps[-1].x_start is not None)
+        r = af.ClosedFormLowRank(rank=2).estimate(f, loss, integrator=wide)
+        r_low = af.ClosedFormLowRank(rank=2, low_memory=True).estimate(f, loss, integrator=wide)
+        assert r_low.n_matvecs == r.n_matvecs + extra
 
 
 def test_closed_form_needs_a_recorded_krylov_forward():
