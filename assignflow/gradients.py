@@ -710,7 +710,8 @@ class ClosedFormLowRank(GradientEstimator):
     low_memory : bool, default=False
         Keep at most one Krylov basis in memory: the forward solve does not keep its
         basis, and each sub-step's forward basis is rebuilt after its adjoint basis
-        is freed (one more Arnoldi run per sub-step, about 1.5× the time).
+        is freed (one more Arnoldi run per sub-step, of the sub-step's recorded
+        dimension; about 1.6× the time).
     reorthogonalize : {"always", "auto", "never"}, default="always"
         Gram–Schmidt mode of the adjoint runs (and of the default integrator).
     """
