@@ -295,9 +295,9 @@ def _arnoldi_into(
 ) -> ArnoldiResult:
     """Arnoldi iteration writing the basis into the caller's buffer ``Q``.
 
-    ``Q`` must have shape ``(m + 1, n)`` with ``m <= n`` (C-contiguous); it is
-    overwritten.  ``v`` is not modified.  ``stop``, ``keep_last``, ``matvec_out``:
-    see :func:`arnoldi`.
+    ``Q`` must have shape ``(m + 1, n)`` with ``m <= n`` (C-contiguous; ``m`` rows
+    suffice without ``keep_last``); it is overwritten.  ``v`` is not modified.
+    ``stop``, ``keep_last``, ``matvec_out``: see :func:`arnoldi`.
     """
     n = v.shape[0]
     beta = _norm(v)
@@ -408,8 +408,8 @@ def arnoldi(
     -------
     ArnoldiResult
         ``(Q, H, beta, k, breakdown, n_matvecs)``.  Without breakdown ``Q`` has
-        shape ``(k + 1, n)``; on breakdown (or without ``keep_last``) ``(k, n)``.  ``H`` has shape
-        ``(k + 1, k)`` in both cases, its last row being zero on breakdown,
+        shape ``(k + 1, n)``; on breakdown (or without ``keep_last``) ``(k, n)``.
+        ``H`` has shape ``(k + 1, k)`` in both cases, its last row being zero on breakdown,
         so ``H[:k, :k]`` and ``H[k, k - 1]`` can be used uniformly.
 
     Raises
@@ -436,7 +436,7 @@ def arnoldi(
     m_eff = min(m, n)
     if stop is not None and not callable(stop):
         raise TypeError(f"stop must be callable, got {type(stop).__name__}")
-    Q = np.empty((m_eff + 1, n), dtype=v.dtype)
+    Q = np.empty((m_eff + keep_last, n), dtype=v.dtype)
     return _arnoldi_into(
         matvec,
         v,
@@ -681,9 +681,9 @@ def solve_linear_ode(
         return x, KrylovInfo(0, 0, 0, 0.0, False, 0)
 
     m_eff = min(m, n)
-    # One basis buffer for all sub-steps, so long runs do not re-fault
-    # (m + 1) * n fresh pages every step.
-    Q = np.empty((m_eff + 1, n), dtype=dtype)
+    # One basis buffer for all sub-steps, so long runs do not re-fault fresh pages
+    # every step (m rows: the Arnoldi runs keep no (k+1)-th vector).
+    Q = np.empty((m_eff, n), dtype=dtype)
     x_new = np.empty(n, dtype=dtype)
 
     t = 0.0
