@@ -598,6 +598,12 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         the grid graph (``graph="grid"``).
     learning_rate : float, default=0.05
         Adam's step.
+    averaging : float in [0, 1), default=0.0
+        Decay of an exponential average of the iterates that the validation then
+        scores and selects instead of the iterates themselves (0: off). With
+        stochastic crops every step is noisy; the average is a steadier candidate.
+        (On the quality benchmark 0.9 lowered the error on 8 of 14 tasks and raised
+        it on 4, by as much in sum: not the default.)
     validation_fraction : float, default=0.2
         Fraction of the training images held out for early stopping (at least
         one image when ``fit`` gets two or more and the fraction is positive).
@@ -688,6 +694,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         "max_iter": [Interval(numbers.Integral, 1, 100_000, closed="both")],
         "batch_pixels": [Interval(numbers.Integral, 1024, None, closed="left"), None],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "averaging": [Interval(numbers.Real, 0, 1, closed="left")],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
@@ -724,6 +731,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         max_iter: int = 100,
         batch_pixels: int | None = 32768,
         learning_rate: float = 0.05,
+        averaging: float = 0.0,
         validation_fraction: float = 0.2,
         n_iter_no_change: int = 20,
         random_state: Any = None,
@@ -756,6 +764,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.batch_pixels = batch_pixels
         self.learning_rate = learning_rate
+        self.averaging = averaging
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.random_state = random_state
@@ -768,7 +777,10 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
     def _validate_params(self) -> None:
         """scikit-learn's validation of the constraints table, and no bools for numbers."""
         super()._validate_params()
-        for name in ("rho", "T", "n_layers", "n_prototypes", "max_iter", "radius", "learning_rate"):
+        for name in (
+            "rho", "T", "n_layers", "n_prototypes", "max_iter", "radius", "learning_rate",
+            "averaging",
+        ):  # fmt: skip
             if isinstance(getattr(self, name), (bool, np.bool_)):  # sklearn's Interval admits bools
                 raise TypeError(f"{name} must be a number, not a bool, got {getattr(self, name)}")
 
@@ -969,6 +981,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
             n_iter_no_change=self.n_iter_no_change,
+            average=float(self.averaging),
             verbose=self.verbose,
         )
         try:

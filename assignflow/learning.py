@@ -139,6 +139,12 @@ class Learner:
         Stop when the relative change of the loss falls below ``tol`` (0: never).
     verbose : int, default=0
         Print one line per iteration.
+    average : float in [0, 1), default=0.0
+        With a validation function: the candidates that it scores (and that
+        :meth:`run` returns) are the bias-corrected exponential average of the
+        iterates with this decay, ``a_t = (Σ_s average^(t-s) (1 - average) x_s) /
+        (1 - average^t)``, instead of the iterates (0). The steps still start from
+        the iterates.
     """
 
     max_iter: int = attrs.field(default=100, validator=positive_int_validator)
@@ -146,6 +152,12 @@ class Learner:
     n_iter_no_change: int = attrs.field(default=15, validator=positive_int_validator)
     tol: float = attrs.field(default=0.0, converter=nonnegative_float_converter)
     verbose: int = attrs.field(default=0)
+    average: float = attrs.field(default=0.0)
+
+    @average.validator
+    def _check_average(self, attribute: Any, value: float) -> None:
+        if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+            raise ValueError(f"average must be a number in [0, 1), got {value!r}")
 
     @max_iter.validator
     def _check_max_iter(self, attribute: Any, value: int) -> None:
@@ -208,12 +220,22 @@ class Learner:
         since_best = 0
         reason = "max_iter"
         it = 0
+        # with validation and `average`: the candidates are the (bias-corrected)
+        # exponential average of the iterates, whose noise the single steps carry
+        averaging = validate is not None and self.average > 0
+        acc = {k: np.zeros_like(v) for k, v in cur.items()} if averaging else None
         for it in range(1, self.max_iter + 1):
             loss, grads, info = objective(cur)
             rec = {"loss": float(loss), **{k: float(v) for k, v in info.items()}}
             crit = float(loss)
+            cand = cur
+            if averaging:
+                a = self.average
+                for k in acc:
+                    acc[k] = a * acc[k] + (1.0 - a) * cur[k]
+                cand = {k: acc[k] / (1.0 - a**it) for k in acc}
             if validate is not None:
-                v = validate(cur)
+                v = validate(cand)
                 if isinstance(v, dict):
                     rec.update({k: float(x) for k, x in v.items()})
                     crit = float(v[select])
@@ -234,7 +256,7 @@ class Learner:
                     f"the objective became non-finite at iteration {it}; lower the learning rate"
                 )
             if crit < best[0] - 1e-12:
-                best, since_best = (crit, cur, it), 0
+                best, since_best = (crit, cand, it), 0
             else:
                 since_best += 1
             if callback is not None and callback(it, {**rec, "max_iter": self.max_iter}) is True:

@@ -535,6 +535,9 @@ BAD_PARAMS = [
     {"radius": 500},
     {"validation_fraction": 1.0},
     {"validation_fraction": -0.1},
+    {"averaging": 1.0},
+    {"averaging": -0.1},
+    {"averaging": True},
     {"validation_fraction": float("nan")},
     {"batch_pixels": 100},
     {"batch_pixels": True},
@@ -754,3 +757,18 @@ def test_any_registered_graph_for_images(lines_data):
         af.ImageLabeler(graph="knn", predictor="prototype", max_iter=1).fit(X, Y)
     with pytest.raises(ValueError, match="graph"):
         af.ImageLabeler(graph="no-such-graph", max_iter=1).fit(X, Y)
+
+
+def test_averaging_selects_an_average_of_the_iterates(lines_data):
+    # averaging > 0: the selected predictor is an average of iterates, not one of them
+    X, Y, _, _ = lines_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = small_model(max_iter=4, n_iter_no_change=100).fit(X, Y)
+        avg = small_model(max_iter=4, n_iter_no_change=100, averaging=0.5).fit(X, Y)
+    assert avg.get_params()["averaging"] == 0.5 and plain.averaging == 0.0
+    assert avg.n_iter_ == plain.n_iter_ == 4
+    # the iterates are the same (steps start from them); the candidates differ
+    np.testing.assert_array_equal(avg.history_["loss"], plain.history_["loss"])
+    assert not np.array_equal(avg.history_["val_loss"], plain.history_["val_loss"])
+    assert np.all(np.isfinite(avg.predict(X[:1])))

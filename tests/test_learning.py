@@ -229,3 +229,42 @@ def test_descent_on_disconnected_graph_runs_and_stays_valid():
     assert res.history["loss"].min() <= res.history["loss"][0]
     np.testing.assert_allclose(np.add.reduceat(res.weights.values, g.indptr[:-1]), 1.0)
     np.testing.assert_array_equal(res.weights.values[g.indptr[[5, 6]]], 1.0)
+
+
+def test_learner_average_scores_the_bias_corrected_average_of_the_iterates():
+    # iterates x_t = t - 1 by a custom step; validation sees a_t = EMA with bias
+    # correction and the best average is returned; without validation nothing changes
+    from assignflow.learning import Learner
+
+    def objective(p):
+        return float(p["x"][0]), {"x": np.ones(1)}, {}
+
+    def step(p, g, it):
+        return {"x": p["x"] + 1.0}
+
+    seen = []
+
+    def validate(p):
+        seen.append(float(p["x"][0]))
+        return {"val_loss": abs(float(p["x"][0]) - 2.0)}
+
+    a = 0.5
+    res = Learner(max_iter=6, n_iter_no_change=100, average=a).run(
+        objective, {"x": np.zeros(1)}, validate=validate, step=step, select="val_loss"
+    )
+    xs = np.arange(6.0)
+    ref = [sum(a ** (t - s) * (1 - a) * xs[s] for s in range(t + 1)) / (1 - a ** (t + 1))
+           for t in range(6)]  # fmt: skip
+    np.testing.assert_allclose(seen, ref, rtol=1e-14)
+    best = int(np.argmin(np.abs(np.array(ref) - 2.0)))
+    assert res.best_iter == best + 1
+    np.testing.assert_allclose(res.params["x"], ref[best], rtol=1e-14)
+    plain = Learner(max_iter=6, n_iter_no_change=100).run(
+        objective, {"x": np.zeros(1)}, validate=validate, step=step, select="val_loss"
+    )
+    np.testing.assert_array_equal(plain.params["x"], [2.0])
+    no_val = Learner(max_iter=6, average=a).run(objective, {"x": np.zeros(1)}, step=step)
+    np.testing.assert_array_equal(no_val.params["x"], [0.0])  # the lowest loss: x = 0
+    for bad in (1.0, -0.1, "0.5"):
+        with pytest.raises(ValueError, match="average"):
+            Learner(average=bad)
