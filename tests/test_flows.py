@@ -581,3 +581,7 @@ def test_exp_at_the_barycenter_in_threaded_row_blocks(dtype):
     ref = np.exp(7 * V.astype(np.float64) - (7 * V.astype(np.float64)).max(axis=1, keepdims=True))
     ref /= ref.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(W, ref, rtol=1e-12 if dtype == np.float64 else 2e-5, atol=1e-30)
+    # in place, as S0 uses it: the same numbers
+    Z = V.copy()
+    assert softmax_scaled(Z, 7, out=Z) is Z
+    np.testing.assert_array_equal(Z, W)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import types
@@ -242,3 +243,17 @@ def test_blas_single_thread_without_threadpoolctl(monkeypatch):
     with _parallel.blas_single_thread():
         pass
     assert _parallel._blas_users == 0
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "row_cost", "block"),
+    [(1, 10, 1 << 16), (7, 3, 4), (50_000, 10, 1 << 16), (123_457, 9, 1000)],
+)
+def test_row_blocks_cover_every_row_once_in_order(n_rows, row_cost, block):
+    blocks = _parallel.row_blocks(n_rows, row_cost, block)
+    flat = [b for per_thread in blocks for b in per_thread]
+    assert flat[0][0] == 0 and flat[-1][1] == n_rows
+    assert all(a < c for a, c in flat)
+    assert all(c == a2 for (_, c), (a2, _) in itertools.pairwise(flat))
+    assert all(c - a <= max(1, block // row_cost) for a, c in flat)
+    assert len(blocks) == _parallel.n_chunks_for(n_rows * row_cost)
