@@ -33,7 +33,9 @@ Learning (``fit``)
        jointly with the predictors (numbers given instead are kept fixed).
     3. The predictors are initialised from the training images (edge predictor:
        feature scales and a logistic regression of "same label" on the feature
-       differences; prototype predictor: k-means as in the paper).
+       differences, or the bilateral filter of one feature group if its one-layer
+       LAF labels the training images better; prototype predictor: k-means as in
+       the paper).
     4. Adam on the mean loss over the training images (:class:`~assignflow.Learner`);
        each step differentiates, per image, the integrator's own forward solve of
        every layer with the gradient estimator (the paper's closed-form low-rank
@@ -101,6 +103,10 @@ def _is_auto(value: Any) -> bool:
 #: ``T="auto"`` (total horizons).
 RHO_FACTORS = (0.25, 0.5, 1.0, 2.0)
 T_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
+#: The bilateral strengths ``b`` and the scale factors (of the uniform flow's ``rho``)
+#: among which the edge predictor's start is chosen (:meth:`ImageLabeler._select_start`).
+BILATERAL_B = (0.1, 0.3, 1.0, 3.0, 10.0)
+START_RHO_FACTORS = (0.5, 1.0, 2.0)
 FEATURES = ("window", "assignment")
 _LOG_FLOOR = 1e-12
 
@@ -495,6 +501,36 @@ def _initial_horizons(T: float, K: int) -> np.ndarray:
     the start and the learning can only improve on it.
     """
     return np.array([T] + [0.1 * T] * (K - 1))
+
+
+def _best_horizon(flows, ys, Ts, integ, pool=None) -> tuple[float, float]:
+    """``(error, T)``: the horizon of the sorted ``Ts`` with the lowest mean error of ``flows``.
+
+    The horizons by continued integration (the LAF is autonomous), and no longer ones
+    once the error has risen twice. ``pool``: an executor for the images' solves.
+    """
+    xs = [None] * len(flows)
+    t_done, rising, last = 0.0, 0, np.inf
+    best = (np.inf, Ts[0])
+    for T in Ts:
+
+        def step(k: int, T: float = T, t_done: float = t_done) -> float:
+            f = flows[k]
+            xs[k], _ = integ.integrate(f.aslinearoperator(), f.B.ravel(), T - t_done, xs[k])
+            return np.mean(np.argmax(xs[k].reshape(f.shape), axis=1) != ys[k])
+
+        errs = list(
+            map(step, range(len(flows))) if pool is None else pool.map(step, range(len(flows)))
+        )
+        t_done = T
+        err = float(np.mean(errs))
+        if err < best[0] - 1e-12:
+            best = (err, T)
+        rising = rising + 1 if err > last else 0
+        last = err
+        if rising >= 2:
+            break
+    return best
 
 
 def _vjp(pred, graph, features, grad, cache, both: bool):
@@ -920,7 +956,9 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
 
         K = self.n_layers
         model0 = self._model(None, K, J, integ, est, pcls)
-        preds = self._initial_predictors(pcls, train, protos, rho0, T0, model0, rng, scales)
+        preds, rho0, T0 = self._initial_predictors(
+            pcls, train, protos, rho0, T0, model0, rng, scales
+        )
         model = self._model(preds, K, J, integ, est, pcls)
         params: dict[str, np.ndarray] = {}
         for ell, p in enumerate(preds):
@@ -1061,25 +1099,9 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                     )
                     for g, Dk in zip(graphs, D, strict=True)
                 ]
-                # the horizons by continued integration (the LAF is autonomous), and no
-                # longer ones once the error has risen twice
-                xs = [None] * len(flows)
-                t_done, rising, last = 0.0, 0, np.inf
-                for T in Ts:
-                    errs = []
-                    for k, (f, (_, y)) in enumerate(zip(flows, probe, strict=True)):
-                        xs[k], _ = integ.integrate(
-                            f.aslinearoperator(), f.B.ravel(), T - t_done, xs[k]
-                        )
-                        errs.append(np.mean(np.argmax(xs[k].reshape(f.shape), axis=1) != y))
-                    t_done = T
-                    err = float(np.mean(errs))
-                    if err < best[0] - 1e-12:
-                        best = (err, r, rho, T)
-                    rising = rising + 1 if err > last else 0
-                    last = err
-                    if rising >= 2:
-                        break
+                err, T = _best_horizon(flows, [y for _, y in probe], Ts, integ)
+                if err < best[0] - 1e-12:
+                    best = (err, r, rho, T)
         return best[1], best[2], best[3]
 
     def _initial_predictors(self, pcls, train, protos, rho0, T0, model0, rng, scales):
@@ -1110,7 +1132,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 random_state=seed,
                 **{"sigma": 1.0 if self.features == "window" else 5.0, **options},
             )
-            return [p] * K
+            return [p] * K, rho0, T0
         groups = [(s * c, (s + 1) * c) for s in range(len(scales))]
         d0 = len(scales) * c
         graphs = [d.graph for d in train]
@@ -1118,13 +1140,14 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         first = pcls.initialize(
             graphs, [d.features for d in train], labels, groups, random_state=seed, **options
         )
+        first, rho0, T0 = self._select_start(first, train, protos, rho0, T0, model0.integrator)
         preds = [first]
         if K > 1:
-            # the previous layer's assignment: from the uniform-weight flow at the start
+            # the previous layer's assignment: from the first layer at the start
             feats = []
             for d in train:
                 Dk = distance_matrix(d.image, protos)
-                sim = SimilarityOperator(Weights.uniform(d.graph), Dk, rho=rho0)
+                sim = SimilarityOperator(first.predict_weights(d.graph, d.features), Dk, rho=rho0)
                 h1 = _initial_horizons(T0, K)[0]
                 V = LinearizedAssignmentFlow(sim, T=h1).solve(model0.integrator).V
                 feats.append(model0.layer_features(d, V) if model0.reads_previous else d.features)
@@ -1132,7 +1155,64 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 graphs, feats, labels, [*groups, (d0, d0 + J)], random_state=seed + 1, **options
             )
             preds += [later] * (K - 1)
-        return preds
+        return preds, rho0, T0
+
+    def _select_start(self, pred, train, protos, rho0, T0, integ):
+        r"""The first edge predictor's start: ``(predictor, rho, T)`` of lowest training error.
+
+        Candidates for :math:`\theta`: the logistic regression of
+        :meth:`~assignflow.EdgePredictor.initialize`, and the bilateral filter of every
+        feature group, :math:`\theta = b\,e_f` for ``b`` in ``BILATERAL_B`` (the edge
+        features are scaled by their median, so this is
+        :math:`\exp(-b\|g_i - g_k\|^2/\operatorname{median})` on the image smoothed
+        at that width), judged by the one-layer LAF's error on every training image
+        at the chosen ``rho`` and the horizons ``T_GRID`` (``T="auto"``) — as the
+        bilateral baseline a user would tune; the best one then also at the scales
+        ``rho · START_RHO_FACTORS`` (``rho="auto"``). The logistic regression is
+        kept unless a candidate is strictly better.
+        """
+        thetas = [pred.theta]
+        for f in range(len(pred.groups)):
+            for b in BILATERAL_B:
+                th = np.zeros(len(pred.groups))
+                th[f] = b
+                thetas.append(th)
+        rhos = [rho0 * f for f in START_RHO_FACTORS] if self.rho == "auto" else [rho0]
+        Ts = sorted(T_GRID) if self.T == "auto" else [T0]
+        D = [distance_matrix(d.image, protos) for d in train]
+        ys = [d.y for d in train]
+        best = (np.inf, pred, rho0, T0)
+        small = max(d.features.shape[0] for d in train) * len(protos) < _parallel._MIN_PARALLEL
+        n_threads = min(len(train), get_num_threads()) if small else 1
+
+        def trial(cand, rho):
+            nonlocal best
+            flows = [
+                LinearizedAssignmentFlow(
+                    SimilarityOperator(
+                        cand.predict_weights(d.graph, d.features), Dk, rho=rho, dtype=self.dtype
+                    )
+                )
+                for d, Dk in zip(train, D, strict=True)
+            ]
+            err, T = _best_horizon(flows, ys, Ts, integ, pool)
+            if err < best[0] - 1e-12:
+                best = (err, cand, rho, T)
+
+        # the strengths at the uniform flow's scale, then the scales of the best one
+        pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
+        try:
+            with blas_single_thread():
+                for th in thetas:
+                    trial(pred.with_params({"theta": th}), rho0)
+                winner = best[1]
+                for rho in rhos:
+                    if rho != rho0:
+                        trial(winner, rho)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        return best[1], best[2], best[3]
 
     # ------------------------------------------------------------------ predict
     def _check_predict(self, images: Any) -> tuple[list[np.ndarray], bool]:

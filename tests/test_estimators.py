@@ -226,6 +226,89 @@ def test_hyperparameters_given_are_kept_and_auto_ones_learned(lines_data):
     assert auto.rho_[0] > 0 and auto.T_[0] > 0
 
 
+def _one_layer_error(pred, data, protos, rho, T):
+    errs = []
+    for d in data:
+        sim = af.SimilarityOperator(
+            pred.predict_weights(d.graph, d.features), af.distance_matrix(d.image, protos), rho=rho
+        )
+        errs.append(np.mean(af.LinearizedAssignmentFlow(sim, T=T).solve().labels != d.y))
+    return float(np.mean(errs))
+
+
+def test_best_horizon_matches_separate_solves():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from assignflow.estimators import _best_horizon
+
+    X, Y = af.datasets.make_voronoi("colors", 3, (24, 24), noise=0.5, random_state=3)
+    protos = af.datasets.voronoi_prototypes("colors")
+    sims = [
+        af.SimilarityOperator(
+            af.Weights.uniform(af.GridGraph(y.shape)), af.distance_matrix(x, protos), rho=0.1
+        )
+        for x, y in zip(X, Y, strict=True)
+    ]
+    flows = [af.LinearizedAssignmentFlow(s) for s in sims]
+    ys = [y.ravel() for y in Y]
+    Ts = (0.3, 1.0, 3.0, 10.0, 30.0)  # the error falls, then rises
+    ref = [
+        np.mean(
+            [
+                np.mean(af.LinearizedAssignmentFlow(s, T=T).solve().labels != y)
+                for s, y in zip(sims, ys, strict=True)
+            ]
+        )
+        for T in Ts
+    ]
+    integ = af.ExponentialKrylov()
+    err, T = _best_horizon(flows, ys, Ts, integ)
+    assert 0 < np.argmin(ref) < len(Ts) - 1
+    assert T == Ts[int(np.argmin(ref))]
+    assert err == pytest.approx(min(ref), abs=1.0 / ys[0].size)
+    with ThreadPoolExecutor(2) as pool:
+        assert _best_horizon(flows, ys, Ts, integ, pool) == (err, T)
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["auto", "given"])
+def test_edge_predictor_start_is_the_best_candidate_on_the_training_images(
+    lines_data, monkeypatch, given
+):
+    from assignflow import estimators as E
+
+    X, Y, _, _ = lines_data
+    calls = []
+    orig = E.ImageLabeler._select_start
+
+    def spy(self, pred, train, protos, rho0, T0, integ):
+        out = orig(self, pred, train, protos, rho0, T0, integ)
+        calls.append(((pred, train, protos, rho0, T0), out))
+        return out
+
+    monkeypatch.setattr(E.ImageLabeler, "_select_start", spy)
+    hyper = {"rho": 0.2, "T": 2.0} if given else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = af.ImageLabeler(n_layers=1, max_iter=1, random_state=0, **hyper).fit(X, Y)
+    ((pred, train, protos, rho0, T0), (start, rho, T)) = calls[0]
+    F = len(pred.groups)
+    bilateral = [b * np.eye(F)[f] for f in range(F) for b in E.BILATERAL_B]
+    assert any(np.array_equal(start.theta, th) for th in [pred.theta, *bilateral])
+    np.testing.assert_array_equal(start.bias, pred.bias)
+    if given:
+        assert (rho, T) == (0.2, 2.0)
+        np.testing.assert_allclose(lab.rho_, [0.2])
+    else:
+        assert rho in [rho0 * f for f in E.START_RHO_FACTORS] and T in E.T_GRID
+    # against fresh solves: no candidate at the uniform flow's rho beats the start
+    Ts = [T0] if given else E.T_GRID
+    best = _one_layer_error(start, train, protos, rho, T)
+    for th in [pred.theta, *bilateral]:
+        cand = pred.with_params({"theta": th})
+        for T_ in Ts:
+            assert best <= _one_layer_error(cand, train, protos, rho0, T_) + 1.0 / train[0].y.size
+
+
 def test_callback_progress_and_stop(lines_data):
     X, Y, Xt, _ = lines_data
     seen = []
