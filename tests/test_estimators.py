@@ -309,6 +309,60 @@ def test_edge_predictor_start_is_the_best_candidate_on_the_training_images(
             assert best <= _one_layer_error(cand, train, protos, rho0, T_) + 1.0 / train[0].y.size
 
 
+def test_labeling_error_is_the_pooled_error_of_predict(fitted, lines_data):
+    from assignflow.estimators import _labeling_error
+
+    _, _, Xt, Yt = lines_data
+    model, params, pcls, scales = fitted._fitted_model()
+    imgs, _ = fitted._check_predict(Xt)
+    data = [
+        fitted._data(x, y.ravel(), pcls, scales, fitted.prototypes_)
+        for x, y in zip(imgs, Yt, strict=True)
+    ]
+    pred = fitted.predict(Xt)
+    ref = np.mean(np.concatenate([(p != y).ravel() for p, y in zip(pred, Yt, strict=True)]))
+    assert _labeling_error(model, params, data) == pytest.approx(ref, abs=1e-15)
+
+
+@pytest.mark.parametrize("start_better", [True, False])
+def test_the_start_is_kept_unless_learning_pays_on_the_given_images(
+    lines_data, monkeypatch, start_better
+):
+    from assignflow import estimators as E
+
+    X, Y, Xt, _ = lines_data
+    calls = []
+
+    def fake(model, params, data, pool=None):
+        calls.append((params, len(data)))
+        first = len(calls) == 1  # the start is judged first
+        return 0.0 if first == start_better else 1.0
+
+    monkeypatch.setattr(E, "_labeling_error", fake)
+    kw = dict(n_layers=1, max_iter=6, learning_rate=0.3, random_state=0, keep_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = af.ImageLabeler(**kw).fit(X, Y)
+        start = af.ImageLabeler(**{**kw, "max_iter": 1}).fit(X, Y)
+    learner_best = int(np.argmin(lab.history_["val_loss"])) + 1
+    assert learner_best > 1
+    assert [n for _, n in calls] == [len(X), len(X)]  # all given images, twice
+    if start_better:
+        assert lab.best_iter_ == 1
+        for k, v in start.predictors_[0].params().items():
+            np.testing.assert_array_equal(lab.predictors_[0].params()[k], v)
+        np.testing.assert_array_equal(lab.predict(Xt), start.predict(Xt))
+    else:
+        assert lab.best_iter_ == learner_best
+        assert not np.array_equal(lab.predictors_[0].theta, start.predictors_[0].theta)
+    # off by default: the learner's choice, without judging the start
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = af.ImageLabeler(**{**kw, "keep_start": False}).fit(X, Y)
+    assert calls == [] and plain.best_iter_ == learner_best
+
+
 def test_callback_progress_and_stop(lines_data):
     X, Y, Xt, _ = lines_data
     seen = []
@@ -621,6 +675,7 @@ BAD_PARAMS = [
     {"averaging": 1.0},
     {"averaging": -0.1},
     {"averaging": True},
+    {"keep_start": "yes"},
     {"validation_fraction": float("nan")},
     {"batch_pixels": 100},
     {"batch_pixels": True},
