@@ -35,6 +35,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from . import registry
+from ._cache import peek_cached
 from ._parallel import n_chunks_for, row_chunks, run_chunks
 from ._simplex import exp, project_tangent, replicator, replicator_inplace, softmax_scaled
 from ._validation import as_float_array, check_positive_float
@@ -255,11 +256,7 @@ class LinearizedAssignmentFlow:
 
     def _is_cached(self, name: str) -> bool:
         """Whether the cached property ``name`` is computed (without computing it)."""
-        try:
-            getattr(type(self), name).__get__(self, type(self))
-        except AttributeError:
-            return False
-        return True
+        return peek_cached(self, name) is not None
 
     def _drop_cached(self, name: str) -> None:
         """Forget the cached property ``name`` (recomputed, identically, when next read)."""

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from ._cache import peek_cached
 from ._simplex import lift, replicator, softmax, softmax_scaled
 from ._validation import as_float_array, check_positive_float
 from .geometry import AssignmentManifold
@@ -325,9 +326,8 @@ class SimilarityOperator:
         r""":math:`S_0 = S(\mathbb{1}_\mathcal{W}) = \operatorname{softmax}(-\Omega D/\rho)`."""
         # D/ρ as a temporary unless cached: the LAF needs S0 only, and a cached copy
         # would stay as large as D for the flow's lifetime
-        try:  # the slot of the cached property, without computing it
-            scaled = type(self).__dict__["scaled_distances"].__get__(self, type(self))
-        except AttributeError:
+        scaled = peek_cached(self, "scaled_distances")
+        if scaled is None:
             scaled = self.distances / self.rho
         out = self.weights.operator.apply(scaled)
         del scaled
