@@ -106,9 +106,11 @@ def _is_auto(value: Any) -> bool:
 #: ``T="auto"`` (total horizons).
 RHO_FACTORS = (0.25, 0.5, 1.0, 2.0)
 T_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
-#: The bilateral strengths ``b`` and the scale factors (of the uniform flow's ``rho``)
-#: among which the edge predictor's start is chosen (:meth:`ImageLabeler._select_start`).
+#: The bilateral strengths ``b``, the scales (factors of the uniform flow's ``rho``) at
+#: which every candidate is judged, and the factors then tried around the best one's:
+#: the edge predictor's start is chosen among these (:meth:`ImageLabeler._select_start`).
 BILATERAL_B = (0.1, 0.3, 1.0, 3.0, 10.0)
+START_RHO_ANCHORS = (1.0, 100.0)
 START_RHO_FACTORS = (0.5, 1.0, 2.0)
 FEATURES = ("window", "assignment")
 _LOG_FLOOR = 1e-12
@@ -1208,10 +1210,13 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         features are scaled by their median, so this is
         :math:`\exp(-b\|g_i - g_k\|^2/\operatorname{median})` on the image smoothed
         at that width), judged by the one-layer LAF's error on every training image
-        at the chosen ``rho`` and the horizons ``T_GRID`` (``T="auto"``) — as the
-        bilateral baseline a user would tune; the best one then also at the scales
-        ``rho · START_RHO_FACTORS`` (``rho="auto"``). The logistic regression is
-        kept unless a candidate is strictly better.
+        at the horizons ``T_GRID`` (``T="auto"``) — as the bilateral baseline a user
+        would tune. With ``rho="auto"`` every candidate is judged at the uniform flow's
+        scale times each of ``START_RHO_ANCHORS`` (a scale far above the distances'
+        makes the flow a nearly linear, edge-stopping diffusion of the data term,
+        which heavy noise favours), and the best one then also at
+        ``START_RHO_FACTORS`` times its scale; a given ``rho`` is kept. The logistic
+        regression is kept unless a candidate is strictly better.
         """
         thetas = [pred.theta]
         for f in range(len(pred.groups)):
@@ -1219,7 +1224,6 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
                 th = np.zeros(len(pred.groups))
                 th[f] = b
                 thetas.append(th)
-        rhos = [rho0 * f for f in START_RHO_FACTORS] if self.rho == "auto" else [rho0]
         Ts = sorted(T_GRID) if self.T == "auto" else [T0]
         D = [distance_matrix(d.image, protos) for d in train]
         ys = [d.y for d in train]
@@ -1239,16 +1243,19 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             if err < best[0] - 1e-12:
                 best = (err, cand, rho, T)
 
-        # the strengths at the uniform flow's scale, then the scales of the best one
+        # the strengths at the uniform flow's scale and far above it, then the scales of
+        # the best one
         pool = _image_pool(train, len(protos))
         try:
             with blas_single_thread():
-                for th in thetas:
-                    trial(pred.with_params({"theta": th}), rho0)
-                winner = best[1]
-                for rho in rhos:
-                    if rho != rho0:
-                        trial(winner, rho)
+                anchors = START_RHO_ANCHORS if self.rho == "auto" else (1.0,)
+                for a in anchors:
+                    for th in thetas:
+                        trial(pred.with_params({"theta": th}), rho0 * a)
+                winner, rho_w = best[1], best[2]
+                for f in START_RHO_FACTORS if self.rho == "auto" else ():
+                    if f != 1.0:
+                        trial(winner, rho_w * f)
         finally:
             if pool is not None:
                 pool.shutdown()

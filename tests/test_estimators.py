@@ -299,14 +299,18 @@ def test_edge_predictor_start_is_the_best_candidate_on_the_training_images(
         assert (rho, T) == (0.2, 2.0)
         np.testing.assert_allclose(lab.rho_, [0.2])
     else:
-        assert rho in [rho0 * f for f in E.START_RHO_FACTORS] and T in E.T_GRID
-    # against fresh solves: no candidate at the uniform flow's rho beats the start
+        scales = [rho0 * a * f for a in E.START_RHO_ANCHORS for f in E.START_RHO_FACTORS]
+        assert any(rho == pytest.approx(r, rel=1e-12) for r in scales) and T in E.T_GRID
+    # against fresh solves: no candidate at any of the swept scales beats the start
     Ts = [T0] if given else E.T_GRID
+    anchors = [1.0] if given else E.START_RHO_ANCHORS
     best = _one_layer_error(start, train, protos, rho, T)
-    for th in [pred.theta, *bilateral]:
-        cand = pred.with_params({"theta": th})
-        for T_ in Ts:
-            assert best <= _one_layer_error(cand, train, protos, rho0, T_) + 1.0 / train[0].y.size
+    for a in anchors:
+        for th in [pred.theta, *bilateral]:
+            cand = pred.with_params({"theta": th})
+            for T_ in Ts:
+                err = _one_layer_error(cand, train, protos, rho0 * a, T_)
+                assert best <= err + 1.0 / train[0].y.size
 
 
 def test_labeling_error_is_the_pooled_error_of_predict(fitted, lines_data):
