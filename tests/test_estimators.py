@@ -359,7 +359,7 @@ def test_the_start_is_kept_unless_learning_pays_on_the_given_images(
     else:
         assert lab.best_iter_ == learner_best
         assert not np.array_equal(lab.predictors_[0].theta, start.predictors_[0].theta)
-    # off by default: the learner's choice, without judging the start
+    # keep_start=False: the learner's choice, without judging the start
     calls.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
