@@ -1211,13 +1211,13 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         :math:`\exp(-b\|g_i - g_k\|^2/\operatorname{median})` on the image smoothed
         at that width), judged by the one-layer LAF's error on every training image
         at the horizons ``T_GRID`` (``T="auto"``) — as the bilateral baseline a user
-        would tune. With ``rho="auto"`` every candidate is judged at the uniform flow's
-        scale times each of ``START_RHO_ANCHORS`` (at a scale far above the distances' the
-        likelihoods are nearly uniform and the flow is nearly a diffusion of the
-        distances by the weights, which the tuned bilateral LAF picks under heavy
-        noise), and the best one then also at
-        ``START_RHO_FACTORS`` times its scale; a given ``rho`` is kept. The logistic
-        regression is kept unless a candidate is strictly better.
+        would tune. With ``rho="auto"`` every candidate is judged at the uniform
+        flow's scale times each of ``START_RHO_ANCHORS`` (far above the distances'
+        scale the likelihoods are nearly uniform and the flow is nearly a diffusion
+        of the distances by the weights, which the tuned bilateral LAF picks under
+        heavy noise), and the best one then also at ``START_RHO_FACTORS`` times its
+        scale; a given ``rho`` is kept. The logistic regression is kept unless a
+        candidate is strictly better.
         """
         thetas = [pred.theta]
         for f in range(len(pred.groups)):
@@ -1249,12 +1249,12 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         pool = _image_pool(train, len(protos))
         try:
             with blas_single_thread():
-                anchors = START_RHO_ANCHORS if self.rho == "auto" else (1.0,)
-                for a in anchors:
+                auto = self.rho == "auto"
+                for a in START_RHO_ANCHORS if auto else (1.0,):
                     for th in thetas:
                         trial(pred.with_params({"theta": th}), rho0 * a)
                 winner, rho_w = best[1], best[2]
-                for f in START_RHO_FACTORS if self.rho == "auto" else ():
+                for f in START_RHO_FACTORS if auto else ():
                     if f != 1.0:
                         trial(winner, rho_w * f)
         finally:
