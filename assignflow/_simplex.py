@@ -23,12 +23,38 @@ __all__ = [
     "replicator",
     "replicator_inplace",
     "row_dot",
+    "row_max",
+    "row_sum",
     "softmax",
     "softmax_scaled",
 ]
 
 
+# numpy's reductions along a short last axis pay a set-up per row: for (n, J) arrays
+# with J labels, einsum's row sums are about 3x and a loop of J column maxima about
+# 5x faster than .sum(axis=1) and .max(axis=1) (measured at J = 10).
+_COLUMN_LOOP_MAX = 32
+
+
+def row_sum(x: np.ndarray, dtype: type | None = None) -> np.ndarray:
+    """Row sums of a 2-D array (accumulated in ``dtype`` if given), shape ``(n,)``."""
+    return np.einsum("ij->i", x, dtype=dtype)
+
+
+def row_max(x: np.ndarray) -> np.ndarray:
+    """Row maxima of a 2-D array, shape ``(n,)`` (NaN-propagating, like ``max``)."""
+    J = x.shape[1]
+    if J == 0 or J > _COLUMN_LOOP_MAX:
+        return x.max(axis=1)
+    m = x[:, 0].copy()
+    for j in range(1, J):
+        np.maximum(m, x[:, j], out=m)
+    return m
+
+
 def project_tangent(x: np.ndarray) -> np.ndarray:
+    if x.ndim == 2:
+        return x - (row_sum(x) / x.shape[1])[:, None]
     return x - x.mean(axis=-1, keepdims=True)
 
 
@@ -41,7 +67,8 @@ def row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def replicator(p: np.ndarray, x: np.ndarray) -> np.ndarray:
     out = p * x
-    out -= out.sum(axis=-1, keepdims=True) * p
+    s = row_sum(out)[:, None] if out.ndim == 2 else out.sum(axis=-1, keepdims=True)
+    out -= s * p
     return out
 
 
@@ -55,6 +82,11 @@ def replicator_inplace(p: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def softmax(z: np.ndarray) -> np.ndarray:
     """Row-wise softmax with a max shift (no overflow for any finite input)."""
+    if z.ndim == 2:
+        out = z - row_max(z)[:, None]
+        np.exp(out, out=out)
+        out /= row_sum(out)[:, None]
+        return out
     out = z - z.max(axis=-1, keepdims=True)
     np.exp(out, out=out)
     out /= out.sum(axis=-1, keepdims=True)
@@ -75,15 +107,19 @@ def softmax_scaled(z: np.ndarray, scale: float, out: np.ndarray | None = None) -
         for a, c in blocks[k]:
             b = out[a:c]
             np.multiply(z[a:c], scale, out=b)
-            b -= b.max(axis=1, keepdims=True)
+            b -= row_max(b)[:, None]
             np.exp(b, out=b)
-            b /= b.sum(axis=1, keepdims=True)
+            b /= row_sum(b)[:, None]
 
     run_chunks(work, len(blocks))
     return out
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
+    if z.ndim == 2:
+        out = z - row_max(z)[:, None]
+        out -= np.log(row_sum(np.exp(out)))[:, None]
+        return out
     out = z - z.max(axis=-1, keepdims=True)
     out -= np.log(np.exp(out).sum(axis=-1, keepdims=True))
     return out

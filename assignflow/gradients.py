@@ -49,6 +49,7 @@ path.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -60,7 +61,7 @@ from . import registry
 from ._krylov import arnoldi, expm_krylov, solve_linear_ode
 from ._operators import _ChunkedOperator
 from ._parallel import blas_single_thread, row_blocks, run_chunks
-from ._simplex import project_tangent, replicator_inplace, row_dot
+from ._simplex import project_tangent, replicator_inplace, row_dot, row_sum
 from ._validation import as_float_array, positive_float_converter, positive_int_validator
 from .flows import DeepLinearizedAssignmentFlow, LinearizedAssignmentFlow
 from .integrators import MAX_KRYLOV_DIM, ExponentialKrylov, FlowResult, LinearIntegrator
@@ -230,7 +231,8 @@ class GradientResult:
         reg_value = float(loss.reg_value(weights))
         if add_regularizer and loss.has_regularizer:
             g = g + loss.reg_gradient(weights)
-        if not np.all(np.isfinite(g)):
+        absmax = _absmax_or_nan(g)
+        if not math.isfinite(absmax):
             raise FloatingPointError(
                 "the gradient is not finite; check rho and the distances for extreme values"
             )
@@ -240,7 +242,7 @@ class GradientResult:
             V=V,
             data_value=data_value,
             reg_value=reg_value,
-            node_norms=_node_norms(weights.graph, g),
+            node_norms=_node_norms(weights.graph, g, absmax),
             **diagnostics,
         )
 
@@ -266,10 +268,19 @@ def _factor_list(x: Any, name: str, shape: tuple[int, int]) -> list[np.ndarray]:
     return [as_float_array(a, f"{name}[{r}]", shape=shape) for r, a in enumerate(x)]
 
 
-def _node_norms(graph: Any, grad: np.ndarray) -> np.ndarray:
-    scale = float(np.abs(grad).max(initial=0.0)) or 1.0  # no overflow for huge entries
+def _absmax_or_nan(x: np.ndarray) -> float:
+    """``max |x|`` (0 for an empty array), nan if ``x`` holds a NaN: two passes, no temporary."""
+    return max(float(x.max(initial=0.0)), -float(x.min(initial=0.0)))
+
+
+def _node_norms(graph: Any, grad: np.ndarray, absmax: float | None = None) -> np.ndarray:
+    scale = _absmax_or_nan(grad) if absmax is None else absmax
+    starts = graph.indptr[:-1]
+    if 1e-150 < scale < 1e150:  # squares neither overflow nor underflow
+        return np.sqrt(np.add.reduceat(grad * grad, starts))
+    scale = scale or 1.0
     g = grad / scale
-    return scale * np.sqrt(np.add.reduceat(g * g, graph.indptr[:-1]))
+    return scale * np.sqrt(np.add.reduceat(g * g, starts))
 
 
 # --------------------------------------------------------------------------- contraction
@@ -357,8 +368,8 @@ class _Contraction:
 
         run_chunks(acc, len(blocks))
 
-    def finish(self) -> tuple[np.ndarray, float, np.ndarray]:
-        """``(∂f/∂ω, ∂f/∂ρ, ∂f/∂D)``."""
+    def finish(self, distances: bool = True) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """``(∂f/∂ω, ∂f/∂ρ, ∂f/∂D)`` (``∂f/∂D`` None unless ``distances``)."""
         sim, S0, blocks = self.flow.similarity, self.S0, self._blocks
         Chat = self.C  # R_{S0} C, in place (finish is called once)
 
@@ -375,6 +386,8 @@ class _Contraction:
         grad = self.grad
         grad -= ed
         del ed
+        if not distances:
+            return grad, rho_grad, None
         # Ωᵀ Ĉ in the flow's precision (a float32 flow keeps float32 kernels only)
         dist_grad = self.op.apply_transpose(Chat.astype(self.flow.dtype, copy=False))
         dist_grad = dist_grad.astype(np.float64)
@@ -472,8 +485,17 @@ class GradientEstimator(ABC):
     def _default_integrator(self) -> LinearIntegrator:
         return ExponentialKrylov()
 
+    #: ``_estimate`` accepts ``hypergradients=False`` and then skips ρ, T and D
+    _skips_hypergradients: bool = False
+
     def estimate(
-        self, flow: Any, loss: Loss, *, integrator: Any = None, forward: Any = None
+        self,
+        flow: Any,
+        loss: Loss,
+        *,
+        integrator: Any = None,
+        forward: Any = None,
+        hypergradients: bool = True,
     ) -> GradientResult:
         """Value, gradients and diagnostics (:class:`GradientResult`).
 
@@ -494,6 +516,15 @@ class GradientEstimator(ABC):
         forward : FlowResult, optional
             A forward solve of ``flow`` already done (``flow.solve(integrator,
             record=True)``); then the flow is not solved again.
+        hypergradients : bool, default=True
+            Also compute :math:`\\partial\\mathcal{L}/\\partial\\rho`,
+            :math:`\\partial\\mathcal{L}/\\partial T` and
+            :math:`\\partial\\mathcal{L}/\\partial D`. ``False`` (what
+            :meth:`value_and_gradient`, :meth:`gradient` and the descent on
+            :math:`\\Omega` use) lets an estimator skip them: the low-rank closed
+            form then spares one application of :math:`A` and one of
+            :math:`\\Omega^\\top`, and reports them as nan / None. Others compute
+            them anyway.
 
         Returns
         -------
@@ -508,9 +539,13 @@ class GradientEstimator(ABC):
             integrator = registry.integrators.resolve(integrator)
         if not isinstance(integrator, LinearIntegrator):
             raise TypeError(f"integrator must be a LinearIntegrator of the LAF, got {integrator!r}")
+        if not isinstance(hypergradients, (bool, np.bool_)):
+            raise TypeError(f"hypergradients must be True or False, got {hypergradients!r}")
         with blas_single_thread():
             if isinstance(flow, DeepLinearizedAssignmentFlow):
                 return _estimate_stack(self, flow, loss, integrator, forward)
+            if not hypergradients and self._skips_hypergradients:
+                return self._estimate(flow, loss, integrator, forward, hypergradients=False)
             return self._estimate(flow, loss, integrator, forward)
 
     def value_and_gradient(self, flow: Any, loss: Loss, **options: Any) -> tuple[float, np.ndarray]:
@@ -523,7 +558,8 @@ class GradientEstimator(ABC):
         loss : Loss
             As for :meth:`estimate`.
         **options
-            ``integrator`` and ``forward``, passed on to :meth:`estimate`.
+            ``integrator``, ``forward`` and ``hypergradients`` (default False here),
+            passed on to :meth:`estimate`.
 
         Returns
         -------
@@ -532,6 +568,7 @@ class GradientEstimator(ABC):
         gradient : ndarray, shape (nnz,)
             :math:`\\partial\\mathcal{L}/\\partial\\omega` (a stack's layers concatenated).
         """
+        options.setdefault("hypergradients", False)
         r = self.estimate(flow, loss, **options)
         return r.value, r.gradient
 
@@ -545,7 +582,8 @@ class GradientEstimator(ABC):
         loss : Loss
             As for :meth:`estimate`.
         **options
-            ``integrator`` and ``forward``, passed on to :meth:`estimate`.
+            ``integrator``, ``forward`` and ``hypergradients`` (default False here),
+            passed on to :meth:`estimate`.
 
         Returns
         -------
@@ -553,6 +591,7 @@ class GradientEstimator(ABC):
             The Euclidean gradient, aligned with ``flow.weights.values`` (a stack's
             layers concatenated).
         """
+        options.setdefault("hypergradients", False)
         return self.estimate(flow, loss, **options).gradient
 
 
@@ -583,16 +622,27 @@ def _finish(
     *,
     data_value: float | None = None,
     T_gradient: float | None = None,
+    hypergradients: bool = True,
     **kw: Any,
 ) -> GradientResult:
-    """The result from the accumulated contraction (``T_gradient`` from ``g`` unless given)."""
+    """The result from the accumulated contraction (``T_gradient`` from ``g`` unless given).
+
+    Without ``hypergradients`` the result has ``∂L/∂ρ``, ``∂L/∂T`` nan and no ``∂L/∂D``.
+    """
     V = forward.V
     if acc is None:
         grad, rho_grad = np.zeros(flow.weights.graph.nnz), 0.0
         dist_grad, T_grad = np.zeros(flow.shape), 0.0
     else:
-        grad, rho_grad, dist_grad = acc.finish()
-        T_grad = _T_gradient(flow, g, V) if T_gradient is None else T_gradient
+        grad, rho_grad, dist_grad = acc.finish(distances=hypergradients)
+        if not hypergradients:
+            T_grad = float("nan")
+        elif T_gradient is None:
+            T_grad = _T_gradient(flow, g, V)
+        else:
+            T_grad = T_gradient
+    if not hypergradients:
+        rho_grad, dist_grad, T_grad = float("nan"), None, float("nan")
     kw.setdefault("error_estimate", forward.stats.error_estimate)
     return GradientResult.from_gradient(
         flow,
@@ -643,7 +693,7 @@ def _adjoint_generator(flow: LinearizedAssignmentFlow):
         rmatvec = flow.augmented_operator(scale=1.0).rmatvec
         return rmatvec, False
     S0, J = flow.S0, flow.n_labels
-    row_sums = S0.sum(axis=1, dtype=np.float64) / J
+    row_sums = row_sum(S0, np.float64) / J
     scratch = np.empty(shape, dtype=dt)
     blocks = row_blocks(*shape)
     parts = np.zeros(len(blocks))
@@ -660,7 +710,7 @@ def _adjoint_generator(flow: LinearizedAssignmentFlow):
                 d = row_dot(s0, u)
                 # accumulated in double: in float32 a long sum loses digits
                 total += float(d.sum(dtype=np.float64))
-                total -= float(np.dot(row_sums[a:c], u.sum(axis=1, dtype=np.float64)))
+                total -= float(np.dot(row_sums[a:c], row_sum(u, np.float64)))
                 np.subtract(u, d[:, None], out=blk)
                 blk *= s0
             parts[k] = total
@@ -724,7 +774,9 @@ class ClosedFormLowRank(GradientEstimator):
         default="always", validator=attrs.validators.in_(("always", "auto", "never"))
     )
 
-    def _estimate(self, flow, loss, integrator, forward):
+    _skips_hypergradients = True
+
+    def _estimate(self, flow, loss, integrator, forward, hypergradients=True):
         own_record = forward is None
         had_B = flow._is_cached("B")
         if forward is None:
@@ -759,7 +811,14 @@ class ClosedFormLowRank(GradientEstimator):
         ctx = {"n_mv": stats.n_matvecs, "sig": np.zeros(0)}
         if not np.any(g):
             return _finish(
-                flow, loss, result_forward(), g, None, data_value=value, n_matvecs=ctx["n_mv"]
+                flow,
+                loss,
+                result_forward(),
+                g,
+                None,
+                data_value=value,
+                hypergradients=hypergradients,
+                n_matvecs=ctx["n_mv"],
             )
         fw_settings = (
             (integrator.reorthogonalize, integrator.tol)
@@ -774,7 +833,7 @@ class ClosedFormLowRank(GradientEstimator):
         # stopping there also spares Arnoldi a start vector whose norm underflows
         ctx["floor"] = 1e-200 * _absmax(g)
         # ∂f/∂T needs g; taken now, g (a full-size array) is not held through the backward
-        T_grad = _T_gradient(flow, g, V)
+        T_grad = _T_gradient(flow, g, V) if hypergradients else float("nan")
         del g
         if own_record and not had_B:
             # B was made for this forward; the backward does not need it (see
@@ -807,6 +866,7 @@ class ClosedFormLowRank(GradientEstimator):
             acc,
             data_value=value,
             T_gradient=T_grad,
+            hypergradients=hypergradients,
             singular_values=ctx["sig"],
             factors=factors,
             n_matvecs=ctx["n_mv"],

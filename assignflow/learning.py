@@ -477,7 +477,9 @@ def riemannian_gradient_descent(
 
     def objective(params: Params) -> tuple[float, Params, dict[str, float]]:
         weights = Weights._unchecked(graph, params["omega"])
-        r = est.estimate(flow.with_weights(weights), loss, integrator=integrator)
+        r = est.estimate(
+            flow.with_weights(weights), loss, integrator=integrator, hypergradients=False
+        )
         err = float(np.mean(np.argmax(r.V, axis=1) != y)) if y is not None else np.nan
         # Riemannian gradient R_ω ∂L, norm in the Fisher–Rao metric of each row
         wg = weights.values * r.gradient

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import registry
 from ._parallel import row_blocks, run_chunks
-from ._simplex import log_softmax
+from ._simplex import log_softmax, row_max, row_sum
 from ._validation import as_float_array, nonnegative_float_converter
 from .weights import Weights
 
@@ -348,10 +348,10 @@ class KLLoss(Loss):
                 z, y, wb = out[a:c], labels[a:c], w[a:c]
                 rows = np.arange(c - a)
                 np.multiply(V[a:c], scale, out=z)
-                z -= z.max(axis=1, keepdims=True)
+                z -= row_max(z)[:, None]
                 zy = z[rows, y].astype(np.float64)
                 np.exp(z, out=z)
-                tot = z.sum(axis=1, dtype=np.float64)
+                tot = row_sum(z, np.float64)
                 total -= float((wb * (zy - np.log(tot))).sum())
                 z /= tot[:, None].astype(z.dtype)
                 z[rows, y] -= 1.0
