@@ -38,8 +38,11 @@ The methods follow
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -195,6 +198,56 @@ def _raise_nonfinite(w: np.ndarray, what: str) -> None:
 
 
 # --------------------------------------------------------------------------
+# Reused work space
+# --------------------------------------------------------------------------
+
+# Freed Krylov bases kept for the next run inside ``reuse_workspace()``: an
+# optimisation loop solves and differentiates the same size again and again, and a
+# basis of tens of MB taken fresh from the OS pays its page faults at first touch
+# (about a tenth of a gradient evaluation at 512 x 512 x 10).
+_WORKSPACE: contextvars.ContextVar[list[np.ndarray] | None] = contextvars.ContextVar(
+    "assignflow_krylov_workspace", default=None
+)
+_WORKSPACE_MIN_BYTES = 1 << 20
+_WORKSPACE_MAX_BUFFERS = 8
+
+
+@contextlib.contextmanager
+def reuse_workspace() -> Iterator[None]:
+    """Within the block, Krylov bases freed by one run serve the next runs.
+
+    The buffers are released when the block ends. Nested blocks share the outer
+    block's buffers.
+    """
+    if _WORKSPACE.get() is not None:
+        yield
+        return
+    token = _WORKSPACE.set([])
+    try:
+        yield
+    finally:
+        _WORKSPACE.reset(token)
+
+
+def _empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)``, from the work space of ``reuse_workspace`` if active."""
+    pool = _WORKSPACE.get()
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if pool is None or nbytes < _WORKSPACE_MIN_BYTES:
+        return np.empty(shape, dtype=dtype)
+    for buf in pool:
+        # free when nothing but the pool refers to it: every view of a buffer holds
+        # a reference to it (references here: the list, the loop variable, the call)
+        if nbytes <= buf.nbytes <= 2 * nbytes and sys.getrefcount(buf) <= 3:
+            return buf[:nbytes].view(dtype).reshape(shape)
+    buf = np.empty(nbytes, dtype=np.uint8)
+    if len(pool) < _WORKSPACE_MAX_BUFFERS:
+        pool.append(buf)
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+# --------------------------------------------------------------------------
 # Arnoldi
 # --------------------------------------------------------------------------
 
@@ -315,7 +368,7 @@ def _arnoldi_into(
     # Without keep_last each new direction is formed in a one-row work array and
     # stored (normalised) only if the run goes on: the (k+1)-th vector, which a
     # truncated expansion never reads, leaves no page of the basis touched.
-    work = None if keep_last else np.empty(n, dtype=Q.dtype)
+    work = None if keep_last else _empty((n,), Q.dtype)
     for j in range(1, m + 1):
         w = Q[j] if keep_last else work
         if matvec_out:
@@ -436,7 +489,7 @@ def arnoldi(
     m_eff = min(m, n)
     if stop is not None and not callable(stop):
         raise TypeError(f"stop must be callable, got {type(stop).__name__}")
-    Q = np.empty((m_eff + keep_last, n), dtype=v.dtype)
+    Q = _empty((m_eff + keep_last, n), v.dtype)
     return _arnoldi_into(
         matvec,
         v,
@@ -683,8 +736,8 @@ def solve_linear_ode(
     m_eff = min(m, n)
     # One basis buffer for all sub-steps, so long runs do not re-fault fresh pages
     # every step (m rows: the Arnoldi runs keep no (k+1)-th vector).
-    Q = np.empty((m_eff, n), dtype=dtype)
-    x_new = np.empty(n, dtype=dtype)
+    Q = _empty((m_eff, n), dtype)
+    x_new = np.empty(n, dtype=dtype)  # may become the result: never from the work space
 
     t = 0.0
     h = T
@@ -697,6 +750,11 @@ def solve_linear_ode(
     x_norm = 0.0 if x_is_zero else _norm(x)
     anorm = 0.0  # running lower bound for ||A||_2
     op = matvec
+    # an operator that writes its products into a given array (the flows' operators)
+    # spares Arnoldi one copy of every product
+    matvec_out = progress is None and callable(getattr(matvec, "matvec_into", None))
+    if matvec_out:
+        op = matvec.matvec_into
     if progress is not None:
         # reported fractions never decrease (a rejected trial step shrinks the interval
         # that the Arnoldi steps were reported against)
@@ -738,7 +796,9 @@ def solve_linear_ode(
 
         # the run ends at the first dimension that takes the trial step
         stop = _step_converged(min(h, T - t), T, tol, x_norm, anorm, b_norm, _norm(r))
-        res = _arnoldi_into(op, r, m_eff, Q, reorthogonalize, None, stop, keep_last=False)
+        res = _arnoldi_into(
+            op, r, m_eff, Q, reorthogonalize, None, stop, keep_last=False, matvec_out=matvec_out
+        )
         n_matvecs += res.n_matvecs
         k, beta = res.k, res.beta
         krylov_dim = max(krylov_dim, k)

@@ -158,6 +158,30 @@ def _check_point(similarity: SimilarityOperator, W0: Any) -> np.ndarray:
     return w0
 
 
+class _FlowOperator(LinearOperator):
+    """:math:`A^J` of a flow as a LinearOperator, with ``matvec_into`` for the integrators.
+
+    ``matvec_into(x, out)`` writes :math:`A^J x` into ``out`` (never aliasing ``x``),
+    so that an Arnoldi run takes each product straight into its basis.
+    """
+
+    def __init__(self, flow: LinearizedAssignmentFlow) -> None:
+        self.flow = flow
+        super().__init__(dtype=flow.dtype, shape=(flow.size, flow.size))
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        return self.flow.matvec(np.ravel(x))
+
+    def _rmatvec(self, x: np.ndarray) -> np.ndarray:
+        return self.flow.rmatvec(np.ravel(x))
+
+    def matvec_into(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """:math:`A^J x` for a flat ``x`` of the flow's dtype, into ``out`` if given."""
+        flow = self.flow
+        dest = None if out is None else out.reshape(flow.shape)
+        return flow._matvec2d(x.reshape(flow.shape), out=dest).reshape(-1)
+
+
 @attrs.frozen(eq=False, repr=False)
 class LinearizedAssignmentFlow:
     r"""The linearized assignment flow :math:`\dot V = A(\Omega)V + B` on :math:`[0, T]`.
@@ -318,21 +342,21 @@ class LinearizedAssignmentFlow:
         return attrs.evolve(self, similarity=self.similarity.with_weights(weights))
 
     # ------------------------------------------------------------------ operators
-    def _matvec2d(self, V: np.ndarray) -> np.ndarray:
+    def _matvec2d(self, V: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         s0 = self.S0
         if self.W0 is None:
 
             def post(block: np.ndarray, a: int, c: int) -> None:
                 replicator_inplace(s0[a:c], block)
 
-            return self.weights.operator.apply(V, rowwise=post)
+            return self.weights.operator.apply(V, rowwise=post, out=out)
         w0 = self._w0
 
         def post_w0(block: np.ndarray, a: int, c: int) -> None:
             replicator_inplace(s0[a:c], block)
             replicator_inplace(w0[a:c], block)
 
-        return self.weights.operator.apply(V / w0, rowwise=post_w0)
+        return self.weights.operator.apply(V / w0, rowwise=post_w0, out=out)
 
     def _rmatvec2d(self, U: np.ndarray) -> np.ndarray:
         if self.W0 is None:
@@ -437,8 +461,7 @@ class LinearizedAssignmentFlow:
             Shape ``(n, n)``, ``dtype`` the flow's working precision; it applies
             :meth:`matvec` and :meth:`rmatvec` (nothing is formed).
         """
-        n = self.size
-        return LinearOperator((n, n), matvec=self.matvec, rmatvec=self.rmatvec, dtype=self.dtype)
+        return _FlowOperator(self)
 
     def augmented_operator(self, scale: float | None = None) -> LinearOperator:
         r"""The augmented operator :math:`\mathcal{A} = s\,[[A^J, b], [0, 0]]` of size ``k = n+1``.

@@ -32,6 +32,7 @@ import attrs
 import numpy as np
 
 from . import registry
+from ._krylov import reuse_workspace
 from ._parallel import row_blocks, run_chunks
 from ._validation import (
     as_float_array,
@@ -208,9 +209,19 @@ class Learner:
         Returns
         -------
         LearnResult
+
+        Notes
+        -----
+        The Krylov bases of one evaluation are reused by the next (the run's work
+        space, released when it returns), so the loop does not take fresh memory
+        from the OS at every step.
         """
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        with reuse_workspace():
+            return self._run(objective, params, validate, step, lr_scale, callback, name, select)
+
+    def _run(self, objective, params, validate, step, lr_scale, callback, name, select):
         adam = _Adam(self.learning_rate)
         lr_scale = dict(lr_scale or {})
         history: dict[str, list[float]] = {}
