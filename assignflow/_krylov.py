@@ -627,6 +627,7 @@ def solve_linear_ode(
     reorthogonalize: Reorthogonalize = "always",
     progress: Callable[[float], object] | None = None,
     record: KrylovRecord | None = None,
+    matvec_into: Callable[..., np.ndarray] | None = None,
 ) -> tuple[np.ndarray, KrylovInfo]:
     """Solve ``x' = A x + b``, ``x(0) = x0`` on ``[0, T]`` with Krylov steps.
 
@@ -670,6 +671,10 @@ def solve_linear_ode(
     record : KrylovRecord, optional
         Filled with the accepted sub-steps (and the last basis), so that the
         adjoint of exactly this forward computation can be evaluated.
+    matvec_into : callable, optional
+        ``matvec_into(x, out=w)`` writes ``A @ x`` into ``w`` (never aliasing ``x``);
+        then the Arnoldi runs use it (without ``progress``) and spare one copy of
+        every product.
 
     Returns
     -------
@@ -752,9 +757,9 @@ def solve_linear_ode(
     op = matvec
     # an operator that writes its products into a given array (the flows' operators)
     # spares Arnoldi one copy of every product
-    matvec_out = progress is None and callable(getattr(matvec, "matvec_into", None))
+    matvec_out = progress is None and matvec_into is not None
     if matvec_out:
-        op = matvec.matvec_into
+        op = matvec_into
     if progress is not None:
         # reported fractions never decrease (a rejected trial step shrinks the interval
         # that the Arnoldi steps were reported against)
