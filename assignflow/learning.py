@@ -24,6 +24,7 @@ gradient estimator and any loss can be used.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -343,13 +344,18 @@ def multiplicative_update(
             lo, hi = indptr[a], indptr[c]
             starts, deg = indptr[a:c] - lo, degrees[a:c]
             step = step_size * grad[lo:hi]
-            if max_log_step is not None:
-                centred = step - np.repeat(np.add.reduceat(step, starts) / deg, deg)
-                row_max = np.maximum.reduceat(np.abs(centred), starts)
-                step *= np.repeat(np.minimum(1.0, max_log_step / np.maximum(row_max, 1e-300)), deg)
             z = np.log(weights.values[lo:hi])
-            z -= step
-            z -= np.repeat(np.maximum.reduceat(z, starts), deg)
+            if max_log_step is not None:
+                # a row constant cancels in the normalisation: step by the centred
+                # gradient, whose bounded size (|step| <= max_log_step, and the largest
+                # log ω of a row >= -log deg) keeps exp in range without a max shift
+                step -= np.repeat(np.add.reduceat(step, starts) / deg, deg)
+                row_max = np.maximum.reduceat(np.abs(step), starts)
+                step *= np.repeat(np.minimum(1.0, max_log_step / np.maximum(row_max, 1e-300)), deg)
+                z -= step
+            else:
+                z -= step
+                z -= np.repeat(np.maximum.reduceat(z, starts), deg)
             e = np.exp(z, out=z)
             # floor keeps the weights strictly positive (on the open simplex) after saturation
             np.maximum(e, 1e-300, out=e)
@@ -492,11 +498,12 @@ def riemannian_gradient_descent(
             flow.with_weights(weights), loss, integrator=integrator, hypergradients=False
         )
         err = float(np.mean(np.argmax(r.V, axis=1) != y)) if y is not None else np.nan
-        # Riemannian gradient R_ω ∂L, norm in the Fisher–Rao metric of each row
-        wg = weights.values * r.gradient
-        mean = np.repeat(np.add.reduceat(wg, graph.indptr[:-1]), graph.degrees)
-        rg = wg - weights.values * mean
-        gnorm = float(np.sqrt(np.sum(rg * rg / weights.values)))
+        # Riemannian gradient R_ω ∂L = ω ⊙ (∂L - m_i), m_i = <ω_i, ∂L_i>; its squared
+        # Fisher–Rao norm Σ (R_ω ∂L)²/ω = Σ ω (∂L - m_i)²
+        wv = weights.values
+        m = np.add.reduceat(wv * r.gradient, graph.indptr[:-1])
+        dev = r.gradient - np.repeat(m, graph.degrees)
+        gnorm = math.sqrt(max(0.0, float(np.einsum("i,i,i->", wv, dev, dev))))
         state["last"] = weights
         return r.value, {"omega": r.gradient}, {"error": err, "grad_norm": gnorm}
 
