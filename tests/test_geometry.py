@@ -605,3 +605,39 @@ def test_manifold_degenerate_sizes(I, J):
         np.testing.assert_array_equal(Mf.barycenter(), 1.0)
         np.testing.assert_array_equal(lifted, 1.0)
         assert Mf.entropy(W) == 0.0 and Mf.dim == 0
+
+
+@given(
+    st.integers(1, 40),
+    st.integers(1, 40),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([np.float32, np.float64]),
+)
+def test_row_kernels_match_numpy_reductions(n, J, seed, dtype):
+    from assignflow._simplex import log_softmax, project_tangent, row_max, row_sum, softmax
+
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, J)) * rng.choice([1e-3, 1.0, 30.0])).astype(dtype)
+    np.testing.assert_array_equal(row_max(x), x.max(axis=1))
+    # a row's spread enters the exponentials' rounding: exp(z (1 + eps)) = exp(z) (1 + z eps)
+    tol = 8 * float(np.finfo(dtype).eps) * (J + float(np.ptp(x)))
+    np.testing.assert_allclose(row_sum(x), x.sum(axis=1), rtol=tol, atol=tol * np.abs(x).max())
+    np.testing.assert_allclose(
+        row_sum(x, np.float64), x.astype(np.float64).sum(axis=1), rtol=1e-12, atol=1e-300
+    )
+    ref = sp_softmax(x.astype(np.float64), axis=1)
+    tiny = 10 * float(np.finfo(dtype).tiny)  # entries below it underflow in dtype
+    np.testing.assert_allclose(softmax(x), ref, rtol=tol, atol=tiny)
+    np.testing.assert_allclose(np.exp(log_softmax(x)), ref, rtol=tol, atol=tiny)
+    p = project_tangent(x)
+    np.testing.assert_allclose(p, x - x.mean(axis=1, keepdims=True), atol=tol * np.abs(x).max())
+
+
+def test_row_max_propagates_nan_like_max():
+    from assignflow._simplex import row_max
+
+    x = np.arange(12.0).reshape(3, 4)
+    x[1, 2] = np.nan
+    x[2, 0] = np.nan
+    r = row_max(x)
+    assert r[0] == 3.0 and np.isnan(r[1]) and np.isnan(r[2])

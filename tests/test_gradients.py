@@ -778,3 +778,51 @@ def test_gradients_with_one_label_are_zero(name):
     value, grad = _ESTIMATORS[name].value_and_gradient(flow, af.KLLoss(np.zeros(7, int)))
     assert value == 0.0
     np.testing.assert_array_equal(grad, 0.0)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_hypergradients_false_skips_only_the_hypergradients(dtype):
+    flow, loss = problem(11, tau=0.1)
+    flow = af.LinearizedAssignmentFlow(flow.similarity.astype(dtype), T=flow.T)
+    est = af.ClosedFormLowRank()
+    full = est.estimate(flow, loss)
+    lean = est.estimate(flow, loss, hypergradients=False)
+    np.testing.assert_array_equal(lean.gradient, full.gradient)
+    np.testing.assert_array_equal(lean.node_norms, full.node_norms)
+    assert lean.value == full.value
+    assert np.isnan(lean.rho_gradient) and np.isnan(lean.T_gradient)
+    assert lean.distance_gradient is None
+    assert np.isfinite(full.rho_gradient) and np.isfinite(full.T_gradient)
+    # value_and_gradient and gradient take the lean path and agree
+    value, grad = est.value_and_gradient(flow, loss)
+    assert value == full.value
+    np.testing.assert_array_equal(grad, full.gradient)
+    np.testing.assert_array_equal(est.gradient(flow, loss), full.gradient)
+
+
+def test_hypergradients_false_is_ignored_by_estimators_that_cannot_skip():
+    flow, loss = problem(12)
+    r = af.AdjointQuadrature().estimate(flow, loss, hypergradients=False)
+    assert np.isfinite(r.rho_gradient) and r.distance_gradient is not None
+    with pytest.raises(TypeError, match="hypergradients"):
+        af.ClosedFormLowRank().estimate(flow, loss, hypergradients="no")
+
+
+def test_node_norms_rescale_only_at_extreme_magnitudes():
+    from assignflow.gradients import _node_norms
+
+    g = af.GridGraph((3, 4))
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(g.nnz)
+    for scale in (1.0, 1e-200, 1e200, 0.0):
+        grad = base * scale
+        # scaled by hand: a plain norm of 1e-200 entries underflows
+        s = scale or 1.0
+        ref = s * np.array(
+            [np.linalg.norm(grad[g.indptr[i] : g.indptr[i + 1]] / s) for i in range(g.n_nodes)]
+        )
+        np.testing.assert_allclose(_node_norms(g, grad), ref, rtol=1e-14, atol=0)
+    with pytest.raises(FloatingPointError, match="not finite"):
+        flow, loss = problem(1)
+        bad = np.full(flow.weights.graph.nnz, np.nan)
+        af.GradientResult.from_gradient(flow, loss, None, bad)

@@ -12,6 +12,7 @@ import scipy.sparse.linalg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import assignflow as af
 from assignflow._krylov import (
     ArnoldiResult,
     KrylovInfo,
@@ -707,3 +708,69 @@ def test_arnoldi_blocked_threaded_gram_schmidt(mode):
     assert np.abs(gram - np.eye(gram.shape[0])).max() < tol
     AQ = np.column_stack([M @ Q[i] for i in range(k)])
     np.testing.assert_allclose(AQ, Q.T @ H, atol=1e-11)
+
+
+def test_reuse_workspace_serves_freed_bases_and_keeps_live_ones():
+    from assignflow._krylov import _empty, reuse_workspace
+
+    shape = (4, 1 << 18)  # 4 MiB of float32: above the work space's minimum
+    outside = _empty(shape, np.float32)
+    assert outside.base is None  # no work space: a plain array
+    with reuse_workspace():
+        a = _empty(shape, np.float32)
+        a_buf = id(a.base)  # an id: a reference would keep the buffer in use
+        b = _empty(shape, np.float32)
+        assert id(b.base) != a_buf  # a is alive: not handed out twice
+        del a
+        c = _empty(shape, np.float32)
+        assert id(c.base) == a_buf  # freed: reused
+        view = c[1:]
+        del c
+        d = _empty(shape, np.float32)
+        assert id(d.base) != a_buf  # a view keeps it alive
+        with reuse_workspace():  # nested blocks share the outer one's buffers
+            del view, d
+            e = _empty((2, 1 << 18), np.float64)  # same bytes, another dtype and shape
+            assert id(e.base) == a_buf and e.shape == (2, 1 << 18) and e.dtype == np.float64
+        del b, e
+    f = _empty(shape, np.float32)
+    assert f.base is None
+
+
+def test_solve_linear_ode_with_matvec_into_matches_plain_matvec():
+    rng = np.random.default_rng(4)
+    n = 60
+    A = rng.standard_normal((n, n)) / np.sqrt(n)
+    b = rng.standard_normal(n)
+    calls = []
+
+    def into(x, out=None):
+        calls.append(out is not None)
+        y = A @ x
+        if out is None:
+            return y
+        out[...] = y
+        return out
+
+    ref, info_ref = solve_linear_ode(lambda x: A @ x, b, 1.5, m=8)
+    x, info = solve_linear_ode(lambda x: A @ x, b, 1.5, m=8, matvec_into=into)
+    np.testing.assert_allclose(x, ref, rtol=0, atol=1e-14 * np.abs(ref).max())
+    assert info.n_matvecs == info_ref.n_matvecs and any(calls)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_flow_operator_writes_its_products_into_out(dtype):
+    rng = np.random.default_rng(1)
+    g = af.GridGraph((5, 6))
+    om = af.Weights.normalized(g, rng.uniform(0.1, 1, g.nnz))
+    sim = af.SimilarityOperator(om, rng.uniform(0, 1, (g.n_nodes, 4)), rho=0.3, dtype=dtype)
+    flow = af.LinearizedAssignmentFlow(sim, T=2.0)
+    op = flow.aslinearoperator()
+    x = rng.standard_normal(flow.size).astype(dtype)
+    out = np.empty_like(x)
+    r = op.matvec_into(x, out=out)
+    assert np.shares_memory(r, out)
+    np.testing.assert_array_equal(out, flow.matvec(x))
+    np.testing.assert_array_equal(op.matvec(x), flow.matvec(x))
+    np.testing.assert_array_equal(op.rmatvec(x), flow.rmatvec(x))
+    assert op.dtype == np.dtype(dtype) and op.shape == (flow.size, flow.size)

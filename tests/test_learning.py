@@ -268,3 +268,37 @@ def test_learner_average_scores_the_bias_corrected_average_of_the_iterates():
     for bad in (1.0, -0.1, "0.5"):
         with pytest.raises(ValueError, match="average"):
             Learner(average=bad)
+
+
+def test_multiplicative_update_with_a_bounded_step_is_the_scaled_riemannian_exp():
+    rng = np.random.default_rng(5)
+    g = af.GridGraph((4, 5))
+    om = af.Weights.normalized(g, rng.uniform(1e-6, 1, g.nnz))
+    grad = rng.standard_normal(g.nnz) * rng.choice([1e-3, 1.0, 1e3], g.nnz)
+    h, cap = 2.0, 0.5
+    new = af.multiplicative_update(om, grad, h, max_log_step=cap)
+    for i in range(g.n_nodes):
+        s = slice(g.indptr[i], g.indptr[i + 1])
+        p, step = om.values[s], h * grad[s]
+        c = step - step.mean()
+        scale = min(1.0, cap / np.abs(c).max()) if np.abs(c).max() > 0 else 1.0
+        ref = p * np.exp(-scale * c)
+        np.testing.assert_allclose(new.values[s], ref / ref.sum(), rtol=1e-12)
+
+
+def test_descent_reports_the_fisher_rao_norm_of_the_riemannian_gradient():
+    rng = np.random.default_rng(2)
+    g = af.GridGraph((5, 6))
+    D = rng.uniform(0, 1, (g.n_nodes, 3))
+    om = af.Weights.normalized(g, rng.uniform(0.1, 1, g.nnz))
+    flow = af.LinearizedAssignmentFlow(af.SimilarityOperator(om, D, rho=0.5), T=2.0)
+    loss = af.KLLoss(rng.integers(0, 3, g.n_nodes))
+    res = af.riemannian_gradient_descent(flow, loss, max_iter=1)
+    grad = af.ClosedFormLowRank().gradient(flow, loss)
+    total = 0.0
+    for i in range(g.n_nodes):
+        s = slice(g.indptr[i], g.indptr[i + 1])
+        p, gr = om.values[s], grad[s]
+        rg = p * gr - (p @ gr) * p  # R_ω ∂L
+        total += np.sum(rg * rg / p)
+    np.testing.assert_allclose(res.history["grad_norm"][0], np.sqrt(total), rtol=1e-10)
