@@ -185,6 +185,9 @@ class DiagonalOperator(_ChunkedOperator):
         key = (transpose, np.dtype(dtype))
         if key in self._data_cache:
             return self._data_cache[key]
+        other = self._data_cache.get((not transpose, np.dtype(dtype)))
+        if other is not None:
+            return self._data_cache.setdefault(key, self._shifted(other, transpose))
         n, K = self.n, len(self.window_offsets)
         out = np.zeros((len(self.offsets), n), dtype=dtype)
         merged = len(self.offsets) < K
@@ -207,6 +210,24 @@ class DiagonalOperator(_ChunkedOperator):
                 else:
                     out[u, lo + shift : hi + shift] = src
         return self._data_cache.setdefault(key, out)
+
+    def _shifted(self, other: np.ndarray, transpose: bool) -> np.ndarray:
+        """One DIA data array from the other: ``data[o, j] = P[o, j - off]``.
+
+        A contiguous copy per diagonal instead of a rebuild from the edge values (the
+        same numbers: ``P[o, i]`` is zero wherever ``i + off`` leaves the grid).
+        """
+        n = self.n
+        out = np.zeros_like(other)
+        for u, off in enumerate(self.offsets.tolist()):
+            lo, hi = max(0, off), min(n, n + off)  # columns j with j - off in the grid
+            if hi <= lo:
+                continue
+            if transpose:  # P[u, i] = data[u, i + off]
+                out[u, lo - off : hi - off] = other[u, lo:hi]
+            else:
+                out[u, lo:hi] = other[u, lo - off : hi - off]
+        return out
 
     def _blocks(self, transpose: bool, n_chunks: int, dtype: np.dtype):
         data = self._data(transpose, dtype)

@@ -1115,3 +1115,26 @@ def test_knn_degenerate_point_sets():
     with pytest.warns(UserWarning, match="n_neighbors"):
         full = Graph.knn(X, n_neighbors=50)
     assert full.nnz == 16
+
+
+@pytest.mark.parametrize(
+    "shape, radius",
+    [((7, 9), 1), ((2, 9), 1), ((1, 12), 2), ((3, 4, 5), 1), ((5, 6), 2), ((2, 2), 2)],
+)
+@pytest.mark.parametrize("first", [False, True])
+def test_diagonals_derived_from_the_other_orientation_equal_a_fresh_build(shape, radius, first):
+    # Ωᵀ's diagonals are shifted copies of Ω's (and back), merged offsets included
+    rng = np.random.default_rng(0)
+    g = GridGraph(shape, radius)
+    values = Weights.normalized(g, rng.uniform(0.1, 1, g.nnz)).values
+    for dt in (np.dtype(np.float64), np.dtype(np.float32)):
+        op = Weights(g, values).operator
+        op._data(first, dt)
+        derived = op._data(not first, dt)
+        fresh = Weights(g, values).operator._data(not first, dt)
+        np.testing.assert_array_equal(derived, fresh)
+    # Ω applied first, then Ωᵀ from its shifted diagonals: against the CSR transpose
+    x = rng.standard_normal((g.n_nodes, 3))
+    op = Weights(g, values).operator
+    np.testing.assert_allclose(op.apply(x), op.to_csr() @ x, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(op.apply_transpose(x), op.to_csr().T @ x, rtol=1e-13, atol=1e-15)
