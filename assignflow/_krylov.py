@@ -42,6 +42,7 @@ import contextlib
 import contextvars
 import math
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Literal, NamedTuple
 
@@ -205,7 +206,7 @@ def _raise_nonfinite(w: np.ndarray, what: str) -> None:
 # optimisation loop solves and differentiates the same size again and again, and a
 # basis of tens of MB taken fresh from the OS pays its page faults at first touch
 # (about a tenth of a gradient evaluation at 512 x 512 x 10).
-_WORKSPACE: contextvars.ContextVar[list[np.ndarray] | None] = contextvars.ContextVar(
+_WORKSPACE: contextvars.ContextVar[tuple[int, list[np.ndarray]] | None] = contextvars.ContextVar(
     "assignflow_krylov_workspace", default=None
 )
 _WORKSPACE_MIN_BYTES = 1 << 20
@@ -222,7 +223,8 @@ def reuse_workspace() -> Iterator[None]:
     if _WORKSPACE.get() is not None:
         yield
         return
-    token = _WORKSPACE.set([])
+    # owned by this thread: a context copied into another thread does not share it
+    token = _WORKSPACE.set((threading.get_ident(), []))
     try:
         yield
     finally:
@@ -231,11 +233,12 @@ def reuse_workspace() -> Iterator[None]:
 
 def _empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """``np.empty(shape, dtype)``, from the work space of ``reuse_workspace`` if active."""
-    pool = _WORKSPACE.get()
+    space = _WORKSPACE.get()
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    if pool is None or nbytes < _WORKSPACE_MIN_BYTES:
+    if space is None or space[0] != threading.get_ident() or nbytes < _WORKSPACE_MIN_BYTES:
         return np.empty(shape, dtype=dtype)
+    pool = space[1]
     for buf in pool:
         # free when nothing but the pool refers to it: every view of a buffer holds
         # a reference to it (references here: the list, the loop variable, the call)

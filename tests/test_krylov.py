@@ -774,3 +774,23 @@ def test_flow_operator_writes_its_products_into_out(dtype):
     np.testing.assert_array_equal(op.matvec(x), flow.matvec(x))
     np.testing.assert_array_equal(op.rmatvec(x), flow.rmatvec(x))
     assert op.dtype == np.dtype(dtype) and op.shape == (flow.size, flow.size)
+
+
+def test_reuse_workspace_is_not_shared_with_other_threads():
+    import contextvars
+    import threading
+
+    from assignflow._krylov import _empty, reuse_workspace
+
+    shape = (1 << 20,)
+    seen = []
+    with reuse_workspace():
+        a = _empty(shape, np.float32)
+        a_id = id(a.base)
+        del a
+        ctx = contextvars.copy_context()  # the work space's variable included
+        t = threading.Thread(target=lambda: seen.append(ctx.run(_empty, shape, np.float32)))
+        t.start()
+        t.join()
+        assert seen[0].base is None  # a plain array in the other thread
+        assert id(_empty(shape, np.float32).base) == a_id  # still this thread's
