@@ -638,12 +638,8 @@ def _finish(
         dist_grad, T_grad = np.zeros(flow.shape), 0.0
     else:
         grad, rho_grad, dist_grad = acc.finish(distances=hypergradients)
-        if not hypergradients:
-            T_grad = float("nan")
-        elif T_gradient is None:
-            T_grad = _T_gradient(flow, g, V)
-        else:
-            T_grad = T_gradient
+        if hypergradients:
+            T_grad = _T_gradient(flow, g, V) if T_gradient is None else T_gradient
     if not hypergradients:
         rho_grad, dist_grad, T_grad = float("nan"), None, float("nan")
     kw.setdefault("error_estimate", forward.stats.error_estimate)
