@@ -352,7 +352,11 @@ def test_phi_krylov_small_invertible(k, t):
     H = np.triu(rng.standard_normal((k, k)), -1) + 2.0 * np.eye(k)
     tH = t * H
     ref = scipy.linalg.solve(tH, scipy.linalg.expm(tH) - np.eye(k))[:, 0]
-    np.testing.assert_allclose(phi_krylov_small(H, t), ref, rtol=1e-11, atol=1e-13)
+    # normwise: the small entries of a badly scaled vector are fixed only to a few
+    # digits by any double-precision evaluation (both sides agree with a 40-digit
+    # reference to 1e-13 of the largest entry at t = 3, k = 12, but to 1e-9 entrywise)
+    err = np.abs(phi_krylov_small(H, t) - ref).max()
+    assert err <= 1e-12 * np.abs(ref).max() + 1e-15
 
 
 def test_phi_krylov_small_scalar_formula():
