@@ -69,6 +69,12 @@ __all__ = ["EdgePredictor", "Predictor", "WeightPredictor", "edge_offset_classes
 
 #: Edges (or pixels) per chunk of the chunked evaluation.
 _CHUNK = 1 << 18
+#: EdgePredictor.initialize scales a feature by its median difference unless the median
+#: is below this fraction of the mean difference (then by the mean): a median this far
+#: below the mean is rounding-level (seen: 2e-25 for the assignment of a nearly uniform
+#: first layer), while a feature that is merely sparse (the assignment of a saturated
+#: layer: 1e-5) keeps its median
+MIN_MEDIAN_TO_MEAN = 1e-12
 
 
 def _row_chunks(graph: Graph, rows_per_chunk: int):
@@ -633,9 +639,11 @@ class EdgePredictor(Predictor):
         r"""Initialise from training data: scales by medians, :math:`\theta` by logistic regression.
 
         The scales :math:`s_f` are the median feature differences over the
-        non-self edges; :math:`\theta` comes from a logistic regression of "same
-        label" on the scaled differences (so neighbours across a label boundary get
-        little weight from the start), and the biases start at zero.
+        non-self edges (the mean where the median is below ``MIN_MEDIAN_TO_MEAN``
+        = 1e-12 times it: a feature constant to rounding on most edges);
+        :math:`\theta` comes from a logistic regression of "same label" on the scaled
+        differences (so neighbours across a label boundary get little weight from the
+        start), and the biases start at zero.
 
         Parameters
         ----------
@@ -687,8 +695,13 @@ class EdgePredictor(Predictor):
             return cls(groups, np.ones(F), np.zeros(n_cls), np.ones(F), **mlp)
         phi = np.concatenate(phis)
         lab = np.concatenate(same)
-        scale = np.median(phi, axis=0)
-        scale = np.where(scale > 0, scale, np.maximum(phi.mean(axis=0), 1e-12))
+        # the median, unless it is rounding-level against the mean: a feature constant on
+        # most edges (e.g. the assignment of a nearly uniform first layer) would otherwise
+        # be divided by a number near 0, and a step of theta would move the few large
+        # differences' logits by ~1e20 (the loss jumps; the training diverged)
+        med, mean = np.median(phi, axis=0), phi.mean(axis=0)
+        scale = np.where(med >= MIN_MEDIAN_TO_MEAN * mean, med, mean)
+        scale = np.where(scale > 0, scale, 1e-12)
         theta = np.ones(len(groups))
         if 0 < lab.sum() < lab.size:
             lr = LogisticRegression(C=1.0, max_iter=1000).fit(phi / scale, lab)

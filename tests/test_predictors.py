@@ -130,6 +130,36 @@ def test_edge_predictor_initialization_prefers_same_label_neighbours():
     assert om.values[same & off].mean() > 2 * om.values[~same].mean()
 
 
+def test_edge_predictor_scale_of_a_feature_constant_on_most_edges():
+    # the assignment of a nearly uniform first layer: differences ~1e-26 on most edges,
+    # O(1) on a few; dividing by the median would blow those few up by 1e26, and the loss
+    # would jump with any step of theta (seen as diverging training)
+    g = af.GridGraph((12, 12))
+    rng = np.random.default_rng(0)
+    n = g.n_nodes
+    f = np.column_stack([rng.normal(size=n), 1e-13 * rng.normal(size=n), 1e-3 * rng.normal(size=n)])
+    f[[30, 100], 1:] = 1.0
+    y = (np.arange(n) % 12 > 5).astype(int)
+    p = af.EdgePredictor.initialize([g], [f], [y], groups=[(0, 1), (1, 2), (2, 3)], random_state=0)
+    off = g.rows != g.indices
+    phi = (f[g.rows[off]] - f[g.indices[off]]) ** 2
+    assert p.scale[0] == pytest.approx(np.median(phi[:, 0]))  # a regular feature: the median
+    assert np.median(phi[:, 1]) < predictors_mod.MIN_MEDIAN_TO_MEAN * phi[:, 1].mean()
+    assert p.scale[1] == pytest.approx(phi[:, 1].mean())
+    # merely sparse (median ~1e-4 of the mean, as a saturated layer's assignment): the median
+    assert np.median(phi[:, 2]) < 1e-3 * phi[:, 2].mean()
+    assert p.scale[2] == pytest.approx(np.median(phi[:, 2]))
+    # so the loss is smooth in theta: finite differences agree with the pullback
+    gw = rng.normal(size=g.nnz)
+
+    def fun(th):
+        return float(gw @ p.with_params({"theta": th}).predict_weights(g, f).values)
+
+    th0 = np.array([0.5, 0.5, 0.5])
+    grad = p.with_params({"theta": th0}).vjp(g, f, gw)["theta"]
+    np.testing.assert_allclose(grad, _fd(fun, th0), rtol=1e-5, atol=1e-8)
+
+
 def test_edge_predictor_bad_input():
     g, f, p, G = _edge_problem(True)
     with pytest.raises(ValueError, match="features"):
