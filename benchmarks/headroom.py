@@ -34,27 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import baselines as bl
 import tasks
 
-import assignflow as af
-
 # training images come from these seeds on (the benchmark's are 7001..8301 + offsets)
 SEED_BASE = 10_000_000
-
-
-def generator(name: str):
-    """``make(n, seed) -> (X, y)`` of the task (the same settings as ``tasks.py``)."""
-    shape = (128, 128)
-    if name == "blobs":
-        return lambda n, s: af.datasets.make_smooth_blobs(
-            n, shape, 1.0, smoothness=6.0, random_state=s
-        )
-    if name == "lines":
-        return lambda n, s: af.datasets.make_voronoi("lines", n, shape, 0.3, random_state=s)
-    if name == "colors":
-        palette = af.datasets.random_palette(8, random_state=tasks.SEED_PALETTE)
-        return lambda n, s: af.datasets.make_voronoi(
-            "colors", n, shape, 0.3, palette=palette, random_state=s
-        )
-    raise ValueError(f"no generator for task {name!r}; choose blobs, lines or colors")
 
 
 def network(torch, c_in: int, n_labels: int, width: int):
@@ -78,7 +59,7 @@ def run(name: str, args) -> dict:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     task = tasks.make_task(name)
-    make = generator(name)
+    make = tasks.synthetic_generator(name)[0]
     c_in = 1 if task.X_train.ndim == 3 else task.X_train.shape[-1]
     net = network(torch, c_in, task.n_labels, args.width)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -88,7 +69,7 @@ def run(name: str, args) -> dict:
         if step == int(0.8 * args.steps):
             for g in opt.param_groups:
                 g["lr"] = 1e-4
-        X, y = make(args.batch, SEED_BASE + step)
+        X, y, _ = make(args.batch, SEED_BASE + step)
         logits = net(as_batch(torch, X))
         loss = loss_fn(logits, torch.from_numpy(np.asarray(y, dtype=np.int64)))
         opt.zero_grad()

@@ -69,7 +69,7 @@ import numpy as np
 
 import assignflow as af
 
-__all__ = ["REAL_IMAGES", "SYNTHETIC", "TASK_NAMES", "Task", "make_task"]
+__all__ = ["REAL_IMAGES", "SYNTHETIC", "TASK_NAMES", "Task", "make_task", "synthetic_generator"]
 
 N_TRAIN, N_TEST = 5, 5
 SEED_PALETTE = 6001
@@ -110,10 +110,13 @@ class Task:
         )
 
 
-def _synthetic(name: str, size: int, offset: int) -> Task:
+def synthetic_generator(name: str, size: int = 128) -> tuple[Any, float, dict[str, Any]]:
+    """``(make, noise, info)`` of a synthetic task: ``make(n, seed) -> (X, y, prototypes)``.
+
+    The one definition of the synthetic scenes (also used by ``headroom.py``).
+    """
     shape = (size, size)
-    s_train, s_test = SEED_TRAIN[name], SEED_TEST[name] + offset
-    info: dict[str, Any] = {"seeds": {"train": s_train, "test": s_test}}
+    info: dict[str, Any] = {}
     if name in ("colors", "colors-cube"):
         if name == "colors":
             palette, noise = af.datasets.random_palette(8, random_state=SEED_PALETTE), 0.3
@@ -146,8 +149,15 @@ def _synthetic(name: str, size: int, offset: int) -> Task:
             return af.datasets.make_smooth_blobs(
                 n, shape, noise, smoothness=6.0, random_state=seed, return_prototypes=True
             )
-    else:  # pragma: no cover
-        raise ValueError(name)
+    else:
+        raise ValueError(f"unknown synthetic task {name!r}; known: {', '.join(SYNTHETIC)}")
+    return make, float(noise), info
+
+
+def _synthetic(name: str, size: int, offset: int) -> Task:
+    s_train, s_test = SEED_TRAIN[name], SEED_TEST[name] + offset
+    make, noise, extra = synthetic_generator(name, size)
+    info: dict[str, Any] = {"seeds": {"train": s_train, "test": s_test}, **extra}
     X, y, P = make(N_TRAIN, s_train)
     Xt, yt, _ = make(N_TEST, s_test)
     return Task(name, X, y, Xt, yt, P, float(noise), recall=name == "lines", info=info)
