@@ -294,13 +294,52 @@ class _Cropper:
         g = self.graphs.get(side)
         if g is None:
             g = self.graphs[side] = GridGraph(side, d.graph.radius)
-        n_f = d.features.shape[1]
-        return _Image(
-            image=np.ascontiguousarray(d.image[sl]),
-            graph=g,
-            features=np.ascontiguousarray(d.features.reshape(*shape, n_f)[sl].reshape(-1, n_f)),
-            y=np.ascontiguousarray(d.y.reshape(shape)[sl]).ravel(),
-        )
+        return _cut(d, sl, g)
+
+
+def _cut(d: _Image, sl: tuple[slice, ...], graph: GridGraph | None = None) -> _Image:
+    """The part ``sl`` of a grid image, its features cut from those of the whole image."""
+    shape = d.image.shape[:-1]
+    image = np.ascontiguousarray(d.image[sl])
+    if graph is None:
+        graph = GridGraph(image.shape[:-1], d.graph.radius)
+    n_f = d.features.shape[1]
+    return _Image(
+        image=image,
+        graph=graph,
+        features=np.ascontiguousarray(d.features.reshape(*shape, n_f)[sl].reshape(-1, n_f)),
+        y=np.ascontiguousarray(d.y.reshape(shape)[sl]).ravel(),
+    )
+
+
+def _bands(shapes: list[tuple[int, ...]], fraction: float, rng) -> list:
+    """A held-out band of every grid image: ``(training part's slices, band mask)``.
+
+    The band spans the whole image along all axes but one, where it covers
+    ``fraction`` of the side at a random end (at least one point, and at least
+    four points are left for training); the training part is the rest, a
+    rectangle. Every image then trains and validates, so the validation sees
+    the boundaries of all of them, not those of one held-out image. ``None``
+    for an image too small to split (it only trains).
+    """
+    out = []
+    for shape in shapes:
+        axes = [a for a, s in enumerate(shape) if s >= 5]
+        if not axes or fraction <= 0:
+            out.append(None)
+            continue
+        a = axes[rng.randint(len(axes))]
+        s = shape[a]
+        width = min(max(1, round(fraction * s)), s - 4)
+        at_start = rng.randint(2) == 0
+        band = [slice(None)] * len(shape)
+        rest = [slice(None)] * len(shape)
+        band[a] = slice(0, width) if at_start else slice(s - width, s)
+        rest[a] = slice(width, s) if at_start else slice(0, s - width)
+        mask = np.zeros(shape, dtype=bool)
+        mask[tuple(band)] = True
+        out.append((tuple(rest), mask.ravel()))
+    return out
 
 
 @attrs.frozen(eq=False)
@@ -460,12 +499,18 @@ class _Model:
         ]
         return float(grid[int(np.argmin(vals))])
 
-    def evaluate(self, params: dict, data: _Image) -> tuple[float, float]:
-        """``(tempered loss, error)`` of one held-out image (the forward of ``predict``)."""
+    def evaluate(
+        self, params: dict, data: _Image, mask: np.ndarray | None = None
+    ) -> tuple[float, float]:
+        """``(tempered loss, error)`` of one held-out image, or of its pixels ``mask``.
+
+        The forward is that of ``predict``, on the whole image.
+        """
         fwd = self.forward(params, data, record=False)[1]
         temp = float(np.exp(params["log_temperature"]))
-        loss = self.make_loss(data.y).data_value(fwd.V / temp)
-        return float(loss), float(np.mean(np.argmax(fwd.V, axis=1) != data.y))
+        V, y = (fwd.V, data.y) if mask is None else (fwd.V[mask], data.y[mask])
+        loss = self.make_loss(y).data_value(V / temp)
+        return float(loss), float(np.mean(np.argmax(V, axis=1) != y))
 
 
 class _Tempered(Loss):
@@ -676,7 +721,15 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         lowering the error on 3 and raising it on 1.)
     validation_fraction : float, default=0.2
         Fraction of the training images held out for early stopping (at least
-        one image when ``fit`` gets two or more and the fraction is positive).
+        one image when ``fit`` gets two or more and the fraction is positive), or,
+        with ``validation="regions"``, of one side of every image.
+    validation : {"images", "regions"}, default="images"
+        What is held out: whole training images, or a band at one end of every
+        image (grid graphs; axis and end at random), which then trains on the
+        rest — a rectangle — and validates on the band, labeled within the whole
+        image by ``predict``'s forward: the validation sees every image's
+        boundaries, and a single training image is validated too (at the cost of
+        labeling every image for each validation). Other graphs hold out images.
     n_iter_no_change : int, default=20
         Stop when the validation loss has not improved for this many iterations.
     random_state : int, RandomState instance or None, default=None
@@ -767,6 +820,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         "averaging": [Interval(numbers.Real, 0, 1, closed="left")],
         "keep_start": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "validation": [StrOptions({"images", "regions"})],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -805,6 +859,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         averaging: float = 0.0,
         keep_start: bool = True,
         validation_fraction: float = 0.2,
+        validation: str = "images",
         n_iter_no_change: int = 20,
         random_state: Any = None,
         verbose: int = 0,
@@ -839,6 +894,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
         self.averaging = averaging
         self.keep_start = keep_start
         self.validation_fraction = validation_fraction
+        self.validation = validation
         self.n_iter_no_change = n_iter_no_change
         self.random_state = random_state
         self.verbose = verbose
@@ -981,15 +1037,28 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
 
         n = len(imgs)
         order = rng.permutation(n)
-        n_val = int(np.ceil(self.validation_fraction * n)) if n >= 2 else 0
-        n_val = min(n_val, n - 1)  # keep at least one training image
-        val_idx, train_idx = order[:n_val], order[n_val:]
-        probe = [(imgs[i], ys[i]) for i in train_idx[:2]]
+        if self.validation == "regions" and self.graph == "grid":
+            bands = _bands([im.shape[:-1] for im in imgs], self.validation_fraction, rng)
+            val_idx, train_idx = [], order
+        else:
+            bands = [None] * n
+            n_val = int(np.ceil(self.validation_fraction * n)) if n >= 2 else 0
+            n_val = min(n_val, n - 1)  # keep at least one training image
+            val_idx, train_idx = order[:n_val], order[n_val:]
+        probe = []
+        for i in train_idx[:2]:
+            if bands[i] is None:
+                probe.append((imgs[i], ys[i]))
+            else:
+                sl = bands[i][0]
+                probe.append((imgs[i][sl], ys[i].reshape(imgs[i].shape[:-1])[sl].ravel()))
         radius0, rho0, T0 = self._initial_hyperparameters(probe, protos, integ)
         self.radius_ = radius0
         data = [self._data(imgs[i], ys[i], pcls, scales, protos) for i in range(n)]
-        train = [data[i] for i in train_idx]
-        val = [data[i] for i in val_idx]
+        train = [data[i] if bands[i] is None else _cut(data[i], bands[i][0]) for i in train_idx]
+        # (image, mask of its held-out pixels or None for all of them)
+        val = [(data[i], None) for i in val_idx]
+        val += [(data[i], bands[i][1]) for i in train_idx if bands[i] is not None]
 
         K = self.n_layers
         model0 = self._model(None, K, J, integ, est, pcls)
@@ -1042,7 +1111,7 @@ class ImageLabeler(ClassifierMixin, BaseEstimator):
             def validate(p):
                 # the (tempered) loss is a smooth criterion; the error of a few held-out
                 # images jumps with every region that flips
-                figures = [model.evaluate(p, d) for d in val]
+                figures = [model.evaluate(p, d, mask) for d, mask in val]
                 return {
                     "val_loss": float(np.mean([f[0] for f in figures])),
                     "val_error": float(np.mean([f[1] for f in figures])),

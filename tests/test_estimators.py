@@ -685,6 +685,8 @@ BAD_PARAMS = [
     {"batch_pixels": True},
     {"batch_pixels": 5e4},
     {"validation_fraction": "a"},
+    {"validation": "folds"},
+    {"validation": None},
     {"random_state": "seed"},
     {"random_state": -1},
     {"n_jobs": "2"},
@@ -914,3 +916,78 @@ def test_averaging_selects_an_average_of_the_iterates(lines_data):
     np.testing.assert_array_equal(avg.history_["loss"], plain.history_["loss"])
     assert not np.array_equal(avg.history_["val_loss"], plain.history_["val_loss"])
     assert np.all(np.isfinite(avg.predict(X[:1])))
+
+
+def test_bands_split_every_image_into_a_training_rectangle_and_a_held_out_band():
+    from assignflow.estimators import _bands
+
+    rng = np.random.RandomState(0)
+    shapes = [(20, 30), (4, 4), (12, 9, 10), (30, 7)] * 3
+    for shape, band in zip(shapes, _bands(shapes, 0.2, rng), strict=True):
+        if min(shape) < 5 and max(shape) < 5:
+            assert band is None
+            continue
+        rest, mask = band
+        mask = mask.reshape(shape)
+        kept = np.zeros(shape, dtype=bool)
+        kept[rest] = True
+        assert not np.any(kept & mask) and np.all(kept | mask)  # a partition
+        # the band: whole along all axes but one, 20 % of that side at one of its ends
+        slabs = []
+        for a, side in enumerate(shape):
+            rows = np.moveaxis(mask, a, 0).reshape(side, -1)
+            if np.all(rows.all(axis=1) | ~rows.any(axis=1)):
+                idx = np.flatnonzero(rows.all(axis=1))
+                slabs.append((a, idx))
+        assert slabs
+        a, idx = slabs[0]
+        side = shape[a]
+        assert len(idx) == min(max(1, round(0.2 * side)), side - 4)
+        assert idx[0] == 0 or idx[-1] == side - 1
+        assert np.array_equal(idx, np.arange(idx[0], idx[-1] + 1))
+    assert _bands([(20, 30)], 0.0, rng) == [None]
+
+
+def test_validation_regions_trains_and_validates_on_disjoint_parts_of_every_image(
+    lines_data, monkeypatch
+):
+    from assignflow import estimators as E
+
+    X, Y, Xt, Yt = lines_data
+    trained, validated = set(), []
+    objective, evaluate = E._objective_of, E._Model.evaluate
+
+    def spy_objective(model, params, data):
+        trained.add(data.image.shape[:2])
+        return objective(model, params, data)
+
+    def spy_evaluate(self, params, data, mask=None):
+        validated.append((data.image.shape[:2], None if mask is None else int(mask.sum())))
+        return evaluate(self, params, data, mask)
+
+    monkeypatch.setattr(E, "_objective_of", spy_objective)
+    monkeypatch.setattr(E._Model, "evaluate", spy_evaluate)
+    kw = dict(n_layers=1, max_iter=3, random_state=0, batch_pixels=None, validation="regions")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = af.ImageLabeler(**kw).fit(X, Y)
+    # every image validates on a band of 6 of its 32 rows or columns, whole images
+    assert len(validated) == 3 * len(X)
+    assert {v for v in validated} == {((32, 32), 6 * 32)}
+    # and trains on the rest of it
+    assert trained <= {(26, 32), (32, 26)} and trained
+    assert len(lab.history_["val_loss"]) == 3
+    assert not np.allclose(lab.history_["val_loss"], lab.history_["loss"])
+    assert np.mean(lab.predict(Xt) != Yt) < 0.1
+
+
+def test_validation_regions_validates_a_single_training_image(lines_data):
+    X, Y, _, _ = lines_data
+    seen = []
+    kw = dict(n_layers=1, max_iter=3, random_state=0, callback=lambda it, r: seen.append(r))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        af.ImageLabeler(validation="regions", **kw).fit(X[0], Y[0])
+        af.ImageLabeler(validation="images", **kw).fit(X[0], Y[0])
+    assert "val_loss" in seen[0]  # a band of the one image is held out
+    assert "val_loss" not in seen[-1]  # nothing to hold out
